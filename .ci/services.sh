@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Start or stop the services the test suite needs and that a fresh machine lacks:
+# a Docker engine on a private socket and a PostgreSQL cluster on loopback.
+#   .ci/services.sh install   apt-get the Debian packages when missing (needs root)
+#   .ci/services.sh start     start both (idempotent); prints `export ...` lines to eval
+#   .ci/services.sh stop      stop only what this script started, by pid
+# State lives under $MEDPERF_SERVICES_DIR (default /tmp/medperf-services).
+set -euo pipefail
+dir=${MEDPERF_SERVICES_DIR:-/tmp/medperf-services}
+pg_port=${MEDPERF_PG_PORT:-54329}
+
+log() { echo "services: $*" >&2; }
+
+install() {
+  local missing=()
+  command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+  command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+  pg_bin >/dev/null 2>&1 || missing+=(postgresql)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+pg_bin() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$d" ] && [ -x "$d/initdb" ] && echo "$d"
+}
+
+start_docker() {
+  mkdir -p "$dir/docker"
+  local sock="$dir/docker/docker.sock"
+  if [ -S "$sock" ] && DOCKER_HOST="unix://$sock" docker info >/dev/null 2>&1; then
+    log "dockerd already running"
+  else
+    dockerd --storage-driver=overlay2 --iptables=false --bridge=none \
+      --data-root "$dir/docker/data" --exec-root "$dir/docker/exec" \
+      --pidfile "$dir/docker/dockerd.pid" -H "unix://$sock" \
+      >"$dir/docker/dockerd.log" 2>&1 &
+    for _ in $(seq 1 60); do
+      DOCKER_HOST="unix://$sock" docker info >/dev/null 2>&1 && break
+      sleep 0.5
+    done
+    DOCKER_HOST="unix://$sock" docker info >/dev/null 2>&1 || { tail -n 20 "$dir/docker/dockerd.log" >&2; log "dockerd did not start"; return 1; }
+    log "dockerd started (pid $(cat "$dir/docker/dockerd.pid"))"
+  fi
+  echo "export DOCKER_HOST=unix://$sock"
+}
+
+start_postgres() {
+  local bin; bin=$(pg_bin) || { log "PostgreSQL is not installed"; return 1; }
+  local data="$dir/pg/data"
+  mkdir -p "$dir/pg"; chown postgres: "$dir/pg" 2>/dev/null || true
+  chmod 755 "$dir"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    su postgres -s /bin/sh -c "$bin/initdb -D '$data' --auth=trust -U postgres -E UTF8" >"$dir/pg/initdb.log" 2>&1
+  fi
+  if su postgres -s /bin/sh -c "$bin/pg_ctl -D '$data' status" >/dev/null 2>&1; then
+    log "postgres already running"
+  else
+    su postgres -s /bin/sh -c "$bin/pg_ctl -D '$data' -l '$dir/pg/postgres.log' -w -o \"-p $pg_port -k '$dir/pg' -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off\" start" >/dev/null
+    log "postgres started on 127.0.0.1:$pg_port"
+  fi
+  echo "export MEDPERF_PG_URL=postgresql://postgres@127.0.0.1:$pg_port/postgres"
+}
+
+stop() {
+  if [ -f "$dir/docker/dockerd.pid" ]; then
+    local pid; pid=$(cat "$dir/docker/dockerd.pid")
+    kill "$pid" 2>/dev/null && log "stopping dockerd $pid" || true
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  fi
+  local bin; bin=$(pg_bin) || return 0
+  if [ -f "$dir/pg/data/postmaster.pid" ]; then
+    su postgres -s /bin/sh -c "$bin/pg_ctl -D '$dir/pg/data' -m fast stop" >/dev/null 2>&1 && log "postgres stopped" || true
+  fi
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) start_docker; start_postgres ;;
+  start-docker) start_docker ;;
+  start-postgres) start_postgres ;;
+  stop) stop ;;
+  *) echo "usage: $0 install|start|start-docker|start-postgres|stop" >&2; exit 64 ;;
+esac

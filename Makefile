@@ -1,0 +1,36 @@
+# medperf-apply: `make demo` runs the tutorial end to end, `make test` runs the test suite.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: help venv test bench lint images data
+
+help: ## show this help
+	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(STAMP) ## create the virtualenv and install the project (editable) with test tools
+
+test: $(STAMP) ## run the test suite (Docker/PostgreSQL tests skip unless MEDPERF_REQUIRE_*=1)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) ## run the benchmarks in bench/ and print their figures
+	@set -e; for s in bench/*.py; do echo "== $$s"; $(BIN)/python $$s; done
+
+lint: $(STAMP) ## static checks (ruff)
+	$(BIN)/ruff check runner server schemas tests bench
+
+images: $(STAMP) ## build the chest X-ray example images (offline base image when none is given)
+	bash examples/chestxray/build.sh
+
+data: $(STAMP) ## generate the toy tutorial data into medperf_tutorial/sample_raw_data/
+	$(BIN)/python examples/chestxray/make_data.py --out medperf_tutorial/sample_raw_data

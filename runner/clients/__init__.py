@@ -1,0 +1,1 @@
+"""The edges: the only modules that talk HTTP (api) or Docker (containers)."""

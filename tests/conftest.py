@@ -1,0 +1,41 @@
+"""Shared fixtures: the real Docker engine and PostgreSQL, skipped on a laptop, required in CI."""
+
+import os
+
+import pytest
+
+
+def _unavailable(kind: str, env: str, why: str):
+    if os.environ.get(env) == "1":
+        pytest.fail(f"{kind} is required ({env}=1) but unavailable: {why}", pytrace=False)
+    pytest.skip(f"{kind} unavailable ({why}); set {env}=1 to make this a failure")
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A docker SDK client for the engine at DOCKER_HOST."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as e:  # any failure to reach the engine means "no engine here"
+        _unavailable("Docker engine", "MEDPERF_REQUIRE_DOCKER", str(e) or type(e).__name__)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of a PostgreSQL server we may create databases on (MEDPERF_PG_URL)."""
+    url = os.environ.get("MEDPERF_PG_URL")
+    if not url:
+        _unavailable("PostgreSQL", "MEDPERF_REQUIRE_POSTGRES", "MEDPERF_PG_URL is not set")
+    try:
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            conn.execute("select 1")
+    except Exception as e:
+        _unavailable("PostgreSQL", "MEDPERF_REQUIRE_POSTGRES", str(e) or type(e).__name__)
+    return url
