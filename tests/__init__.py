@@ -1,0 +1,1 @@
+"""Test suite for medperf-apply; one sub-package per area."""

@@ -1,0 +1,1 @@
+"""Helpers shared by several test areas: a live or in-process registry server, fakes."""
