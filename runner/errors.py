@@ -64,6 +64,10 @@ class ServerUnavailable(ServerError):
     """The registry could not be reached or kept failing after the bounded retries."""
 
 
+class ServerWriteUncertain(ServerUnavailable):
+    """A POST may or may not have reached the registry: observe before deciding to send it again."""
+
+
 class PrivacyViolation(MedperfApplyError):
     """A request body holds a field DESIGN does not allow for that endpoint: nothing was sent."""
 
