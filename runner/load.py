@@ -1,0 +1,188 @@
+"""Read manifests (files or folders, several YAML documents each), render them as Jinja2 templates, and
+remember the file, line and column of every node so later errors point into the user's file."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.errors import ManifestError, UsageError
+from runner.model import Where
+
+try:  # the C loader is several times faster; both record marks
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - libyaml missing
+    from yaml import SafeLoader as _Loader
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+JsonPath = tuple  # of str keys and int indexes
+
+
+@dataclass(frozen=True)
+class Document:
+    """One YAML document of a manifest file, with the position of every value and key."""
+
+    data: Any
+    file: str
+    index: int  # 0-based document number in its file
+    text: str = field(repr=False, default="")  # the rendered text (part of validation's cache key)
+    positions: Mapping[JsonPath, tuple[int, int]] = field(default_factory=dict, repr=False)  # path -> value (line, col)
+    key_positions: Mapping[JsonPath, tuple[int, int]] = field(default_factory=dict, repr=False)  # path -> key (line, col)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.file).resolve().parent
+
+    def where(self, path: Sequence[Any] = (), *, key: bool = False) -> Where:
+        """The place of `path` (or of its key), falling back to the nearest existing parent."""
+        p = tuple(path)
+        while True:
+            pos = (self.key_positions.get(p) if key else None) or self.positions.get(p)
+            if pos is not None:
+                return Where(self.file, pos[0], pos[1])
+            if not p:
+                return Where(self.file, 1, 1)
+            p = p[:-1]
+
+
+def parse_var(text: str) -> tuple[str, str]:
+    """Split a --var k=v argument."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise UsageError(f"--var {text!r}: expected NAME=VALUE")
+    return name.strip(), value
+
+
+def load_values(files: Iterable[str | Path], pairs: Iterable[str]) -> dict[str, Any]:
+    """Merge --values FILE (YAML mappings, in order) and then --var k=v (wins) into the `vars` of templates."""
+    values: dict[str, Any] = {}
+    for f in files:
+        try:
+            data = yaml.load(Path(f).read_text(encoding="utf-8"), Loader=_Loader)
+        except OSError as e:
+            raise ManifestError(f"cannot read values file: {e.strerror}", where=str(f)) from e
+        except yaml.YAMLError as e:
+            raise ManifestError(f"not valid YAML: {e}", where=str(f)) from e
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            raise ManifestError("a values file must hold one mapping of names to values", where=str(f))
+        values.update(data)
+    for p in pairs:
+        k, v = parse_var(p)
+        values[k] = v
+    return values
+
+
+def expand(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given; folders -> their *.yaml/*.yml files (not recursive), sorted."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(c for c in p.iterdir() if c.suffix in MANIFEST_SUFFIXES and c.is_file())
+            if not found:
+                raise ManifestError("folder holds no *.yaml or *.yml manifest", where=str(p))
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise ManifestError("no such file or folder", where=str(p), hint="check the path given on the command line")
+    return out
+
+
+def load(paths: Sequence[str | Path], *, variables: Mapping[str, Any] | None = None,
+         environ: Mapping[str, str] | None = None) -> list[Document]:
+    """Read, render and parse every manifest document under `paths`."""
+    environ = os.environ if environ is None else environ
+    docs: list[Document] = []
+    for path in expand(paths):
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ManifestError(f"cannot read manifest: {e}", where=str(path)) from e
+        text = render(source, str(path), variables or {}, environ)
+        docs.extend(parse(text, str(path)))
+    return docs
+
+
+def render(source: str, filename: str, variables: Mapping[str, Any], environ: Mapping[str, str]) -> str:
+    """Render `source` as a Jinja2 template with `env` and `vars`; an unset name is an error at file:line."""
+    if "{{" not in source and "{%" not in source and "{#" not in source:
+        return source  # no template syntax: skip importing Jinja2 at all
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: (source, filename, lambda: True)),
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
+    )
+    try:
+        template = env.get_template(filename)
+        return template.render(env=dict(environ), vars=dict(variables))
+    except jinja2.TemplateSyntaxError as e:
+        raise ManifestError(f"template syntax error: {e.message}", where=f"{filename}:{e.lineno}") from e
+    except jinja2.UndefinedError as e:
+        line = _template_line(filename)
+        raise ManifestError(
+            f"template: {e.message}", where=f"{filename}:{line}" if line else filename,
+            hint="set it with --var NAME=VALUE or --values FILE (vars.NAME), or export it (env.NAME), "
+                 "or give a default: {{ env.NAME | default('...') }}",
+        ) from e
+    except jinja2.TemplateError as e:
+        raise ManifestError(f"template error: {e}", where=filename) from e
+
+
+def _template_line(filename: str) -> int | None:
+    """The template line being rendered when the current exception was raised (Jinja2 rewrites tracebacks)."""
+    tb = sys.exc_info()[2]
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def parse(text: str, filename: str) -> list[Document]:
+    """Parse every YAML document of `text`, recording the position of each node."""
+    loader = _Loader(text)
+    docs: list[Document] = []
+    try:
+        index = 0
+        while loader.check_node():
+            node = loader.get_node()
+            positions: dict[JsonPath, tuple[int, int]] = {}
+            key_positions: dict[JsonPath, tuple[int, int]] = {}
+            _walk(node, (), positions, key_positions)
+            data = loader.construct_document(node)
+            if data is not None:
+                docs.append(Document(data, filename, index, text, positions, key_positions))
+            index += 1
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
+        raise ManifestError(f"not valid YAML: {e.problem or e.context}", where=where) from e
+    except yaml.YAMLError as e:
+        raise ManifestError(f"not valid YAML: {e}", where=filename) from e
+    finally:
+        loader.dispose()
+    return docs
+
+
+def _walk(node: yaml.Node, path: JsonPath, positions: dict, key_positions: dict) -> None:
+    positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
+            child = (*path, key)
+            key_positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            _walk(value_node, child, positions, key_positions)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*path, i), positions, key_positions)

@@ -1,0 +1,231 @@
+"""JSON Schema -> typed Manifest: every error at once, each with file:line:col, JSON path and a hint."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ManifestError
+from runner.load import Document
+from runner.model import (
+    AssociationGoal,
+    BenchmarkSpec,
+    Consent,
+    DatasetSpec,
+    DesiredState,
+    Manifest,
+    Ref,
+    ResultsGoal,
+    ServerSpec,
+    Where,
+)
+
+SCHEMA_NAME = "manifest"
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: Where
+    path: str  # JSON path, e.g. datasets[0].state
+    message: str
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.path or '(document)'}: {self.message}"
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+class InvalidManifest(ManifestError):
+    """The manifest breaks the schema or names paths that do not exist: every problem is listed."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems = tuple(problems)
+        n = len(self.problems)
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"invalid manifest ({n} problem{'s' if n != 1 else ''}):\n{lines}",
+                         hint="fix the lines above and run `medperf-apply validate` again")
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.hint}"
+
+
+def json_path(path: Sequence[Any]) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _schema_text() -> str:
+    from importlib import resources
+
+    return resources.files("schemas").joinpath(f"{SCHEMA_NAME}.schema.json").read_text(encoding="utf-8")
+
+
+def digest(docs: Sequence[Document]) -> str:
+    """A key for the validation cache: the schema and the documents' data."""
+    h = hashlib.sha256(_schema_text().encode())
+    for d in docs:
+        h.update(json.dumps(d.data, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def schema_problems(docs: Sequence[Document]) -> list[Problem]:
+    """Check every document against the manifest schema; return all problems found."""
+    import jsonschema
+
+    import schemas
+
+    validator = jsonschema.Draft202012Validator(schemas.load(SCHEMA_NAME))
+    problems: list[Problem] = []
+    for doc in docs:
+        errors = sorted(validator.iter_errors(doc.data), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+        for e in errors:
+            problems.extend(_explain(doc, e))
+    return problems
+
+
+def _explain(doc: Document, e) -> list[Problem]:
+    path = tuple(e.absolute_path)
+    jp = json_path(path)
+    where = doc.where(path)
+    v = e.validator
+    if v == "additionalProperties" and isinstance(e.instance, dict):
+        known = sorted((e.schema.get("properties") or {}).keys())
+        out = []
+        for key in sorted(set(e.instance) - set(known), key=str):
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}"
+            out.append(Problem(doc.where((*path, key), key=True), json_path((*path, key)), f"unknown key '{key}'", hint))
+        return out
+    if v == "required":
+        missing = e.message.split("'")[1] if "'" in e.message else e.message
+        return [Problem(where, jp, f"missing required key '{missing}'")]
+    if v == "enum":
+        options = [str(o) for o in e.validator_value]
+        close = difflib.get_close_matches(str(e.instance), options, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else None
+        return [Problem(where, jp, f"{e.instance!r} is not one of: {', '.join(options)}", hint)]
+    if v == "const":
+        return [Problem(where, jp, f"must be {e.validator_value!r}, not {e.instance!r}")]
+    if v == "type":
+        return [Problem(where, jp, f"must be of type {e.validator_value}, not {type(e.instance).__name__}")]
+    if v in ("minProperties", "maxProperties") and path and path[-1] == "prepare_with":
+        return [Problem(where, jp, "give exactly one of 'benchmark' or 'container'",
+                        "e.g. prepare_with: {benchmark: chestxray}")]
+    if v == "oneOf":
+        last = path[-1] if path else None
+        if last == "server":
+            return [Problem(where, jp, "give exactly one of 'token_env' or 'token_file'",
+                            "the token itself never goes in a manifest")]
+        if last == "models":
+            return [Problem(where, jp, "must be 'all' or a list of model ids or names")]
+        return [Problem(where, jp, f"{e.instance!r} must be an id (integer >= 1) or a name (string)")]
+    if v == "pattern" and path and path[-1] == "url":
+        return [Problem(where, jp, f"{e.instance!r} is not an http(s) URL", "e.g. http://127.0.0.1:8000")]
+    if v == "pattern" and path and path[-1] == "token_env":
+        return [Problem(where, jp, f"{e.instance!r} is not an environment variable name",
+                        "name the variable (MEDPERF_TOKEN), never the token itself")]
+    return [Problem(where, jp, e.message)]
+
+
+def validate(docs: Sequence[Document], *, check_paths: bool = True, cache_dir: Path | None = None) -> Manifest:
+    """Return the typed Manifest of `docs`, or raise InvalidManifest listing every problem."""
+    if not docs:
+        raise ManifestError("no manifest document found", hint="give a file or folder holding a DataOwner manifest")
+    key = digest(docs) if cache_dir is not None else None
+    cached = key is not None and (cache_dir / key).exists()
+    problems = [] if cached else schema_problems(docs)
+    if check_paths:
+        problems.extend(path_problems(docs))
+    if problems:
+        raise InvalidManifest(sorted(problems, key=lambda p: (p.where.file, p.where.line, p.where.col)))
+    if key is not None and not cached:
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            (cache_dir / key).touch()
+        except OSError:
+            pass  # a cache only
+    return build(docs)
+
+
+def path_problems(docs: Sequence[Document]) -> list[Problem]:
+    """Paths that do not exist (relative to each manifest's folder); tolerant of schema errors."""
+    problems = []
+    for doc in docs:
+        data = doc.data if isinstance(doc.data, dict) else {}
+        s = data.get("server")
+        if isinstance(s, dict) and isinstance(s.get("token_file"), str):
+            f = doc.folder / s["token_file"]
+            if not f.is_file():
+                problems.append(Problem(doc.where(("server", "token_file")), "server.token_file", f"no such file: {f}"))
+        datasets = data.get("datasets")
+        for i, d in enumerate(datasets if isinstance(datasets, list) else ()):
+            for k in ("data_path", "labels_path"):
+                if isinstance(d, dict) and isinstance(d.get(k), str) and d[k]:
+                    p = (doc.folder / d[k]).resolve()
+                    if not p.is_dir():
+                        problems.append(Problem(doc.where(("datasets", i, k)), json_path(("datasets", i, k)),
+                                                f"no such folder: {p}" if not p.exists() else f"not a folder: {p}",
+                                                "paths are relative to the manifest's folder"))
+    return problems
+
+
+def _ref(kind: str, value: Any) -> Ref:
+    return Ref(kind, int(value) if isinstance(value, int) else str(value))
+
+
+def build(docs: Sequence[Document]) -> Manifest:
+    """Turn schema-valid documents into a Manifest; check duplicates and that one server is named."""
+    problems: list[Problem] = []
+    server: ServerSpec | None = None
+    datasets: list[DatasetSpec] = []
+    seen: dict[str, Where] = {}
+    for doc in docs:
+        s = doc.data["server"]
+        token_file = (doc.folder / s["token_file"]) if s.get("token_file") else None
+        this = ServerSpec(url=s["url"].rstrip("/"), token_env=s.get("token_env"), token_file=token_file,
+                          where=doc.where(("server",)))
+        if server is None:
+            server = this
+        elif (this.url, this.token_env, this.token_file) != (server.url, server.token_env, server.token_file):
+            problems.append(Problem(this.where, "server", f"names another server ({this.url}) than {server.where} "
+                                    f"({server.url})", "reconcile one server per run: give its manifests separately"))
+        for i, d in enumerate(doc.data["datasets"]):
+            base = ("datasets", i)
+            where = doc.where(base)
+            if d["name"] in seen:
+                problems.append(Problem(doc.where((*base, "name")), json_path((*base, "name")),
+                                        f"dataset '{d['name']}' is already declared at {seen[d['name']]}",
+                                        "dataset names are their identity: use each once"))
+            seen.setdefault(d["name"], where)
+            paths = {k: (doc.folder / d[k]).resolve() for k in ("data_path", "labels_path")}
+            (kind, value), = d["prepare_with"].items()
+            c = d.get("consent") or {}
+            benchmarks = tuple(
+                BenchmarkSpec(
+                    benchmark=b["benchmark"], association=AssociationGoal(b.get("association", "approved")),
+                    models="all" if b.get("models", "all") == "all" else tuple(b["models"]),
+                    results=ResultsGoal(b.get("results", "submitted")),
+                    ignore_model_errors=bool(b.get("ignore_model_errors", False)),
+                    where=doc.where((*base, "benchmarks", j)),
+                )
+                for j, b in enumerate(d.get("benchmarks") or ())
+            )
+            datasets.append(DatasetSpec(
+                name=d["name"], data_path=paths["data_path"], labels_path=paths["labels_path"],
+                prepare_with=_ref(kind, value), state=DesiredState(d.get("state", "operational")),
+                description=d.get("description", ""), location=d.get("location", ""),
+                consent=Consent(statistics=c.get("statistics"), compatibility_results=c.get("compatibility_results"),
+                                results=c.get("results")),
+                benchmarks=benchmarks, where=where,
+            ))
+    if problems:
+        raise InvalidManifest(problems)
+    assert server is not None
+    return Manifest(server=server, datasets=tuple(datasets), files=tuple(dict.fromkeys(d.file for d in docs)))
