@@ -1,0 +1,344 @@
+"""The Docker SDK adapter: check an image's identity and run one task of a MedPerf-format container, sandboxed.
+
+The `docker` package is imported lazily inside DockerRunner, so planning never imports it.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import queue
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import yaml
+
+from runner.additional_files import empty_additional_files, fetch_additional_files
+from runner.container_spec import RUNNER_KEYS, ContainerSpec, Volume
+from runner.errors import ContainerError, ContainerSpecError, DockerUnavailable, ImageMismatch, Interrupted
+
+NOBODY = 65534  # the uid:gid containers run as when the caller is root: a container never runs as root
+LAST_LINES = 20
+_EOF = object()
+_POLL_S = 0.5  # how often the log wait wakes up to check timeouts (and lets Ctrl-C in)
+_DOCKER_HINT = "start the Docker engine, or point DOCKER_HOST at it (e.g. DOCKER_HOST=unix:///path/docker.sock)"
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """What one finished task run left behind."""
+
+    task: str
+    exit_code: int
+    duration_s: float
+    log_path: Path
+
+
+class ContainerRunner(Protocol):
+    """What apply needs from a container engine; DockerRunner and the test fakes implement it."""
+
+    def check_image(self, spec: ContainerSpec) -> str: ...
+
+    def run_task(self, spec: ContainerSpec, task: str, volumes: Mapping[str, Path], *, log_path: Path,
+                 on_line: Callable[[str], None] | None = None,
+                 inactivity_timeout: float | None = None, timeout: float | None = None) -> TaskRun: ...
+
+
+class DockerRunner:
+    """Run MedPerf-format containers on the local Docker engine with MedPerf's mounts and a tight sandbox.
+
+    `cache_dir` holds the additional files (by tarball hash) and per-run scratch folders (parameters.yaml,
+    the private /tmp), removed after each run. `uid`/`gid` default to the caller's, or nobody when the
+    caller is root. `gpus` overrides every task's run_args.gpus, as MedPerf's --gpus does.
+    """
+
+    def __init__(self, cache_dir: Path, *, client=None, uid: int | None = None, gid: int | None = None,
+                 gpus: str | None = None):
+        self.cache_dir = Path(cache_dir)
+        self._client = client
+        caller_is_root = os.getuid() == 0
+        self.uid = uid if uid is not None else (NOBODY if caller_is_root else os.getuid())
+        self.gid = gid if gid is not None else (NOBODY if caller_is_root else os.getgid())
+        self.gpus = gpus
+
+    # -- the engine -------------------------------------------------------------------------------
+
+    def _docker(self):
+        if self._client is None:
+            import docker
+
+            try:
+                client = docker.from_env(timeout=120)
+                client.ping()
+            except Exception as e:  # the SDK raises DockerException or requests errors alike
+                raise DockerUnavailable(f"no Docker engine answers: {e}", hint=_DOCKER_HINT) from e
+            self._client = client
+        return self._client
+
+    def check_image(self, spec: ContainerSpec) -> str:
+        """Return the local image's identity if it equals spec.image_hash; ImageMismatch naming both otherwise.
+
+        The identity is a registry digest (RepoDigests) when the image has one, else the local image id.
+        A local image is never pulled; a missing one is pulled once by its reference.
+        """
+        import docker
+
+        client = self._docker()
+        where = f"container {spec.name}"
+        try:
+            try:
+                image = client.images.get(spec.image)
+            except docker.errors.ImageNotFound:
+                repo, tag = docker.utils.parse_repository_tag(spec.image)
+                try:
+                    image = client.images.pull(repo, tag=tag or "latest")
+                except docker.errors.APIError as e:
+                    raise ContainerError(f"image {spec.image} is not present locally and cannot be pulled: "
+                                         f"{e.explanation or e}", image=spec.image, where=where,
+                                         hint="build or load the image, or check access to its registry") from e
+        except docker.errors.APIError as e:
+            raise ContainerError(f"cannot inspect image {spec.image}: {e.explanation or e}", image=spec.image,
+                                 where=where) from e
+        except docker.errors.DockerException as e:
+            raise DockerUnavailable(f"no Docker engine answers: {e}", image=spec.image, hint=_DOCKER_HINT) from e
+        repo = docker.utils.parse_repository_tag(spec.image)[0]
+        digests = [d.split("@", 1) for d in image.attrs.get("RepoDigests") or [] if "@" in d]
+        if spec.image_hash == image.id or any(spec.image_hash == d for _, d in digests):
+            return spec.image_hash
+        same_repo = [d for r, d in digests if r == repo]
+        observed = (same_repo or [d for _, d in digests] or [image.id])[0]
+        raise ImageMismatch(f"image {spec.image} is {observed}, but the container record expects {spec.image_hash}",
+                            where=where, hint="the local image is not the one registered: rebuild or pull the "
+                                              "registered image, or register this one")
+
+    # -- running a task ---------------------------------------------------------------------------
+
+    def run_task(self, spec: ContainerSpec, task: str, volumes: Mapping[str, Path], *, log_path: Path,
+                 on_line: Callable[[str], None] | None = None,
+                 inactivity_timeout: float | None = None, timeout: float | None = None) -> TaskRun:
+        """Run `task` of `spec` with MedPerf's mounts; stream its output to log_path and on_line; always remove it."""
+        import docker
+
+        where = f"container {spec.name}"
+        cfg = spec.task(task)  # ContainerSpecError if the container has no such task
+        declared_missing = [v.key for v in cfg.volumes if v.key not in RUNNER_KEYS and v.key not in volumes]
+        if declared_missing:
+            raise ContainerSpecError(f"task {task} declares volume {declared_missing[0]}, which is not supplied "
+                                     f"to {task} (supplied: {', '.join(sorted(volumes)) or 'none'})", where=where,
+                                     hint="MedPerf's keys per task are fixed; the container must not declare others")
+        if cfg.volume("parameters_file") and spec.parameters is None:
+            raise ContainerSpecError(f"task {task} mounts parameters_file but the container has no parameters_config",
+                                     where=where)
+        self.check_image(spec)  # before anything is created or run
+        client = self._docker()
+
+        name = f"medperf-{task}-{secrets.token_hex(8)}"
+        work = self.cache_dir / "runs" / name
+        log_path = Path(log_path)
+        last = collections.deque(maxlen=LAST_LINES)
+        container = None
+        started = time.monotonic()
+        try:
+            work.mkdir(parents=True)
+            mounts = self._mounts(spec, task, cfg.volumes, volumes, work, where)
+            container = client.containers.create(
+                spec.image,
+                command=list(cfg.command) if cfg.command is not None else None,
+                entrypoint=list(cfg.entrypoint) if cfg.entrypoint is not None else None,
+                environment=dict(cfg.environment) or None,
+                user=f"{self.uid}:{self.gid}",
+                name=name,
+                labels={"medperf-apply.task": task, "medperf-apply.container": spec.name},
+                network_mode="none",
+                mounts=mounts,
+                security_opt=["no-new-privileges"],
+                cap_drop=["ALL"],
+                device_requests=_device_requests(self.gpus if self.gpus is not None else cfg.gpus, where),
+                shm_size=cfg.shm_size if cfg.shm_size not in (None, "") else None,
+                detach=True,
+            )
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "wb") as log:
+                container.start()
+                self._follow(container, log, last, on_line, inactivity_timeout, timeout, spec, task, log_path)
+            exit_code = int(container.wait(timeout=60).get("StatusCode", -1))
+        except KeyboardInterrupt:
+            _stop(container)
+            raise Interrupted(f"interrupted while running {task} of {spec.image}; the container was stopped",
+                              where=where, hint="run again to resume") from None
+        except docker.errors.APIError as e:
+            raise ContainerError(f"Docker refused to run {task} of {spec.image}: {e.explanation or e}",
+                                 image=spec.image, task=task, last_lines=tuple(last), log_path=str(log_path),
+                                 where=where) from e
+        except docker.errors.DockerException as e:
+            raise DockerUnavailable(f"lost the Docker engine while running {task}: {e}", image=spec.image,
+                                    task=task, hint=_DOCKER_HINT) from e
+        except Exception as e:
+            if type(e).__module__.startswith(("requests", "urllib3")):
+                raise DockerUnavailable(f"lost the Docker engine while running {task}: {e}", image=spec.image,
+                                        task=task, hint=_DOCKER_HINT) from e
+            raise
+        finally:
+            _remove(container)
+            shutil.rmtree(work, ignore_errors=True)
+        duration = time.monotonic() - started
+        if exit_code != 0:
+            tail = "\n".join(last)
+            raise ContainerError(f"{task} of {spec.image} exited with code {exit_code}; last lines:\n{tail}",
+                                 image=spec.image, task=task, exit_code=exit_code, last_lines=tuple(last),
+                                 log_path=str(log_path), where=where, hint=f"full log: {log_path}")
+        return TaskRun(task=task, exit_code=exit_code, duration_s=duration, log_path=log_path)
+
+    def _mounts(self, spec: ContainerSpec, task: str, declared: tuple[Volume, ...], supplied: Mapping[str, Path],
+                work: Path, where: str) -> list:
+        """Bind mounts for the declared volumes, plus the private /tmp; creates missing outputs."""
+        from docker.types import Mount
+
+        chown = os.getuid() == 0 and (self.uid, self.gid) != (0, 0)
+        host: dict[str, Path] = {k: Path(p) for k, p in supplied.items() if k not in RUNNER_KEYS}
+        if any(v.key == "parameters_file" for v in declared):
+            params = work / "parameters.yaml"
+            params.write_text(yaml.safe_dump(dict(spec.parameters), sort_keys=False), encoding="utf-8")
+            params.chmod(0o644)
+            host["parameters_file"] = params
+        if any(v.key == "additional_files" for v in declared):
+            files_cache = self.cache_dir / "additional_files"
+            host["additional_files"] = (
+                fetch_additional_files(spec.additional_files_url, spec.additional_files_hash, files_cache, where=where)
+                if spec.additional_files_url else empty_additional_files(files_cache))
+        mounts = []
+        for vol in declared:
+            path = host[vol.key].absolute()
+            read_only = not vol.output or vol.key in RUNNER_KEYS  # never let a container write into our caches
+            if vol.output and vol.key not in RUNNER_KEYS:
+                _ensure_output(path, vol, task, spec, where)
+                if chown:
+                    os.chown(path, self.uid, self.gid)
+            elif not path.exists():
+                raise ContainerError(f"input volume {vol.key} of {task} does not exist: {path}", image=spec.image,
+                                     task=task, where=where)
+            if vol.type == "directory" and not path.is_dir() or vol.type == "file" and path.is_dir():
+                raise ContainerError(f"volume {vol.key} of {task} must be a {vol.type}: {path}", image=spec.image,
+                                     task=task, where=where)
+            mounts.append(Mount(target=vol.mount_path, source=str(path.resolve()), type="bind", read_only=read_only))
+        tmp = work / "tmp"
+        tmp.mkdir(mode=0o700)
+        if chown:
+            os.chown(tmp, self.uid, self.gid)
+        mounts.append(Mount(target="/tmp", source=str(tmp), type="bind", read_only=False))
+        return mounts
+
+    def _follow(self, container, log, last, on_line, inactivity_timeout, timeout, spec, task, log_path) -> None:
+        """Copy the container's output to `log` and `on_line` until it exits or a timeout fires."""
+        chunks: queue.Queue = queue.Queue()
+
+        def pump():
+            try:
+                for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                    chunks.put(chunk)
+            except Exception as e:  # surfaced in the main thread
+                chunks.put(e)
+            finally:
+                chunks.put(_EOF)
+
+        threading.Thread(target=pump, name=f"logs-{container.name}", daemon=True).start()
+        start = last_output = time.monotonic()
+        pending = b""
+        while True:
+            now = time.monotonic()
+            if timeout is not None and now - start >= timeout:
+                _stop(container)
+                raise self._timed_out(f"ran longer than its wall-clock timeout of {timeout:g} s", spec, task, last,
+                                      log_path)
+            if inactivity_timeout is not None and now - last_output >= inactivity_timeout:
+                _stop(container)
+                raise self._timed_out(f"printed nothing for {inactivity_timeout:g} s (inactivity timeout)", spec, task,
+                                      last, log_path)
+            try:
+                item = chunks.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if item is _EOF:
+                break
+            if isinstance(item, Exception):
+                raise item
+            log.write(item)
+            log.flush()
+            last_output = time.monotonic()
+            pending += item
+            *lines, pending = pending.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+            for raw in lines:
+                _emit(raw, last, on_line)
+        if pending:
+            _emit(pending, last, on_line)
+
+    @staticmethod
+    def _timed_out(what: str, spec: ContainerSpec, task: str, last, log_path: Path) -> ContainerError:
+        tail = "\n".join(last)
+        return ContainerError(f"{task} of {spec.image} {what}; it was stopped. Last lines:\n{tail}",
+                              image=spec.image, task=task, exit_code=None, last_lines=tuple(last),
+                              log_path=str(log_path), where=f"container {spec.name}",
+                              hint=f"raise the timeout if the task is just slow; full log: {log_path}")
+
+
+def _emit(raw: bytes, last, on_line) -> None:
+    line = raw.decode("utf-8", errors="replace")
+    last.append(line)
+    if on_line is not None:
+        on_line(line)
+
+
+def _ensure_output(path: Path, vol: Volume, task: str, spec: ContainerSpec, where: str) -> None:
+    """Create a missing output volume: a directory, or an empty file (MedPerf's behaviour)."""
+    try:
+        if vol.type == "directory":
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                path.touch()
+    except OSError as e:
+        raise ContainerError(f"cannot create output volume {vol.key} of {task} at {path}: {e.strerror or e}",
+                             image=spec.image, task=task, where=where) from e
+
+
+def _device_requests(gpus, where: str):
+    """Translate MedPerf's gpus value (all | N | device=0,1; empty/0 = none) to Docker device requests."""
+    if gpus is None or gpus == "" or str(gpus).strip() in ("0", "none"):
+        return None
+    from docker.types import DeviceRequest
+
+    value = str(gpus).strip()
+    if value == "all":
+        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    if value.isdigit():
+        return [DeviceRequest(count=int(value), capabilities=[["gpu"]])]
+    if value.startswith("device="):
+        ids = [d.strip() for d in value[len("device="):].split(",") if d.strip()]
+        if ids:
+            return [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
+    raise ContainerSpecError(f"gpus {gpus!r} is not all, a count, or device=<ids>", where=where)
+
+
+def _stop(container) -> None:
+    if container is None:
+        return
+    try:
+        container.kill()
+    except Exception:  # already stopped, or the engine is gone: removal below reports nothing either
+        pass
+
+
+def _remove(container) -> None:
+    if container is None:
+        return
+    try:
+        container.remove(force=True)
+    except Exception:
+        pass
