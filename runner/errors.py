@@ -99,3 +99,11 @@ class DockerUnavailable(ContainerError):
 
 class DriftError(MedperfApplyError):
     """The raw data changed after registration: the dataset must be registered under a new name."""
+
+
+class ReferenceNotFound(MedperfApplyError):
+    """The manifest names a benchmark, container or dataset the server does not have."""
+
+
+class StalePlan(MedperfApplyError):
+    """A saved plan no longer matches what the server and the state dir hold: plan again."""
