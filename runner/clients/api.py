@@ -1,0 +1,355 @@
+"""The registry client: one generic resource-keyed client for MedPerf's v0 API, with bounded retries.
+
+Temporary faults (connection errors, timeouts, 429, 5xx) are retried with capped, jittered exponential
+backoff honouring Retry-After; a POST only when it certainly never reached the server. 4xx and answers
+that are not the API are permanent. requests' exceptions are translated here and never leak.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+
+from runner.errors import ServerError, ServerUnavailable, ServerWriteUncertain
+
+API_PREFIX = "/api/v0/"
+PAGE_SIZE = 500  # large pages: a no-op plan lists a benchmark's models in one request
+MAX_PAGES = 10_000
+RETRY_AFTER_CAP = 60.0  # a server asking for a longer pause is treated as down
+
+
+class _Temporary(Exception):
+    """A fault worth retrying; sent=False when the request certainly never reached the server."""
+
+    def __init__(self, what: str, *, sent: bool, retry_after: float | None = None, status: int | None = None):
+        super().__init__(what)
+        self.what = what
+        self.sent = sent
+        self.retry_after = retry_after
+        self.status = status
+
+
+class ApiClient:
+    """Talks to {base_url}/api/v0/{path} with a bearer token; thread-safe for concurrent GETs."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        max_attempts: int = 5,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 10.0,
+        before_send: Callable[[str, str, Mapping], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.base_url = base_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ServerError(f"the server URL {base_url!r} is not an http(s) URL",
+                              hint="set server.url in the manifest to e.g. http://127.0.0.1:8000")
+        self._origin = (parts.scheme, parts.netloc)
+        self._prefix = parts.path.rstrip("/") + API_PREFIX
+        self.timeout = timeout
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.before_send = before_send
+        self._sleep = sleep
+        self._random = random.Random()
+        self._count_lock = threading.Lock()
+        self.request_count = 0
+        self._own_session = session is None
+        if session is None:
+            session = requests.Session()
+            # Room for the pipeline's concurrent GETs; retries are ours, not urllib3's.
+            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=8, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        session.headers["Authorization"] = f"Bearer {token}"
+        session.headers["Accept"] = "application/json"
+        session.headers.setdefault("User-Agent", "medperf-apply")
+        self.session = session
+
+    def __repr__(self) -> str:  # never the token
+        return f"ApiClient({self.base_url!r})"
+
+    # -- the five verbs ----------------------------------------------------------------------------------
+
+    def get(self, path: str, params: Mapping | None = None) -> Any:
+        """GET one resource (or one page) and return the decoded JSON."""
+        return self._call("GET", self._url(path, params))
+
+    def list(self, path: str) -> list:
+        """GET every item of a paginated list, following `next` until it is null."""
+        url = self._url(path, {"limit": PAGE_SIZE, "offset": 0}, keep_existing=True)
+        items: list = []
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            seen.add(url)
+            page = self._call("GET", url)
+            if isinstance(page, list):  # some MedPerf lists are not paginated
+                return items + page
+            if not isinstance(page, Mapping) or not isinstance(page.get("results"), list):
+                raise ServerError(f"GET {self._display(url)} did not answer with a list or a page of one",
+                                  where=self.base_url, hint="is this a MedPerf v0 server?")
+            items.extend(page["results"])
+            nxt = page.get("next")
+            if not nxt:
+                return items
+            url = self._same_origin(str(nxt))
+            if url in seen:
+                raise ServerError(f"GET {self._display(url)}: the server's pagination loops",
+                                  where=self.base_url, hint="this is a server bug")
+        raise ServerError(f"GET {self._display(url)}: more than {MAX_PAGES} pages", where=self.base_url)
+
+    def create(self, path: str, body: Mapping) -> dict:
+        """POST a new resource; never repeated unless it certainly did not reach the server."""
+        return self._send("POST", path, body)
+
+    def update(self, path: str, body: Mapping) -> dict:
+        """PUT (partial update) a resource; idempotent, so retried on temporary faults."""
+        return self._send("PUT", path, body)
+
+    def close(self) -> None:
+        if self._own_session:
+            self.session.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- the machinery ----------------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, body: Mapping) -> dict:
+        rel = self._relative(path)
+        if self.before_send is not None:
+            self.before_send(method, rel, body)  # privacy check + ledger: may refuse, then nothing is sent
+        return self._call(method, self._url(rel), body)
+
+    def _relative(self, path: str) -> str:
+        rel = urlsplit(path).path if "://" in path else path
+        if rel.startswith(self._prefix):
+            rel = rel[len(self._prefix):]
+        return rel.lstrip("/")
+
+    def _url(self, path: str, params: Mapping | None = None, *, keep_existing: bool = False) -> str:
+        if "://" in path:
+            url = self._same_origin(path)
+        else:
+            rel = self._relative(path)
+            url = urlunsplit((*self._origin, self._prefix + rel, "", ""))
+            if "?" in rel:
+                path_part, query = rel.split("?", 1)
+                url = urlunsplit((*self._origin, self._prefix + path_part, query, ""))
+        if params:
+            parts = urlsplit(url)
+            query = dict(parse_qsl(parts.query, keep_blank_values=True))
+            for k, v in params.items():
+                if not (keep_existing and k in query):
+                    query[k] = str(v)
+            url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+        return url
+
+    def _same_origin(self, url: str) -> str:
+        # A `next` link may name the server as it sees itself (behind a proxy): keep our origin, so the
+        # token goes only where the manifest says.
+        parts = urlsplit(url)
+        return urlunsplit((*self._origin, parts.path, parts.query, ""))
+
+    def _display(self, url: str) -> str:
+        parts = urlsplit(url)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+
+    def _call(self, method: str, url: str, body: Mapping | None = None) -> Any:
+        data = None
+        headers = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers = {"Content-Type": "application/json"}
+        last: _Temporary | None = None
+        gave_up = ""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return self._once(method, url, data, headers)
+            except _Temporary as fault:
+                last = fault
+                if method == "POST" and fault.sent:
+                    raise ServerWriteUncertain(
+                        f"POST {self._display(url)} may or may not have been applied ({fault.what})",
+                        status=fault.status, where=self.base_url,
+                        hint="it is not sent again blindly: run again, and the current state is observed first",
+                    ) from None
+                if attempt == self.max_attempts:
+                    gave_up = f"failed {attempt} times"
+                    break
+                delay = self._delay(attempt, fault.retry_after)
+                if delay is None:
+                    gave_up = f"failed (the server asks to wait more than {RETRY_AFTER_CAP:g} s)"
+                    break
+                self._sleep(delay)
+        assert last is not None
+        raise ServerUnavailable(
+            f"{method} {self._display(url)} {gave_up}; last: {last.what}",
+            status=last.status, where=self.base_url,
+            hint="check that the server is running and reachable, then run again (finished steps are not redone)",
+        )
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float | None:
+        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        delay = self._random.uniform(ceiling / 2, ceiling)
+        if retry_after is not None:
+            if retry_after > RETRY_AFTER_CAP:
+                return None
+            delay = max(delay, retry_after)
+        return delay
+
+    def _once(self, method: str, url: str, data: bytes | None, headers: Mapping | None) -> Any:
+        with self._count_lock:
+            self.request_count += 1
+        try:
+            resp = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout,
+                                        allow_redirects=method == "GET")
+            content = resp.content  # read the whole body here, so a reset mid-body is caught below
+        except requests.exceptions.ConnectTimeout as e:
+            raise _Temporary(f"connection timed out after {self.timeout[0]:g} s", sent=False) from e
+        except requests.exceptions.ConnectionError as e:
+            reason = e.args[0].reason if e.args and hasattr(e.args[0], "reason") else None
+            if isinstance(reason, urllib3.exceptions.NewConnectionError):
+                raise _Temporary(f"cannot connect ({_short(reason)})", sent=False) from e
+            if isinstance(reason, urllib3.exceptions.ReadTimeoutError) or "timed out" in str(e):
+                raise _Temporary(f"no answer within {self.timeout[1]:g} s", sent=True) from e
+            raise _Temporary(f"connection lost ({_short(e)})", sent=True) from e
+        except requests.exceptions.Timeout as e:
+            raise _Temporary(f"no answer within {self.timeout[1]:g} s", sent=True) from e
+        except requests.exceptions.RequestException as e:
+            raise _Temporary(f"transport error ({_short(e)})", sent=True) from e
+
+        status = resp.status_code
+        if status == 429 or status >= 500:
+            ra = _retry_after(resp.headers.get("Retry-After"))
+            what = f"HTTP {status}" + (f", asked to wait {ra:g} s" if ra is not None else "")
+            detail = _message(content, resp.headers.get("Content-Type", ""))
+            if detail:
+                what += f": {detail}"
+            # 429 says the request was refused unprocessed; a 5xx may have been half done.
+            raise _Temporary(what, sent=status != 429, retry_after=ra, status=status)
+        if 300 <= status < 400:
+            raise ServerError(
+                f"{method} {self._display(url)} was redirected to {resp.headers.get('Location', '?')}",
+                status=status, where=self.base_url,
+                hint="set server.url to the address the server redirects to (https?)",
+            )
+        if status >= 400:
+            raise self._permanent(method, url, status, content, resp.headers.get("Content-Type", ""))
+        if status == 204 or not content.strip():
+            return {}
+        ctype = resp.headers.get("Content-Type", "")
+        try:
+            if "json" not in ctype.lower():
+                raise ValueError(ctype)
+            return json.loads(content)
+        except ValueError:
+            raise self._not_api(url, status, ctype, content) from None
+
+    def _not_api(self, url: str, status: int, ctype: str, content: bytes) -> ServerError:
+        first = content[:80].decode("utf-8", "replace").replace("\n", " ").strip()
+        return ServerError(
+            f"the server at {self.base_url} answered {self._display(url)} with something that is not "
+            f"MedPerf's API (HTTP {status}, content-type {ctype or 'none'}, first bytes {first!r})",
+            status=status, where=self.base_url,
+            hint="check server.url: it must be the registry's root, e.g. http://127.0.0.1:8000, not a proxy or web page",
+        )
+
+    def _permanent(self, method: str, url: str, status: int, content: bytes, ctype: str) -> ServerError:
+        shown = self._display(url)
+        body: Any = None
+        if "json" in ctype.lower():
+            try:
+                body = json.loads(content)
+            except ValueError:
+                body = None
+        if body is None and content.strip():
+            err = self._not_api(url, status, ctype, content)
+            err.message = f"HTTP {status} on {method} {shown}; {err.message}"
+            return err
+        message = _flatten(body) if body is not None else ""
+        hint = None
+        if status == 401:
+            what = "the server does not accept the token"
+            hint = ("check the token in the environment variable named by server.token_env "
+                    "(or the file named by server.token_file) in the manifest")
+        elif status == 403:
+            what = f"not allowed to {method} {shown}"
+            hint = "the token's user does not own this resource or lacks the role for it"
+        elif status == 404:
+            what = f"{shown} does not exist on the server"
+            hint = "check the id or name in the manifest"
+        else:
+            what = f"{method} {shown} was refused (HTTP {status})"
+        return ServerError(f"{what}: {message}" if message else what, status=status, body=body,
+                           where=self.base_url, hint=hint)
+
+
+def _short(e: BaseException) -> str:
+    text = str(e)
+    # urllib3 wraps the cause several levels deep; its last clause is the useful one.
+    for marker in ("Caused by ", "Failed to establish a new connection: "):
+        if marker in text:
+            text = text.rsplit(marker, 1)[1]
+    return text.strip(" ()'\"")[:160] or type(e).__name__
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _message(content: bytes, ctype: str) -> str:
+    if "json" in ctype.lower():
+        try:
+            return _flatten(json.loads(content))[:200]
+        except ValueError:
+            pass
+    return ""
+
+
+def _flatten(body: Any, prefix: str = "") -> str:
+    """Turn MedPerf's {field: [messages]} (or {"detail": msg}) into one readable line."""
+    if isinstance(body, Mapping):
+        parts = []
+        for key, value in body.items():
+            inner = _flatten(value, "" if key in ("non_field_errors", "detail", "error", "message") else
+                             f"{prefix}{key}.")
+            if key in ("non_field_errors", "detail", "error", "message") or isinstance(value, Mapping):
+                parts.append(inner)
+            else:
+                parts.append(f"{prefix}{key}: {inner}")
+        return "; ".join(p for p in parts if p)
+    if isinstance(body, list):
+        return " ".join(_flatten(v, prefix) for v in body)
+    return str(body)
