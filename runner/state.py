@@ -169,7 +169,7 @@ class _JsonLines:
         line = (json.dumps(record, sort_keys=False, ensure_ascii=False, default=str) + "\n").encode("utf-8")
         with self._lock:
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             except OSError as e:
                 raise StateError(f"cannot append: {e.strerror or e}", where=str(self.path),
                                  hint="check the state dir's permissions and free space") from e
