@@ -193,7 +193,7 @@ class ApiClient:
                         f"POST {self._display(url)} may or may not have been applied ({fault.what})",
                         status=fault.status, where=self.base_url,
                         hint="it is not sent again blindly: run again, and the current state is observed first",
-                    ) from None
+                    ) from fault
                 if attempt == self.max_attempts:
                     gave_up = f"failed {attempt} times"
                     break
@@ -207,7 +207,7 @@ class ApiClient:
             f"{method} {self._display(url)} {gave_up}; last: {last.what}",
             status=last.status, where=self.base_url,
             hint="check that the server is running and reachable, then run again (finished steps are not redone)",
-        )
+        ) from last
 
     def _delay(self, attempt: int, retry_after: float | None) -> float | None:
         ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
