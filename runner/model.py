@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ FORMAT_VERSION = 1  # of the JSON documents (plan file, --output json)
 # ---------------------------------------------------------------------------------------------- manifest
 
 
-class DesiredState(str, Enum):
+class DesiredState(StrEnum):
     """Where a dataset should stand; states only move forward."""
 
     REGISTERED = "registered"
@@ -29,12 +29,12 @@ class DesiredState(str, Enum):
 _STATE_RANK = {"registered": 1, "prepared": 2, "operational": 3}
 
 
-class AssociationGoal(str, Enum):
+class AssociationGoal(StrEnum):
     REQUESTED = "requested"
     APPROVED = "approved"
 
 
-class ResultsGoal(str, Enum):
+class ResultsGoal(StrEnum):
     NONE = "none"
     COMPUTED = "computed"
     SUBMITTED = "submitted"
@@ -241,7 +241,7 @@ class Observation:
 # ---------------------------------------------------------------------------------------------- plan
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What a step does. Issue 5 adds the benchmark actions; the order here is the order within a dataset."""
 
     REGISTER = "register"
@@ -261,7 +261,7 @@ class Action(str, Enum):
         return self is not Action.AWAIT_APPROVAL
 
 
-class Change(str, Enum):
+class Change(StrEnum):
     """How a step stands in the plan: its symbol in the text plan."""
 
     TODO = "+"  # will be done
@@ -269,7 +269,7 @@ class Change(str, Enum):
     GATE = "?"  # waits on something outside this run (approval, consent)
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """How a step ended (the Ansible vocabulary)."""
 
     OK = "ok"  # already satisfied

@@ -1,0 +1,325 @@
+"""The only place that changes anything: executes a Plan's steps through the clients, journalled.
+
+Before each mutating step a journal entry is written; every body sent passes the ledger and the privacy
+allowlist (the ApiClient's before_send); local files are written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.errors import (
+    ContainerError,
+    DriftError,
+    Interrupted,
+    MedperfApplyError,
+    ServerWriteUncertain,
+    StateError,
+)
+from runner.model import Action, Change, Manifest, Observation, Outcome, Plan, Step, StepResult
+from runner.observe import find_dataset
+from runner.plan import PREPARE_TASKS, REGISTER_FIELDS, SET_OPERATIONAL_FIELDS
+from runner.ports import Api, Hasher, NoProgress, Progress
+
+
+class ConsentDeclined(MedperfApplyError):
+    """The data owner did not consent to what a step would send: it waits (a gate), nothing was sent."""
+
+
+class StepFailed(MedperfApplyError):
+    """A step could not be done; the message says which part and where to look."""
+
+    def __init__(self, message: str, *, log_path: str | None = None, **kw):
+        super().__init__(message, **kw)
+        self.log_path = log_path
+
+
+@dataclass
+class Applier:
+    """Executes a plan's steps, in order, against the clients it is given."""
+
+    manifest: Manifest
+    plan: Plan
+    obs: Observation
+    api: Api
+    state: Any  # runner.state.StateDir
+    hasher: Hasher
+    runner_factory: Callable[[], Any]  # -> ContainerRunner, built only when a container must run
+    ask: Callable[[Step, Mapping[str, Any]], bool] | None = None  # consent prompt (a terminal); None = cannot ask
+    progress: Progress = field(default_factory=NoProgress)
+    on_start: Callable[[Step], None] = lambda step: None
+    on_end: Callable[[Step, StepResult], None] = lambda step, result: None
+    clock: Callable[[], float] = time.monotonic
+    warnings: list[str] = field(default_factory=list)
+    _ids: dict[str, int] = field(default_factory=dict)
+    _runner: Any = None
+    _cache: Any = None
+
+    # -- driver -----------------------------------------------------------------------------------------------
+
+    def run(self) -> list[StepResult]:
+        """Do every step that can be done; return how each ended (in plan order)."""
+        results: dict[str, StepResult] = {}
+        self._resolve_unfinished()
+        try:
+            for step in self.plan.steps:
+                self.on_start(step)
+                result = self._one(step, results)
+                results[step.key] = result
+                self.on_end(step, result)
+        finally:
+            self.progress.done()
+            if self._cache is not None:
+                self._cache.close()
+        return list(results.values())
+
+    def _resolve_unfinished(self) -> None:
+        """Steps a crashed run left open were resolved by observing (the plan saw the truth): close them."""
+        for entry in self.obs.unfinished:
+            with contextlib.suppress(MedperfApplyError):
+                self.state.journal.end(entry["id"], "resolved", by="observation")
+
+    def _one(self, step: Step, done: Mapping[str, StepResult]) -> StepResult:
+        if step.change is Change.DONE:
+            if "dataset_id" in step.args and step.args["dataset_id"] is not None:
+                self._ids[step.dataset] = int(step.args["dataset_id"])
+            return StepResult(step.key, Outcome.OK, 0.0, step.reason)
+        if step.change is Change.GATE:
+            return StepResult(step.key, Outcome.PENDING, 0.0, step.reason)
+        for dep in step.after:
+            r = done.get(dep)
+            if r is not None and r.outcome is Outcome.PENDING:
+                return StepResult(step.key, Outcome.PENDING, 0.0, f"waits for {dep.rsplit('/', 1)[-1]}")
+            if r is not None and r.outcome not in (Outcome.OK, Outcome.CHANGED):
+                return StepResult(step.key, Outcome.SKIPPED, 0.0, f"{dep.rsplit('/', 1)[-1]} did not complete")
+        start = self.clock()
+        try:
+            message = self._do(step)
+        except (Interrupted, KeyboardInterrupt) as e:
+            raise e if isinstance(e, Interrupted) else Interrupted(
+                f"interrupted during {step.key}; run again to resume") from e
+        except ConsentDeclined as e:
+            return StepResult(step.key, Outcome.PENDING, self.clock() - start, str(e))
+        except StepFailed as e:
+            return StepResult(step.key, Outcome.FAILED, self.clock() - start, str(e), e.log_path)
+        except MedperfApplyError as e:
+            return StepResult(step.key, Outcome.FAILED, self.clock() - start, str(e),
+                              getattr(e, "log_path", None))
+        return StepResult(step.key, Outcome.CHANGED, self.clock() - start, message)
+
+    def _do(self, step: Step) -> str:
+        handler = {Action.REGISTER: self._register, Action.PREPARE: self._prepare,
+                   Action.SET_OPERATIONAL: self._set_operational}.get(step.action)
+        if handler is None:  # issue 5 adds associate, run model, submit here
+            raise StepFailed(f"{step.action.label} is not supported by this version")
+        return handler(step)
+
+    @contextlib.contextmanager
+    def _journal(self, step: Step, **info):
+        entry = self.state.journal.begin(step.key, **info)
+        try:
+            yield entry
+        except (Interrupted, KeyboardInterrupt):
+            self.state.journal.end(entry, "interrupted")
+            raise
+        except BaseException as e:
+            self.state.journal.end(entry, "failed", error=str(e)[:500])
+            raise
+        else:
+            self.state.journal.end(entry, "changed")
+
+    # -- helpers ----------------------------------------------------------------------------------------------
+
+    def _hash(self, paths, name: str) -> str:
+        if self._cache is None:
+            self._cache = self.state.hash_cache()
+        return self.hasher(list(paths), cache=self._cache, on_progress=self.progress.hashing(name))
+
+    def _container_runner(self):
+        if self._runner is None:
+            self._runner = self.runner_factory()
+        return self._runner
+
+    def _dataset_id(self, step: Step) -> int:
+        ds_id = step.args.get("dataset_id") or self._ids.get(step.dataset)
+        if ds_id is None:
+            raise StepFailed(f"dataset {step.dataset} has no server id (register did not complete)")
+        return int(ds_id)
+
+    def _raw_hash(self, step: Step) -> str:
+        spec = self.manifest.dataset(step.dataset)
+        raw = self._hash([spec.data_path, spec.labels_path], f"{spec.name} (raw data)")
+        planned = self.obs.raw_hashes.get(spec.name)
+        if planned is not None and raw != planned:
+            raise DriftError(f"dataset {spec.name}: the raw data changed since the plan (planned {planned}, "
+                             f"now {raw})", hint="plan again")
+        return raw
+
+    def _write_raw_yaml(self, ds_id: int, step: Step) -> None:
+        from runner.state import write_yaml_atomic
+
+        spec = self.manifest.dataset(step.dataset)
+        write_yaml_atomic(self.state.dataset_dir(ds_id) / "raw.yaml",
+                          {"data_path": str(spec.data_path), "labels_path": str(spec.labels_path)})
+
+    # -- register ---------------------------------------------------------------------------------------------
+
+    def _register(self, step: Step) -> str:
+        spec = self.manifest.dataset(step.dataset)
+        prep = int(step.args["data_preparation_mlcube"])
+        raw = self._raw_hash(step)
+        values = {"name": spec.name, "description": spec.description, "location": spec.location,
+                  "input_data_hash": raw, "generated_uid": raw,  # MedPerf: the raw hash until set operational
+                  "data_preparation_mlcube": prep, "split_seed": 0, "submitted_as_prepared": False,
+                  "for_test": False, "generated_metadata": {}, "user_metadata": {}}
+        body = {k: values[k] for k in REGISTER_FIELDS}
+        with self._journal(step, dataset=spec.name, data_preparation_mlcube=prep, input_data_hash=raw):
+            try:
+                record = self.api.create("datasets/", body)
+                ds_id = int(record["id"])
+            except ServerWriteUncertain:
+                # The POST may have landed: look before sending it again (never twice blindly).
+                found = find_dataset(self.api, spec.name, prep)
+                if found is not None and found.input_data_hash == raw:
+                    ds_id = found.id
+                else:
+                    ds_id = int(self.api.create("datasets/", body)["id"])
+            self._ids[spec.name] = ds_id
+            self._write_raw_yaml(ds_id, step)
+        return f"dataset {ds_id}"
+
+    # -- prepare ----------------------------------------------------------------------------------------------
+
+    def _report(self, ds_id: int, status: str) -> None:
+        """MedPerf's preparation status report; failures to send it are only noted, as MedPerf does."""
+        try:
+            self.api.update(f"datasets/{ds_id}/", {"report": {"progress": {}, "execution_status": status}})
+        except MedperfApplyError as e:
+            if type(e).__name__ == "PrivacyViolation":
+                raise
+            self.warnings.append(f"dataset {ds_id}: could not send status {status}: {e}")
+
+    def _prepare(self, step: Step) -> str:
+        from runner.container_spec import ContainerSpec
+
+        spec = self.manifest.dataset(step.dataset)
+        ds_id = self._dataset_id(step)
+        record = self.obs.containers.get(int(step.args["container"]))
+        if record is None:
+            raise StepFailed(f"container {step.args['container']} was not observed on the server")
+        container = ContainerSpec.from_record(record.record)
+        root = self.state.dataset_dir(ds_id)
+        data, labels, metadata = root / "data", root / "labels", root / "metadata"
+        ready, statistics, logs = root / ".ready", root / "statistics.yaml", root / "logs"
+        with_metadata = container.declares("prepare", "metadata_path")
+        with_report = container.declares("prepare", "report_file")
+        try:
+            for d in (data, labels, logs) + ((metadata,) if with_metadata else ()):
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StateError(f"cannot create {e.filename}: {e.strerror}", where=str(root)) from e
+        if not (root / "raw.yaml").exists():
+            self._write_raw_yaml(ds_id, step)
+        runner = self._container_runner()
+        runner.check_image(container)
+        tasks = [t for t in step.args.get("tasks", PREPARE_TASKS)]
+        if ready.exists():
+            tasks = [t for t in tasks if t != "prepare"]  # MedPerf: a ready dataset only re-checks
+        ran: list[str] = []
+        with self._journal(step, dataset_id=ds_id, tasks=tasks):
+            for task in tasks:
+                volumes: dict[str, Path] = {}
+                if task == "prepare":
+                    volumes = {"data_path": spec.data_path, "labels_path": spec.labels_path,
+                               "output_path": data, "output_labels_path": labels}
+                    if with_report:
+                        volumes["report_file"] = root / "report.yaml"
+                else:
+                    volumes = {"data_path": data, "labels_path": labels}
+                    if task == "statistics":
+                        statistics.unlink(missing_ok=True)
+                        volumes["output_path"] = statistics
+                if with_metadata:
+                    volumes["metadata_path"] = metadata
+                self._run_task(step, ds_id, container, runner, task, volumes, logs / f"{task}.log",
+                               report=(task == "prepare"))
+                ran.append(task)
+            stats = _read_statistics(statistics)
+            if not stats:
+                ready.unlink(missing_ok=True)
+                raise StepFailed(f"dataset {spec.name}: the statistics task wrote no statistics "
+                                 f"({statistics} is empty); the dataset can be prepared again",
+                                 log_path=str(logs / "statistics.log"))
+            from runner.state import write_atomic
+
+            write_atomic(ready, b"")
+        return f"dataset {ds_id}: {', '.join(ran)} done"
+
+    def _run_task(self, step: Step, ds_id: int, container, runner, task: str, volumes: dict, log_path: Path,
+                  *, report: bool) -> None:
+        spec_name = step.dataset
+        if report:
+            self._report(ds_id, "started")
+        try:
+            runner.run_task(container, task, volumes, log_path=log_path,
+                            on_line=self.progress.task(f"{spec_name}: {task}"))
+        except (Interrupted, KeyboardInterrupt):
+            (self.state.dataset_dir(ds_id) / ".ready").unlink(missing_ok=True)
+            if report:
+                self._report(ds_id, "interrupted")
+            raise
+        except MedperfApplyError as e:
+            (self.state.dataset_dir(ds_id) / ".ready").unlink(missing_ok=True)
+            if report:
+                self._report(ds_id, "failed")
+            code = getattr(e, "container_exit_code", None)
+            log = getattr(e, "log_path", None) or str(log_path)
+            what = f"exited with code {code}" if code is not None else str(e)
+            last = getattr(e, "last_lines", ())
+            tail = ("; last lines: " + " | ".join(last[-3:])) if last and isinstance(e, ContainerError) else ""
+            raise StepFailed(f"dataset {spec_name}: task {task} of {container.name} {what}{tail}; log: {log}; "
+                             "the dataset stays re-preparable: fix the cause and apply again",
+                             log_path=str(log)) from e
+        if report:
+            self._report(ds_id, "finished")
+
+    def _consent(self, step: Step, body: Mapping[str, Any]) -> None:
+        """Ask once, showing exactly what will be sent, when the manifest has not said (a terminal only)."""
+        if not step.consent:
+            return
+        if self.ask is None or not self.ask(step, body):
+            raise ConsentDeclined(f"consent to send {step.consent} not given: nothing was sent; set "
+                                  f"consent.{step.consent}: true under dataset {step.dataset} to go on")
+
+    # -- set operational --------------------------------------------------------------------------------------
+
+    def _set_operational(self, step: Step) -> str:
+        spec = self.manifest.dataset(step.dataset)
+        ds_id = self._dataset_id(step)
+        root = self.state.dataset_dir(ds_id)
+        if not (root / ".ready").exists():
+            raise StepFailed(f"dataset {spec.name} ({ds_id}) is not prepared (no .ready in {root})")
+        raw = self._raw_hash(step)
+        prepared = self._hash([root / "data", root / "labels"], f"{spec.name} (prepared data)")
+        stats = _read_statistics(root / "statistics.yaml")
+        if not stats:
+            raise StepFailed(f"dataset {spec.name}: {root / 'statistics.yaml'} is empty; prepare it again")
+        values = {"input_data_hash": raw, "generated_uid": prepared, "generated_metadata": stats,
+                  "state": "OPERATION"}
+        body = {k: values[k] for k in SET_OPERATIONAL_FIELDS}
+        self._consent(step, body)
+        with self._journal(step, dataset_id=ds_id, generated_uid=prepared):
+            self.api.update(f"datasets/{ds_id}/", body)
+        return f"dataset {ds_id} is operational (generated_uid {prepared[:12]}...)"
+
+
+def _read_statistics(path: Path) -> dict | None:
+    from runner.state import read_yaml
+
+    data = read_yaml(path)
+    return data if isinstance(data, dict) and data else None

@@ -1,0 +1,193 @@
+"""argv -> options; builds the clients; calls reconcile; maps errors to exit codes. Nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from runner.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, MedperfApplyError, UsageError
+
+PROG = "medperf-apply"
+COMMANDS = ("plan", "apply", "validate")  # issue 5 adds status, results, association
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on usage errors, which is our 'plan found changes': raise UsageError (64) instead."""
+
+    def error(self, message: str):
+        raise UsageError(message, hint=f"see `{PROG} {self._cmd()}--help`")
+
+    def _cmd(self) -> str:
+        parts = self.prog.split()
+        return (parts[1] + " ") if len(parts) > 1 else ""
+
+
+def _seconds(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 30, 30s, 10m, 6h)") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    g = common.add_argument_group("common options")
+    g.add_argument("--var", action="append", default=[], metavar="K=V", help="a template variable (vars.K)")
+    g.add_argument("--values", action="append", default=[], metavar="FILE", help="YAML file of template variables")
+    g.add_argument("--output", choices=("text", "json"), default="text",
+                   help="json: only a versioned JSON document on stdout, human lines on stderr, never prompts")
+    g.add_argument("--event-log", metavar="FILE", help="append one JSON event per line to FILE")
+    g.add_argument("--target", action="append", default=[], metavar="dataset/NAME[/benchmark/B]",
+                   help="only this dataset (and its prerequisites); an error if it matches nothing")
+    g.add_argument("--state-dir", metavar="DIR", help="local state dir (default $MEDPERF_APPLY_HOME or "
+                   "~/.medperf_apply/<server host_port>/)")
+    g.add_argument("--lock-timeout", type=_seconds, default=0.0, metavar="S",
+                   help="wait up to S seconds for another run holding the state dir's lock")
+    g.add_argument("--debug", action="store_true", help="show tracebacks")
+    g.add_argument("--dry-run", action="store_true", help="plan only (= the plan command)")
+    g.add_argument("--yes", "-y", action="store_true", help="do not ask to confirm the plan")
+
+    parser = _Parser(prog=PROG, description="Reconcile a data owner's MedPerf manifest: "
+                     f"`{PROG} MANIFEST...` plans, asks once and applies.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p = sub.add_parser("plan", parents=[common], help="the dry-run diff: nothing is sent, nothing is run "
+                       "(exit 0 nothing to do, 2 changes)")
+    p.add_argument("manifests", nargs="+", metavar="MANIFEST")
+    p.add_argument("-o", "--out", metavar="FILE", help="save the plan as JSON, to apply exactly later")
+    a = sub.add_parser("apply", parents=[common], help="show the plan, ask once (unless --yes), do it")
+    a.add_argument("manifests", nargs="+", metavar="MANIFEST", help="manifest files or folders, and optionally "
+                   "a saved plan.json last")
+    v = sub.add_parser("validate", parents=[common], help="offline: schema and paths only")
+    v.add_argument("manifests", nargs="+", metavar="MANIFEST")
+    return parser
+
+
+def parse(argv: Sequence[str]):
+    """Return (Options, debug flag)."""
+    from runner.load import load_values
+    from runner.reconcile import Options
+
+    argv = list(argv)
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
+        argv.insert(0, "apply")  # `medperf-apply MANIFEST...` = apply
+    ns = build_parser().parse_args(argv)
+    command = ns.command
+    if ns.dry_run:
+        if command == "validate":
+            raise UsageError("--dry-run does not apply to validate")
+        command = "plan"
+    manifests, plan_file = list(ns.manifests), None
+    if ns.command == "apply" and manifests and manifests[-1].endswith(".json"):
+        plan_file = manifests.pop()
+        if not manifests:
+            raise UsageError("apply PLAN.json needs the manifests too: apply MANIFEST... PLAN.json")
+    if plan_file and ns.dry_run:
+        raise UsageError("--dry-run with a saved plan: nothing to do (run plan again instead)")
+    variables = load_values(ns.values, ns.var)
+    opts = Options(command=command, manifests=tuple(manifests), variables=variables, plan_file=plan_file,
+                   out=getattr(ns, "out", None), output=ns.output, event_log=ns.event_log, targets=tuple(ns.target),
+                   state_dir=ns.state_dir, lock_timeout=ns.lock_timeout, yes=ns.yes)
+    return opts, ns.debug
+
+
+def read_token(server, environ: Mapping[str, str]) -> str:
+    """The API token from server.token_env or server.token_file (never printed)."""
+    if server.token_env:
+        token = environ.get(server.token_env, "").strip()
+        if not token:
+            raise MedperfApplyError(f"the environment variable {server.token_env} (server.token_env) is not set",
+                                    where=str(server.where) if server.where else None,
+                                    hint=f"export {server.token_env}=<your API token>")
+        return token
+    try:
+        token = Path(server.token_file).read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise MedperfApplyError(f"cannot read server.token_file {server.token_file}: {e.strerror}",
+                                where=str(server.where) if server.where else None) from e
+    if not token:
+        raise MedperfApplyError(f"server.token_file {server.token_file} is empty")
+    return token
+
+
+def real_clients(environ: Mapping[str, str]):
+    """The real edges: the registry client (privacy check + ledger before every body), Docker, the hash."""
+    from runner.hashing import folders_hash
+    from runner.reconcile import Clients
+    from runner.state import StateDir
+
+    def make_api(server, state):
+        from runner import privacy
+        from runner.clients.api import ApiClient
+
+        def before_send(method: str, path: str, body: Mapping[str, Any]) -> None:
+            privacy.check_body(method, path, body)
+            state.ledger.record(server.url, method, path, body)
+
+        return ApiClient(server.url, read_token(server, environ), before_send=before_send)
+
+    def make_runner(state):
+        from runner.clients.containers import DockerRunner
+
+        return DockerRunner(state.root / "containers")
+
+    return Clients(state=StateDir, api=make_api, runner=make_runner, hasher=folders_hash, environ=environ)
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None,
+         stdin: TextIO | None = None, environ: Mapping[str, str] | None = None, clients=None) -> int:
+    """Run medperf-apply; return the exit code (the console script exits with it)."""
+    from runner.console import Console
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    stdin = stdin if stdin is not None else sys.stdin
+    environ = dict(os.environ) if environ is None else dict(environ)
+    debug = "--debug" in argv
+    output = "json" if any(a == "--output=json" for a in argv) or \
+        any(a == "--output" and i + 1 < len(argv) and argv[i + 1] == "json" for i, a in enumerate(argv)) else "text"
+    console = Console(stdout, stderr, stdin, environ=environ, output=output)
+    try:
+        try:
+            opts, debug = parse(argv)
+        except SystemExit as e:  # --help
+            return int(e.code or 0) if isinstance(e.code, int) else EXIT_USAGE
+        from runner.reconcile import reconcile
+
+        return reconcile(opts, clients or real_clients(environ), console)
+    except KeyboardInterrupt:
+        console.error("interrupted; nothing half-done is lost: run again to resume")
+        return _fail(console, "interrupted", EXIT_INTERRUPTED)
+    except MedperfApplyError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc(file=stderr)
+        console.error(str(e))
+        return _fail(console, str(e), e.exit_code, where=e.where)
+    except Exception as e:  # a bug: say so plainly; the traceback only with --debug
+        if debug:
+            import traceback
+
+            traceback.print_exc(file=stderr)
+        console.error(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
+        return _fail(console, f"internal error: {e}", EXIT_ERROR)
+
+
+def _fail(console, message: str, code: int, where: str | None = None) -> int:
+    if console.json_mode:
+        from runner.report import error_document
+
+        console.document(error_document(message, code, where=where))
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

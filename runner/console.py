@@ -1,0 +1,115 @@
+"""The terminal: where human text and JSON go, colour, prompts, progress bars (rich, imported lazily).
+
+Text mode: the plan, step lines and recap go to stdout. JSON mode: only the JSON document goes to stdout,
+every human line to stderr, and nothing is ever asked. Colour only on a terminal and never with NO_COLOR.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
+
+from runner.ports import NoProgress, Progress
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+class Console:
+    def __init__(self, stdout: TextIO, stderr: TextIO, stdin: TextIO | None, *, environ: Mapping[str, str],
+                 output: str = "text"):
+        self.stdout, self.stderr, self.stdin = stdout, stderr, stdin
+        self.json_mode = output == "json"
+        self.human = stderr if self.json_mode else stdout
+        no_color = "NO_COLOR" in environ or environ.get("TERM") == "dumb"
+        self.color = _isatty(self.human) and not no_color
+        self.err_color = _isatty(stderr) and not no_color
+        self.can_prompt = (not self.json_mode and stdin is not None and _isatty(stdin) and _isatty(stderr))
+        self.progress_enabled = _isatty(stderr) and not self.json_mode
+
+    def say(self, text: str = "") -> None:
+        """A human line (stdout in text mode, stderr in JSON mode)."""
+        self.human.write(text if text.endswith("\n") else text + "\n")
+        self.human.flush()
+
+    def error(self, text: str) -> None:
+        msg = f"\x1b[31merror:\x1b[0m {text}" if self.err_color else f"error: {text}"
+        self.stderr.write(msg + "\n")
+        self.stderr.flush()
+
+    def warn(self, text: str) -> None:
+        self.stderr.write(f"warning: {text}\n")
+        self.stderr.flush()
+
+    def document(self, doc: Mapping[str, Any]) -> None:
+        """The one JSON document of --output json."""
+        self.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+        self.stdout.flush()
+
+    def confirm(self, question: str) -> bool:
+        """Ask on stderr, read a line; only y/yes is yes (an empty answer is no)."""
+        if not self.can_prompt:
+            return False
+        self.stderr.write(f"{question} [y/N] ")
+        self.stderr.flush()
+        answer = self.stdin.readline()
+        return answer.strip().lower() in ("y", "yes")
+
+    def progress(self) -> Progress:
+        return RichProgress(self.stderr) if self.progress_enabled else NoProgress()
+
+
+class RichProgress:
+    """Progress bars for hashing and container tasks: elapsed time and the container's last log line."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+        self._progress = None
+        self._tasks: dict[str, Any] = {}
+
+    def _bar(self):
+        if self._progress is None:
+            from rich.console import Console as RichConsole
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                                      TextColumn("{task.fields[line]}"),
+                                      console=RichConsole(file=self._stream), transient=True)
+            self._progress.start()
+        return self._progress
+
+    def hashing(self, name: str) -> Callable[[int, int], None]:
+        state = {"shown": False, "start": time.monotonic()}
+
+        def update(done: int, total: int) -> None:
+            # Only show a bar for hashing that takes a while (a warm cache answers at once).
+            if not state["shown"] and (done >= total or time.monotonic() - state["start"] < 0.3):
+                return
+            bar = self._bar()
+            if not state["shown"]:
+                state["shown"] = True
+                self._tasks[name] = bar.add_task(f"hashing {name}", total=max(total, 1), line="")
+            bar.update(self._tasks[name], completed=done, total=max(total, 1))
+
+        return update
+
+    def task(self, name: str) -> Callable[[str], None]:
+        bar = self._bar()
+        tid = bar.add_task(name, total=None, line="")
+
+        def line(text: str) -> None:
+            bar.update(tid, line=text.strip()[-60:])
+
+        return line
+
+    def done(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._tasks.clear()

@@ -1,0 +1,137 @@
+"""Ask the registry and the state dir for the current state -> one read-only Observation.
+
+Independent GETs run concurrently, a constant number per dataset and benchmark; raw folders are hashed
+through the stat cache meanwhile. Nothing is sent, pulled or run.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ServerError
+from runner.model import Manifest, Observation, Ref, RemoteBenchmark, RemoteContainer, RemoteDataset
+from runner.ports import Api, Hasher, NoProgress, Progress
+
+MAX_CONCURRENT_GETS = 6
+
+
+def refs_of(manifest: Manifest, names: set[str] | None = None) -> list[Ref]:
+    """Every benchmark and container the manifest names (for the selected datasets), once each."""
+    refs: dict[str, Ref] = {}
+    for d in manifest.datasets:
+        if names is not None and d.name not in names:
+            continue
+        refs.setdefault(d.prepare_with.key, d.prepare_with)
+        for b in d.benchmarks:
+            r = Ref("benchmark", b.benchmark)
+            refs.setdefault(r.key, r)
+    return list(refs.values())
+
+
+def _missing(e: ServerError) -> bool:
+    return getattr(e, "status", None) == 404
+
+
+def fetch_ref(api: Api, ref: Ref) -> RemoteBenchmark | RemoteContainer | None:
+    """The record a reference names, or None when the server has none."""
+    collection = "benchmarks" if ref.kind == "benchmark" else "mlcubes"
+    make = RemoteBenchmark.from_record if ref.kind == "benchmark" else RemoteContainer.from_record
+    if isinstance(ref.value, int):
+        try:
+            return make(api.get(f"{collection}/{ref.value}/"))
+        except ServerError as e:
+            if _missing(e):
+                return None
+            raise
+    # By name: the API filters by name; check the answer ourselves, and scan every page if it did not filter.
+    page = api.get(f"{collection}/", params={"name": ref.value})
+    rows = page.get("results", []) if isinstance(page, dict) else list(page or [])
+    found = [r for r in rows if isinstance(r, dict) and r.get("name") == ref.value]
+    if not found and isinstance(page, dict) and page.get("next"):
+        found = [r for r in api.list(f"{collection}/") if r.get("name") == ref.value]
+    if not found:
+        return None
+    return make(max(found, key=lambda r: int(r["id"])))
+
+
+def fetch_container(api: Api, container_id: int) -> RemoteContainer | None:
+    try:
+        return RemoteContainer.from_record(api.get(f"mlcubes/{container_id}/"))
+    except ServerError as e:
+        if _missing(e):
+            return None
+        raise
+
+
+def local_datasets(state) -> dict:
+    """What the state dir holds per dataset id: raw.yaml, .ready, statistics.yaml."""
+    from runner.model import LocalDataset
+
+    out = {}
+    root = Path(state.root) / "datasets"
+    try:
+        children = list(root.iterdir())
+    except FileNotFoundError:
+        return out
+    for child in children:
+        if child.is_dir() and child.name.isdigit():
+            i = int(child.name)
+            out[i] = LocalDataset(id=i, has_raw_yaml=(child / "raw.yaml").is_file(), ready=(child / ".ready").exists(),
+                                  has_statistics=(child / "statistics.yaml").is_file())
+    return out
+
+
+def unfinished_steps(state) -> tuple[dict[str, Any], ...]:
+    return tuple({"id": e.id, "step": e.step, "started": e.started, **dict(e.info)}
+                 for e in state.journal.unfinished())
+
+
+def raw_hashes(manifest: Manifest, state, hasher: Hasher, names: set[str] | None, progress: Progress) -> dict[str, str]:
+    """The folders hash of each selected dataset's raw data and labels, through the state dir's stat cache."""
+    out: dict[str, str] = {}
+    cache = state.hash_cache()
+    try:
+        for d in manifest.datasets:
+            if names is None or d.name in names:
+                out[d.name] = hasher([d.data_path, d.labels_path], cache=cache, on_progress=progress.hashing(d.name))
+    finally:
+        cache.close()
+    return out
+
+
+def observe(manifest: Manifest, *, api: Api, state, hasher: Hasher, names: set[str] | None = None,
+            progress: Progress | None = None) -> Observation:
+    """Read the server and the state dir (concurrently), hash the raw folders; change nothing."""
+    progress = progress or NoProgress()
+    refs = refs_of(manifest, names)
+    with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_GETS, thread_name_prefix="observe") as pool:
+        f_mine: Future = pool.submit(api.list, "me/datasets/")
+        f_refs = {r.key: pool.submit(fetch_ref, api, r) for r in refs}
+        f_hash = pool.submit(raw_hashes, manifest, state, hasher, names, progress)
+        resolved = {k: f.result() for k, f in f_refs.items()}
+        containers: dict[int, RemoteContainer] = {r.id: r for r in resolved.values() if isinstance(r, RemoteContainer)}
+        wanted = {r.data_preparation_mlcube for r in resolved.values()
+                  if isinstance(r, RemoteBenchmark) and r.data_preparation_mlcube is not None}
+        f_cont = {i: pool.submit(fetch_container, api, i) for i in sorted(wanted - set(containers))}
+        for i, f in f_cont.items():
+            c = f.result()
+            if c is not None:
+                containers[i] = c
+        mine = tuple(sorted((RemoteDataset.from_record(r) for r in f_mine.result()), key=lambda d: d.id))
+        hashes = f_hash.result()
+    progress.done()
+    return Observation(
+        server_url=manifest.server.url, my_datasets=mine, refs=resolved, containers=containers, raw_hashes=hashes,
+        local=local_datasets(state), unfinished=unfinished_steps(state), requests=getattr(api, "request_count", 0),
+    )
+
+
+def find_dataset(api: Api, name: str, prep: int) -> RemoteDataset | None:
+    """My latest dataset with this name and data preparation container (to resolve an uncertain POST)."""
+    mine = [RemoteDataset.from_record(r) for r in api.list("me/datasets/")]
+    found = [d for d in mine if d.name == name and d.data_preparation_mlcube == prep]
+    return max(found, key=lambda d: d.id) if found else None
+
+

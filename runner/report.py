@@ -1,0 +1,143 @@
+"""PURE: Plan and StepResults -> the text plan of DESIGN 3, per-step lines, the recap, and JSON documents.
+
+No I/O and no terminal handling here (runner/console.py prints, draws progress bars and asks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from runner.model import FORMAT_VERSION, Action, Change, Outcome, Plan, Step, StepResult
+
+LABEL_COLUMN = 26  # where a step's detail starts, as in DESIGN 3's example
+
+_ANNOTATE = {"generated_metadata": "generated_metadata (statistics)", "test_result": "test_result (metrics)",
+             "results": "results (metrics)", "report": "report (execution status)"}
+
+_CHANGE_COLOUR = {Change.TODO: "32", Change.DONE: "2", Change.GATE: "33"}
+_OUTCOME_COLOUR = {Outcome.OK: "32", Outcome.CHANGED: "33", Outcome.PENDING: "36", Outcome.FAILED: "31",
+                   Outcome.SKIPPED: "2"}
+
+
+def _c(text: str, code: str | None, color: bool) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if color and code else text
+
+
+def sends_text(fields: Sequence[str]) -> str:
+    return "sends: " + ", ".join(_ANNOTATE.get(f, f) for f in fields)
+
+
+def label(step: Step) -> str:
+    if step.action is Action.RUN_MODEL:
+        return f"run model {step.args.get('model', '')}".rstrip()
+    return step.action.label
+
+
+def detail(step: Step) -> str:
+    """What the plan line says after the label."""
+    if step.change is Change.DONE:
+        return step.reason
+    if step.change is Change.GATE:
+        return step.reason + (f"; then {sends_text(step.sends)}" if step.sends else "")
+    if step.action is Action.REGISTER:
+        return f"{step.endpoint}   {sends_text(step.sends)}"
+    if step.action is Action.PREPARE:
+        return f"{step.detail}   (local only; status reports)"
+    text = step.detail or ""
+    if step.sends:
+        text = f"{text}; {sends_text(step.sends)}" if text else sends_text(step.sends)
+    if step.consent:
+        text += f"   (asks consent.{step.consent} first)"
+    return text
+
+
+def plan_text(plan: Plan, *, color: bool = False) -> str:
+    """The plan as DESIGN 3 prints it: one block per dataset, one line per step, notes, a summary line."""
+    lines: list[str] = []
+    datasets = list(dict.fromkeys(s.dataset for s in plan.steps))
+    for name in datasets:
+        lines.append(_c(f"dataset {name}", "1", color))
+        bench = None
+        for s in (s for s in plan.steps if s.dataset == name):
+            indent = "  "
+            if s.benchmark is not None:
+                if s.benchmark != bench:
+                    bench = s.benchmark
+                    lines.append(f"  benchmark {bench}")
+                indent = "    "
+            head = f"{indent}{s.change.value} "
+            lines.append(_c(head, _CHANGE_COLOUR[s.change], color) + f"{label(s):<{LABEL_COLUMN - len(head)}}"
+                         f"{detail(s)}".rstrip())
+        for n in plan.notes:
+            if n.dataset == name:
+                lines.append(f"  note: {n.text}")
+    for n in plan.notes:
+        if n.dataset not in datasets:
+            lines.append(f"note: {n.text}")
+    lines.append(summary(plan))
+    return "\n".join(lines) + "\n"
+
+
+def summary(plan: Plan) -> str:
+    todo, done, gates = plan.count(Change.TODO), plan.count(Change.DONE), plan.count(Change.GATE)
+    parts = [f"{todo} to do", f"{done} already done"]
+    if gates:
+        parts.append(f"{gates} {'waits' if gates == 1 else 'wait'} on a gate")
+    head = "Plan: " if plan.has_changes else "No changes. Plan: "
+    return head + ", ".join(parts) + "."
+
+
+def step_line(step: Step, result: StepResult, *, color: bool = False) -> str:
+    """One line per finished step: outcome, dataset, step, duration, message."""
+    where = f"{step.dataset}" + (f" / benchmark {step.benchmark}" if step.benchmark else "")
+    text = f"{_c(f'{result.outcome.value:<8}', _OUTCOME_COLOUR.get(result.outcome), color)} {where}: {label(step):<16}" \
+           f" {result.duration_s:7.1f}s"
+    if result.message:
+        text += f"  {result.message}"
+    return text
+
+
+def counts(results: Sequence[StepResult]) -> dict[str, int]:
+    out = {o.value: 0 for o in Outcome}
+    for r in results:
+        out[r.outcome.value] += 1
+    return out
+
+
+def recap(results: Sequence[StepResult], *, elapsed_s: float | None = None) -> str:
+    c = counts(results)
+    text = "Recap: " + ", ".join(f"{v} {k}" for k, v in c.items())
+    if elapsed_s is not None:
+        text += f" ({elapsed_s:.1f}s)"
+    return text + "."
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The versioned JSON plan (also the saved plan file)."""
+    return plan.to_dict()
+
+
+def apply_document(plan: Plan, results: Sequence[StepResult], *, elapsed_s: float | None = None) -> dict[str, Any]:
+    """The versioned JSON account of an apply: every step with its outcome."""
+    by_key = {r.key: r for r in results}
+    steps = []
+    for s in plan.steps:
+        d = s.to_dict()
+        r = by_key.get(s.key)
+        d["result"] = r.to_dict() if r else None
+        steps.append(d)
+    return {"format_version": FORMAT_VERSION, "kind": "apply", "has_changes": plan.has_changes,
+            "recap": counts(results), "elapsed_s": None if elapsed_s is None else round(elapsed_s, 3),
+            "steps": steps, "notes": [n.to_dict() for n in plan.notes]}
+
+
+def event(kind: str, **data: Any) -> dict[str, Any]:
+    """One --event-log record (the caller adds the time)."""
+    return {"format_version": FORMAT_VERSION, "event": kind, **data}
+
+
+def error_document(message: str, exit_code: int, *, where: str | None = None,
+                   extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {"format_version": FORMAT_VERSION, "kind": "error", "has_changes": False, "exit_code": exit_code,
+            "error": message, "where": where, **(extra or {})}
