@@ -1,1 +1,1 @@
-"""medperf-server: MedPerf's v0 REST API on Bottle, with SQLite or PostgreSQL storage."""
+"""medperf-server: MedPerf's v0 registry API on Bottle, with SQLite or PostgreSQL storage."""

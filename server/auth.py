@@ -1,0 +1,99 @@
+"""Bearer authentication: server-issued API tokens (stored as SHA-256) and RS256 JWTs from an OIDC provider.
+
+A token with two dots is a JWT (verified with the configured PEM key or JWKS URL, issuer, audience and
+email claim; its user is created on first use, username = `sub`); anything else is an API token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from server import store
+from server.db import Connection
+from server.errors import NotAuthenticated
+from server.settings import Settings
+
+TOKEN_PREFIX = "mpa_"
+
+
+def new_token() -> str:
+    """A fresh random API token (shown once; only its hash is stored)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue_token(conn: Connection, user_id: int) -> str:
+    """Create, store (hashed) and return a new API token for the user."""
+    token = new_token()
+    store.insert_token(conn, user_id, hash_token(token))
+    return token
+
+
+def create_user_with_token(conn: Connection, email: str, is_admin: bool = False) -> tuple[dict, str]:
+    user = store.insert_user(conn, username=email, email=email, is_admin=is_admin)
+    return user, issue_token(conn, user["id"])
+
+
+class Authenticator:
+    """Turns an Authorization header into a user row, or raises NotAuthenticated (401)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._jwks_client = None
+        if settings.jwt_jwks_url:
+            import jwt
+
+            self._jwks_client = jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True)
+
+    def authenticate(self, conn: Connection, header: str | None) -> dict:
+        if not header:
+            raise NotAuthenticated()
+        scheme, _, token = header.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or " " in token:
+            raise NotAuthenticated({"detail": "Invalid Authorization header: expected 'Bearer <token>'."})
+        if token.count(".") == 2:
+            return self._jwt_user(conn, token)
+        user = store.get_user_by_token_hash(conn, hash_token(token))
+        if user is None:
+            raise NotAuthenticated({"detail": "Given token not valid for any token type"})
+        return user
+
+    def _jwt_user(self, conn: Connection, token: str) -> dict:
+        import jwt
+
+        s = self.settings
+        if not s.jwt_enabled:
+            raise NotAuthenticated({"detail": "JWT authentication is not configured on this server"})
+        try:
+            key = self._jwks_client.get_signing_key_from_jwt(token).key if self._jwks_client else s.jwt_public_key
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=["RS256"],
+                audience=s.jwt_audience,
+                issuer=s.jwt_issuer,
+                options={"require": ["sub"], "verify_aud": s.jwt_audience is not None},
+            )
+        except jwt.PyJWTError as e:
+            raise NotAuthenticated({"detail": f"Given token not valid: {e}"}) from e
+        email = claims.get(s.jwt_email_claim)
+        if not email or not isinstance(email, str):
+            raise NotAuthenticated({"detail": f"Token has no '{s.jwt_email_claim}' claim"})
+        return self._user_for(conn, claims["sub"], email)
+
+    def _user_for(self, conn: Connection, sub: str, email: str) -> dict:
+        user = store.get_user_by_username(conn, sub) or store.get_user_by_email(conn, email)
+        if user is not None:
+            return user
+        try:
+            return store.insert_user(conn, username=sub, email=email)
+        except Exception:  # a concurrent first request created it: read it back
+            user = store.get_user_by_username(conn, sub)
+            if user is None:
+                raise
+            return user

@@ -1,0 +1,143 @@
+"""medperf-server: argv -> Settings; run (waitress), user create, seed, migrate. Nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from server.settings import DEFAULT_DB, DEFAULT_EMAIL_CLAIM, Settings
+
+DEFAULT_TOKENS_FILE = "medperf-server-tokens.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medperf-server",
+        description="MedPerf's v0 registry API (Bottle + waitress) on SQLite or PostgreSQL.",
+    )
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("MEDPERF_SERVER_DB", DEFAULT_DB),
+        help=f"SQLite file (or sqlite:///PATH) or postgresql://... URL (env MEDPERF_SERVER_DB; default {DEFAULT_DB})",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="serve the API with waitress")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
+    run.add_argument("--jwt-public-key-file", help="PEM public key verifying RS256 JWTs")
+    run.add_argument("--jwt-jwks-url", help="JWKS URL of the OIDC provider")
+    run.add_argument("--jwt-issuer")
+    run.add_argument("--jwt-audience")
+    run.add_argument("--jwt-email-claim", default=None, help=f"default {DEFAULT_EMAIL_CLAIM}")
+    run.add_argument("--auto-approve-benchmarks-from", default=None,
+                     help="comma-separated owner emails whose benchmarks are approved at once")
+    run.add_argument("--no-web", action="store_true", help="do not serve the HTML overview at /")
+
+    user = sub.add_parser("user", help="manage users")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    create = user_sub.add_parser("create", help="create a user and print a new API token (alone) on stdout")
+    create.add_argument("--email", required=True)
+    create.add_argument("--admin", action="store_true")
+
+    seed = sub.add_parser("seed", help="create the tutorial's world and write the users' tokens to a file")
+    seed.add_argument("--demo", choices=["data"], required=True)
+    seed.add_argument("--components", help="components.json written by `make images` (default: built-in records)")
+    seed.add_argument("--tokens-file", default=DEFAULT_TOKENS_FILE, help=f"default ./{DEFAULT_TOKENS_FILE}")
+
+    sub.add_parser("migrate", help="apply pending database migrations")
+    return parser
+
+
+def _settings(args) -> Settings:
+    overrides = {"db_url": args.db}
+    if args.command == "run":
+        overrides["pool_size"] = args.threads + 2
+        if args.jwt_public_key_file:
+            with open(args.jwt_public_key_file, encoding="utf-8") as f:
+                overrides["jwt_public_key"] = f.read()
+        overrides.update(jwt_jwks_url=args.jwt_jwks_url, jwt_issuer=args.jwt_issuer,
+                         jwt_audience=args.jwt_audience, jwt_email_claim=args.jwt_email_claim)
+        if args.auto_approve_benchmarks_from:
+            emails = [e.strip() for e in args.auto_approve_benchmarks_from.split(",") if e.strip()]
+            overrides["auto_approve_benchmarks_from"] = tuple(emails)
+        if args.no_web:
+            overrides["web_ui"] = False
+    return Settings.from_env(**overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="medperf-server: %(message)s", stream=sys.stderr)
+    from server.db import DatabaseError
+    from server.seed import SeedError
+
+    try:
+        settings = _settings(args)
+        return COMMANDS[args.command](args, settings)
+    except (DatabaseError, SeedError, ValueError, OSError) as e:
+        print(f"medperf-server: {e}", file=sys.stderr)
+        return 1
+
+
+def cmd_run(args, settings: Settings) -> int:
+    import waitress
+
+    from server.app import make_app
+
+    app = make_app(settings)
+    print(f"medperf-server: serving http://{args.host}:{args.port}/api/v0/ ({settings.db_url}, "
+          f"{args.threads} threads)", file=sys.stderr, flush=True)
+    waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="medperf-server",
+                   _quiet=True)
+    return 0
+
+
+def cmd_user(args, settings: Settings) -> int:
+    from server import auth, store
+    from server.db import Database
+
+    db = Database(settings.db_url, pool_size=1)
+    db.migrate()
+    with db.connection() as conn:
+        conn.begin_write()
+        if store.get_user_by_email(conn, args.email) is not None:
+            conn.rollback()
+            print(f"medperf-server: a user with email {args.email} already exists", file=sys.stderr)
+            return 1
+        _user, token = auth.create_user_with_token(conn, args.email, args.admin)
+        conn.commit()
+    db.close()
+    print(token)
+    return 0
+
+
+def cmd_seed(args, settings: Settings) -> int:
+    from server.app import make_app
+    from server.seed import load_components, seed_demo, write_tokens
+
+    components = load_components(args.components)
+    app = make_app(settings)
+    tokens = seed_demo(app, components)
+    app.config["medperf.db"].close()
+    print(write_tokens(tokens, args.tokens_file))
+    return 0
+
+
+def cmd_migrate(args, settings: Settings) -> int:
+    from server.db import Database
+
+    db = Database(settings.db_url, pool_size=1)
+    applied = db.migrate()
+    db.close()
+    print(f"medperf-server: applied {len(applied)} migration(s) to {settings.db_url}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "user": cmd_user, "seed": cmd_seed, "migrate": cmd_migrate}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Database connections for SQLite and PostgreSQL: URL parsing, a small pool, transactions, migrations.
+
+Queries are written once with `?` placeholders (store.py); for PostgreSQL they become `%s`. Writes are
+serialized on both backends (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock),
+so the rules' check-then-insert sequences (one open association per pair, unique operational uid,
+id allocation) cannot race.
+"""
+
+from __future__ import annotations
+
+import functools
+import queue
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+WRITE_LOCK_KEY = 7_340_001  # any constant; one lock serializes writers on PostgreSQL
+
+
+class DatabaseError(Exception):
+    """The database could not be reached or migrated; the message says which URL and why."""
+
+
+def now() -> str:
+    """Return the current UTC time as MedPerf writes it (ISO 8601, microseconds, `Z`)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Target:
+    dialect: str  # "sqlite" | "postgresql"
+    location: str  # file path or libpq URL
+
+
+def parse_url(url: str) -> Target:
+    """Map `--db` values to a backend: postgresql://..., sqlite:///abs, sqlite:rel, or a plain path."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return Target("postgresql", url)
+    if url.startswith("sqlite:///"):
+        return Target("sqlite", url[len("sqlite://"):])
+    if url.startswith("sqlite:"):
+        return Target("sqlite", url[len("sqlite:"):])
+    if "://" in url:
+        raise DatabaseError(f"unsupported database URL {url!r}: use a file path, sqlite:///PATH or postgresql://...")
+    return Target("sqlite", url)
+
+
+@functools.lru_cache(maxsize=512)
+def _pg_sql(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+class Connection:
+    """One database connection with the few operations store.py needs; rows come back as dicts."""
+
+    def __init__(self, raw, dialect: str):
+        self.raw = raw
+        self.dialect = dialect
+        self.in_transaction = False
+
+    def execute(self, sql: str, params=()):
+        if self.dialect == "postgresql":
+            return self.raw.execute(_pg_sql(sql), params)
+        return self.raw.execute(sql, params)
+
+    def one(self, sql: str, params=()) -> dict | None:
+        return self.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params=()) -> list[dict]:
+        return self.execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, params=()):
+        row = self.one(sql, params)
+        return None if row is None else next(iter(row.values()))
+
+    def begin_write(self):
+        """Start a transaction that holds the write lock until commit or rollback."""
+        if self.dialect == "postgresql":
+            self.raw.execute("BEGIN")
+            self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+        else:
+            self.raw.execute("BEGIN IMMEDIATE")
+        self.in_transaction = True
+
+    def commit(self):
+        if self.in_transaction:
+            self.in_transaction = False
+            self.raw.execute("COMMIT")
+
+    def rollback(self):
+        if self.in_transaction:
+            self.in_transaction = False
+            self.raw.execute("ROLLBACK")
+
+    def close(self):
+        self.raw.close()
+
+
+def _dict_row(cursor, row):
+    return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
+
+
+class Database:
+    """A pool of connections to one database; `connection()` lends one for the duration of a block."""
+
+    def __init__(self, url: str, pool_size: int = 16):
+        self.url = url
+        self.target = parse_url(url)
+        self.dialect = self.target.dialect
+        self._idle: queue.LifoQueue[Connection] = queue.LifoQueue()
+        self._pool_size = pool_size
+        self._lock = threading.Lock()
+        self._closed = False
+        if self.dialect == "sqlite":
+            path = Path(self.target.location)
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _open(self) -> Connection:
+        try:
+            if self.dialect == "postgresql":
+                import psycopg
+                from psycopg.rows import dict_row
+
+                raw = psycopg.connect(self.target.location, autocommit=True, row_factory=dict_row, connect_timeout=10)
+            else:
+                raw = sqlite3.connect(
+                    self.target.location,
+                    timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                raw.row_factory = _dict_row
+                raw.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+                raw.execute("PRAGMA foreign_keys = ON")
+                raw.execute("PRAGMA synchronous = NORMAL")
+        except Exception as e:
+            raise DatabaseError(f"cannot open the database {self.url}: {e}") from e
+        return Connection(raw, self.dialect)
+
+    def acquire(self) -> Connection:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            return self._open()
+
+    def release(self, conn: Connection, broken: bool = False):
+        if conn.in_transaction:
+            try:
+                conn.rollback()
+            except Exception:
+                broken = True
+        if broken or self._closed or self._idle.qsize() >= self._pool_size:
+            conn.close()
+        else:
+            self._idle.put(conn)
+
+    def connection(self):
+        """Context manager lending a pooled connection (autocommit unless begin_write is called)."""
+        return _Lease(self)
+
+    def close(self):
+        self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+    def migrate(self) -> list[str]:
+        """Apply the numbered SQL files in server/migrations not applied yet; return their names."""
+        with self.connection() as conn:
+            if self.dialect == "sqlite":
+                # WAL is a property of the file: readers never wait for the writer.
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.begin_write()
+            try:
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+                done = {r["name"] for r in conn.all("SELECT name FROM schema_migrations")}
+                applied = []
+                for name, text in migration_files():
+                    if name in done:
+                        continue
+                    for statement in split_sql(text):
+                        conn.execute(statement)
+                    conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)", (name, now()))
+                    applied.append(name)
+                conn.commit()
+            except Exception as e:
+                conn.rollback()
+                raise DatabaseError(f"migrating {self.url} failed: {e}") from e
+        return applied
+
+
+class _Lease:
+    def __init__(self, db: Database):
+        self.db = db
+        self.conn: Connection | None = None
+
+    def __enter__(self) -> Connection:
+        self.conn = self.db.acquire()
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        self.db.release(self.conn, broken=exc_type is not None and not _is_api_error(exc))
+        return False
+
+
+def _is_api_error(exc) -> bool:
+    from server.errors import ApiError
+
+    return isinstance(exc, ApiError)
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """The migrations shipped in the package, in order: [(file name, SQL text)]."""
+    folder = resources.files("server").joinpath("migrations")
+    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(p.name, p.read_text(encoding="utf-8")) for p in files]
+
+
+def split_sql(text: str) -> list[str]:
+    """Split a migration into statements (our migrations keep `;` only at statement ends)."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

@@ -1,0 +1,141 @@
+"""Dataset and model associations with benchmarks: history rows, latest wins (POST request, PUT decide)."""
+
+from __future__ import annotations
+
+from server import rules, store
+from server.db import now
+from server.routes import add, found, list_page, paginated, related
+from server.validation import validate
+
+# ---------------------------------------------------------------- datasets
+
+
+def post_dataset_association(ctx):
+    body = validate(ctx.body(), "api-dataset-association")
+    dataset = related(ctx.conn, store.get_dataset, body["dataset"], "dataset")
+    benchmark = related(ctx.conn, store.get_benchmark, body["benchmark"], "benchmark")
+    rules.require(rules.can_request_dataset_association(ctx.user, dataset, benchmark))
+    rules.check_dataset_association_create(dataset, benchmark)
+    status = rules.association_status_on_create(
+        initiator=ctx.user,
+        requested=body.get("approval_status", rules.PENDING),
+        latest=store.latest_dataset_association(ctx.conn, dataset["id"], benchmark["id"]),
+        subject_owner=store.get_user(ctx.conn, dataset["owner"]),
+        benchmark=benchmark,
+        mode_field="dataset_auto_approval_mode",
+        allow_list_field="dataset_auto_approval_allow_list",
+    )
+    row = store.insert_dataset_association(ctx.conn, {
+        "dataset": dataset["id"], "benchmark": benchmark["id"], "initiated_by": ctx.user["id"],
+        "metadata": body["metadata"], "approval_status": status, "approved_at": rules.approved_at_for(status, now()),
+    })
+    return 201, row
+
+
+def list_dataset_associations(ctx, dataset_id):
+    dataset = found(store.get_dataset(ctx.conn, dataset_id))
+    rules.require(rules.can_list_dataset_associations(ctx.user, dataset))
+    return paginated(ctx, list_page(ctx, store.list_associations_of_dataset, dataset_id))
+
+
+def _dataset_pair(ctx, dataset_id, benchmark_id):
+    dataset = found(store.get_dataset(ctx.conn, dataset_id))
+    benchmark = found(store.get_benchmark(ctx.conn, benchmark_id))
+    rules.require(rules.can_see_dataset_association(ctx.user, dataset, benchmark))
+    return dataset, benchmark
+
+
+def get_dataset_association(ctx, dataset_id, benchmark_id):
+    """Every row of the pair, a plain list ordered by modified_at (clients take the latest by created_at)."""
+    _dataset_pair(ctx, dataset_id, benchmark_id)
+    return store.dataset_association_history(ctx.conn, dataset_id, benchmark_id)
+
+
+def put_dataset_association(ctx, dataset_id, benchmark_id):
+    _dataset_pair(ctx, dataset_id, benchmark_id)
+    latest = found(store.latest_dataset_association(ctx.conn, dataset_id, benchmark_id))
+    body = validate(ctx.body(), "api-association-update", partial=True)
+    if "approval_status" not in body:
+        return latest
+    rules.check_association_decision(ctx.user, latest, body["approval_status"])
+    stamp = now()
+    return store.update_dataset_association(ctx.conn, latest["id"], {
+        "approval_status": body["approval_status"], "approved_at": stamp, "modified_at": stamp,
+    })
+
+
+def delete_dataset_association(ctx, dataset_id, benchmark_id):
+    _dataset_pair(ctx, dataset_id, benchmark_id)
+    rules.require(rules.is_admin(ctx.user))
+    store.delete_dataset_associations(ctx.conn, dataset_id, benchmark_id)
+    return 204, None
+
+
+# ---------------------------------------------------------------- models
+
+
+def post_model_association(ctx):
+    body = validate(ctx.body(), "api-model-association")
+    model = related(ctx.conn, store.get_model, body["model"], "model")
+    benchmark = related(ctx.conn, store.get_benchmark, body["benchmark"], "benchmark")
+    rules.require(rules.can_request_model_association(ctx.user, model, benchmark))
+    rules.check_model_association_create(model, benchmark)
+    status = rules.association_status_on_create(
+        initiator=ctx.user,
+        requested=body.get("approval_status", rules.PENDING),
+        latest=store.latest_model_association(ctx.conn, model["id"], benchmark["id"]),
+        subject_owner=store.get_user(ctx.conn, model["owner"]),
+        benchmark=benchmark,
+        mode_field="model_auto_approval_mode",
+        allow_list_field="model_auto_approval_allow_list",
+    )
+    row = store.insert_model_association(ctx.conn, {
+        "model": model["id"], "benchmark": benchmark["id"], "initiated_by": ctx.user["id"],
+        "metadata": body["metadata"], "approval_status": status, "approved_at": rules.approved_at_for(status, now()),
+    })
+    return 201, row
+
+
+def list_model_associations(ctx, model_id):
+    model = found(store.get_model(ctx.conn, model_id))
+    rules.require(rules.can_edit_owned(ctx.user, model))
+    return paginated(ctx, list_page(ctx, store.list_associations_of_model, model_id))
+
+
+def _model_pair(ctx, model_id, benchmark_id):
+    model = found(store.get_model(ctx.conn, model_id))
+    benchmark = found(store.get_benchmark(ctx.conn, benchmark_id))
+    rules.require(rules.can_see_model_association(ctx.user, model, benchmark))
+    return model, benchmark
+
+
+def get_model_association(ctx, model_id, benchmark_id):
+    _model_pair(ctx, model_id, benchmark_id)
+    return store.model_association_history(ctx.conn, model_id, benchmark_id)
+
+
+def put_model_association(ctx, model_id, benchmark_id):
+    _model, benchmark = _model_pair(ctx, model_id, benchmark_id)
+    latest = found(store.latest_model_association(ctx.conn, model_id, benchmark_id))
+    body = validate(ctx.body(), "api-association-update", partial=True)
+    changes: dict = {}
+    if "priority" in body:
+        rules.require(rules.can_set_priority(ctx.user, benchmark))
+        changes["priority"] = body["priority"]
+    if "approval_status" in body:
+        rules.check_association_decision(ctx.user, latest, body["approval_status"])
+        changes["approval_status"] = body["approval_status"]
+        changes["approved_at"] = now()
+    return store.update_model_association(ctx.conn, latest["id"], changes) if changes else latest
+
+
+def register(app):
+    add(app, "POST", "/datasets/benchmarks/", post_dataset_association)
+    add(app, "GET", "/datasets/<dataset_id:int>/benchmarks/", list_dataset_associations)
+    add(app, "GET", "/datasets/<dataset_id:int>/benchmarks/<benchmark_id:int>/", get_dataset_association)
+    add(app, "PUT", "/datasets/<dataset_id:int>/benchmarks/<benchmark_id:int>/", put_dataset_association)
+    add(app, "DELETE", "/datasets/<dataset_id:int>/benchmarks/<benchmark_id:int>/", delete_dataset_association)
+    add(app, "POST", "/models/benchmarks/", post_model_association)
+    add(app, "GET", "/models/<model_id:int>/benchmarks/", list_model_associations)
+    add(app, "GET", "/models/<model_id:int>/benchmarks/<benchmark_id:int>/", get_model_association)
+    add(app, "PUT", "/models/<model_id:int>/benchmarks/<benchmark_id:int>/", put_model_association)

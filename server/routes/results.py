@@ -1,0 +1,59 @@
+"""/results/: execution records, created before running and finalized by the PUT that carries `results`."""
+
+from __future__ import annotations
+
+from server import rules, store
+from server.db import now
+from server.routes import add, filters, found_or_forbidden, list_page, paginated, related
+from server.validation import validate
+
+
+def post_result(ctx):
+    raw = ctx.body()
+    # Permission first, from the dataset named in the body (admin or its owner), as MedPerf does.
+    named = raw.get("dataset") if isinstance(raw, dict) else None
+    dataset = store.get_dataset(ctx.conn, named) if isinstance(named, int) and not isinstance(named, bool) else None
+    if not rules.is_admin(ctx.user):
+        rules.require(dataset is not None and rules.can_create_result(ctx.user, dataset))
+    body = validate(raw, "api-result")
+    benchmark = related(ctx.conn, store.get_benchmark, body["benchmark"], "benchmark")
+    model = related(ctx.conn, store.get_model, body["model"], "model")
+    dataset = related(ctx.conn, store.get_dataset, body["dataset"], "dataset")
+    rules.check_result_create(
+        benchmark,
+        model["id"],
+        store.latest_dataset_association(ctx.conn, dataset["id"], benchmark["id"]),
+        store.latest_model_association(ctx.conn, model["id"], benchmark["id"]),
+    )
+    return 201, store.insert_result(ctx.conn, {**body, "owner": ctx.user["id"]})
+
+
+def list_results(ctx):
+    rules.require(rules.can_list_all_results(ctx.user))
+    return paginated(ctx, list_page(ctx, store.list_results, filters(ctx, store.FILTERABLE["results"])))
+
+
+def _result_and_parents(ctx, result_id):
+    result = found_or_forbidden(ctx, store.get_result(ctx.conn, result_id))
+    return result, store.get_dataset(ctx.conn, result["dataset"]), store.get_benchmark(ctx.conn, result["benchmark"])
+
+
+def get_result(ctx, result_id):
+    result, dataset, benchmark = _result_and_parents(ctx, result_id)
+    rules.require(rules.can_view_result(ctx.user, result, dataset, benchmark))
+    return result
+
+
+def put_result(ctx, result_id):
+    result, dataset, _benchmark = _result_and_parents(ctx, result_id)
+    rules.require(rules.can_edit_result(ctx.user, result, dataset))
+    body = validate(ctx.body(), "api-result", partial=True)
+    changes = rules.check_result_update(result, body, now())
+    return store.update_result(ctx.conn, result_id, changes)
+
+
+def register(app):
+    add(app, "POST", "/results/", post_result)
+    add(app, "GET", "/results/", list_results)
+    add(app, "GET", "/results/<result_id:int>/", get_result)
+    add(app, "PUT", "/results/<result_id:int>/", put_result)

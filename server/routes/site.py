@@ -1,0 +1,5 @@
+"""Placeholder for the OpenAPI document and the web overview (see register)."""
+
+
+def register(app):
+    pass

@@ -1,0 +1,64 @@
+"""The server's settings: one explicit, frozen object built by the CLI (or a test) and passed down."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_DB = "./medperf-server.sqlite3"
+DEFAULT_EMAIL_CLAIM = "https://medperf.org/email"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything make_app needs. Defaults suit a local demo on loopback."""
+
+    db_url: str = DEFAULT_DB
+    """SQLite path (or sqlite:///path) or postgresql://... URL."""
+    page_size: int = 32
+    """Default `limit` of list endpoints, as MedPerf's LimitOffsetPagination."""
+    pool_size: int = 16
+    """Database connections kept open (at least the number of server threads)."""
+    auto_approve_benchmarks_from: tuple[str, ...] = ()
+    """Owner emails whose new benchmarks are APPROVED at once (MedPerf's AUTO_APPROVE_BENCHMARKS_FROM)."""
+    jwt_public_key: str | None = None
+    """PEM public key verifying RS256 JWTs (exclusive with jwt_jwks_url)."""
+    jwt_jwks_url: str | None = None
+    """JWKS URL of an OIDC provider verifying RS256 JWTs."""
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_email_claim: str = DEFAULT_EMAIL_CLAIM
+    web_ui: bool = True
+    """Serve the read-only HTML overview at `/` (public fields and finalized results only)."""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.jwt_public_key and self.jwt_jwks_url:
+            raise ValueError("set either jwt_public_key or jwt_jwks_url, not both")
+        if self.page_size < 1:
+            raise ValueError("page_size must be positive")
+
+    @property
+    def jwt_enabled(self) -> bool:
+        return bool(self.jwt_public_key or self.jwt_jwks_url)
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides) -> Settings:
+        """Build settings from MEDPERF_SERVER_* environment variables, then apply `overrides`."""
+        env = os.environ if environ is None else environ
+        values: dict = {}
+        if env.get("MEDPERF_SERVER_DB"):
+            values["db_url"] = env["MEDPERF_SERVER_DB"]
+        if env.get("MEDPERF_SERVER_AUTO_APPROVE_BENCHMARKS_FROM"):
+            emails = env["MEDPERF_SERVER_AUTO_APPROVE_BENCHMARKS_FROM"].split(",")
+            values["auto_approve_benchmarks_from"] = tuple(e.strip() for e in emails if e.strip())
+        key_file = env.get("MEDPERF_SERVER_JWT_PUBLIC_KEY_FILE")
+        if key_file:
+            with open(key_file, encoding="utf-8") as f:
+                values["jwt_public_key"] = f.read()
+        for name in ("jwt_jwks_url", "jwt_issuer", "jwt_audience", "jwt_email_claim"):
+            v = env.get("MEDPERF_SERVER_" + name.upper())
+            if v:
+                values[name] = v
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

@@ -1,0 +1,513 @@
+"""All SQL of the server, one function per query. Rows go in and come out as API-shaped dicts.
+
+Columns are named after the API fields. JSON columns are stored as text and decoded here; boolean
+columns are 0/1 integers. Every "latest" query orders by (created_at DESC, id DESC), so two rows
+created within the same microsecond are still ordered deterministically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from server.db import Connection, now
+
+JSON_COLUMNS = {
+    "users": {"metadata"},
+    "tokens": set(),
+    "mlcubes": {"container_config", "parameters_config", "metadata", "user_metadata"},
+    "models": {"metadata", "user_metadata"},
+    "benchmarks": {"metadata", "user_metadata", "dataset_auto_approval_allow_list", "model_auto_approval_allow_list"},
+    "datasets": {"generated_metadata", "user_metadata", "report"},
+    "benchmark_datasets": {"metadata"},
+    "benchmark_models": {"metadata"},
+    "results": {"results", "metadata", "user_metadata", "model_report", "evaluation_report"},
+}
+BOOL_COLUMNS = {
+    "users": {"is_admin"},
+    "tokens": set(),
+    "mlcubes": {"is_valid"},
+    "models": {"is_valid"},
+    "benchmarks": {"is_valid", "is_active"},
+    "datasets": {"is_valid", "submitted_as_prepared"},
+    "benchmark_datasets": set(),
+    "benchmark_models": set(),
+    "results": {"finalized", "is_valid"},
+}
+COLUMNS = {
+    "users": ("id", "username", "email", "first_name", "last_name", "is_admin", "metadata", "created_at"),
+    "tokens": ("id", "user_id", "token_hash", "created_at"),
+    "mlcubes": (
+        "id", "name", "container_config", "parameters_config", "image_hash", "additional_files_tarball_url",
+        "additional_files_tarball_hash", "owner", "state", "is_valid", "metadata", "user_metadata",
+        "created_at", "modified_at",
+    ),
+    "models": (
+        "id", "name", "owner", "type", "container", "state", "is_valid", "metadata", "user_metadata",
+        "created_at", "modified_at",
+    ),
+    "benchmarks": (
+        "id", "name", "description", "docs_url", "owner", "demo_dataset_tarball_url", "demo_dataset_tarball_hash",
+        "demo_dataset_generated_uid", "data_preparation_mlcube", "reference_model", "data_evaluator_mlcube",
+        "metadata", "state", "is_valid", "is_active", "approval_status", "dataset_auto_approval_allow_list",
+        "dataset_auto_approval_mode", "model_auto_approval_allow_list", "model_auto_approval_mode",
+        "user_metadata", "approved_at", "created_at", "modified_at",
+    ),
+    "datasets": (
+        "id", "name", "description", "location", "owner", "input_data_hash", "generated_uid", "split_seed",
+        "data_preparation_mlcube", "is_valid", "submitted_as_prepared", "state", "generated_metadata",
+        "user_metadata", "report", "created_at", "modified_at",
+    ),
+    "benchmark_datasets": (
+        "id", "dataset", "benchmark", "initiated_by", "metadata", "approval_status", "approved_at",
+        "created_at", "modified_at",
+    ),
+    "benchmark_models": (
+        "id", "model", "benchmark", "initiated_by", "metadata", "approval_status", "priority", "approved_at",
+        "created_at", "modified_at",
+    ),
+    "results": (
+        "id", "name", "owner", "benchmark", "model", "dataset", "results", "metadata", "user_metadata",
+        "model_report", "evaluation_report", "finalized", "finalized_at", "approval_status", "approved_at",
+        "is_valid", "created_at", "modified_at",
+    ),
+}
+# Filters a list endpoint accepts (MedPerf's filterset_fields), by table.
+FILTERABLE = {
+    "benchmarks": {"name", "owner", "state", "is_valid", "is_active", "approval_status", "data_preparation_mlcube"},
+    "mlcubes": {"name", "owner", "state", "is_valid"},
+    "models": {"type"},
+    "results": {"name", "owner", "benchmark", "model", "dataset", "is_valid", "approval_status"},
+}
+LATEST_FIRST = "created_at DESC, id DESC"
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def _decode(table: str, row: dict | None) -> dict | None:
+    if row is None:
+        return None
+    out = dict(row)
+    for col in JSON_COLUMNS[table]:
+        if col in out and out[col] is not None:
+            out[col] = json.loads(out[col])
+    for col in BOOL_COLUMNS[table]:
+        if col in out:
+            out[col] = bool(out[col])
+    return out
+
+
+def _encode(table: str, col: str, value):
+    if col in JSON_COLUMNS[table]:
+        return None if value is None else json.dumps(value, sort_keys=True)
+    if col in BOOL_COLUMNS[table]:
+        return int(bool(value))
+    return value
+
+
+def _check_columns(table: str, cols: Iterable[str]):
+    unknown = set(cols) - set(COLUMNS[table])
+    if unknown:
+        raise ValueError(f"unknown columns for {table}: {sorted(unknown)}")
+
+
+# ---------------------------------------------------------------- generic helpers (private)
+
+
+def _next_id(conn: Connection, table: str) -> int:
+    return conn.scalar("UPDATE id_counters SET value = value + 1 WHERE name = ? RETURNING value", (table,))
+
+
+def _insert(conn: Connection, table: str, values: dict) -> dict:
+    values = dict(values)
+    stamp = now()
+    if "created_at" in COLUMNS[table]:
+        values.setdefault("created_at", stamp)
+    if "modified_at" in COLUMNS[table]:
+        values.setdefault("modified_at", stamp)
+    values["id"] = _next_id(conn, table)
+    _check_columns(table, values)
+    cols = list(values)
+    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+    conn.execute(sql, tuple(_encode(table, c, values[c]) for c in cols))
+    return _get(conn, table, values["id"])
+
+
+def _get(conn: Connection, table: str, id_: int) -> dict | None:
+    return _decode(table, conn.one(f"SELECT * FROM {table} WHERE id = ?", (id_,)))
+
+
+def _update(conn: Connection, table: str, id_: int, changes: dict) -> dict:
+    changes = dict(changes)
+    if "modified_at" in COLUMNS[table]:
+        changes.setdefault("modified_at", now())
+    _check_columns(table, changes)
+    changes.pop("id", None)
+    if changes:
+        sets = ", ".join(f"{c} = ?" for c in changes)
+        params = tuple(_encode(table, c, v) for c, v in changes.items()) + (id_,)
+        conn.execute(f"UPDATE {table} SET {sets} WHERE id = ?", params)
+    return _get(conn, table, id_)
+
+
+def _where(table: str, filters: dict | None) -> tuple[str, tuple]:
+    if not filters:
+        return "", ()
+    _check_columns(table, filters)
+    clauses = [f"{c} = ?" for c in filters]
+    params = tuple(_encode(table, c, v) for c, v in filters.items())
+    return " WHERE " + " AND ".join(clauses), params
+
+
+def _page(conn: Connection, table: str, where: str, params: tuple, order: str, limit: int, offset: int):
+    count = conn.scalar(f"SELECT COUNT(*) AS n FROM {table}{where}", params)
+    rows = conn.all(f"SELECT * FROM {table}{where} ORDER BY {order} LIMIT ? OFFSET ?", params + (limit, offset))
+    return int(count), [_decode(table, r) for r in rows]
+
+
+# ---------------------------------------------------------------- users and tokens
+
+
+def insert_user(conn: Connection, *, username: str, email: str, is_admin: bool = False) -> dict:
+    return _insert(conn, "users", {"username": username, "email": email, "is_admin": is_admin})
+
+
+def get_user(conn: Connection, user_id: int) -> dict | None:
+    return _get(conn, "users", user_id)
+
+
+def get_user_by_username(conn: Connection, username: str) -> dict | None:
+    return _decode("users", conn.one("SELECT * FROM users WHERE username = ?", (username,)))
+
+
+def get_user_by_email(conn: Connection, email: str) -> dict | None:
+    return _decode("users", conn.one("SELECT * FROM users WHERE email = ?", (email,)))
+
+
+def get_user_by_token_hash(conn: Connection, token_hash: str) -> dict | None:
+    row = conn.one("SELECT u.* FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?", (token_hash,))
+    return _decode("users", row)
+
+
+def insert_token(conn: Connection, user_id: int, token_hash: str) -> dict:
+    return _insert(conn, "tokens", {"user_id": user_id, "token_hash": token_hash})
+
+
+def count_users(conn: Connection) -> int:
+    return int(conn.scalar("SELECT COUNT(*) AS n FROM users"))
+
+
+def user_prepares_with_mlcube_of(conn: Connection, data_owner_id: int, mlcube_owner_id: int) -> bool:
+    """True if a dataset of `data_owner_id` uses a preparation container owned by `mlcube_owner_id`."""
+    row = conn.one(
+        "SELECT 1 AS hit FROM datasets d JOIN mlcubes m ON m.id = d.data_preparation_mlcube "
+        "WHERE d.owner = ? AND m.owner = ? LIMIT 1",
+        (data_owner_id, mlcube_owner_id),
+    )
+    return row is not None
+
+
+# ---------------------------------------------------------------- containers (mlcubes)
+
+
+def insert_mlcube(conn: Connection, values: dict) -> dict:
+    return _insert(conn, "mlcubes", values)
+
+
+def get_mlcube(conn: Connection, mlcube_id: int) -> dict | None:
+    return _get(conn, "mlcubes", mlcube_id)
+
+
+def get_mlcube_by_name(conn: Connection, name: str) -> dict | None:
+    return _decode("mlcubes", conn.one("SELECT * FROM mlcubes WHERE name = ?", (name,)))
+
+
+def find_mlcube_duplicate(conn: Connection, image_hash, tarball_hash, container_config, parameters_config) -> dict | None:
+    """The container with the same (image_hash, tarball hash, container_config, parameters_config), if any."""
+    cc = _encode("mlcubes", "container_config", container_config)
+    pc = _encode("mlcubes", "parameters_config", parameters_config)
+    row = conn.one(
+        "SELECT * FROM mlcubes WHERE image_hash = ? AND additional_files_tarball_hash = ? AND container_config = ? "
+        "AND COALESCE(parameters_config, '') = COALESCE(?, '') LIMIT 1",
+        (image_hash, tarball_hash, cc, pc),
+    )
+    return _decode("mlcubes", row)
+
+
+def list_mlcubes(conn: Connection, filters: dict, limit: int, offset: int):
+    where, params = _where("mlcubes", filters)
+    return _page(conn, "mlcubes", where, params, "modified_at, id", limit, offset)
+
+
+def list_mlcubes_of_owner(conn: Connection, owner: int, limit: int, offset: int):
+    return _page(conn, "mlcubes", " WHERE owner = ?", (owner,), "modified_at, id", limit, offset)
+
+
+def update_mlcube(conn: Connection, mlcube_id: int, changes: dict) -> dict:
+    return _update(conn, "mlcubes", mlcube_id, changes)
+
+
+def list_datasets_of_mlcube(conn: Connection, mlcube_id: int, limit: int, offset: int):
+    return _page(conn, "datasets", " WHERE data_preparation_mlcube = ?", (mlcube_id,), "modified_at, id", limit, offset)
+
+
+def get_model_of_mlcube(conn: Connection, mlcube_id: int) -> dict | None:
+    return _decode("models", conn.one("SELECT * FROM models WHERE container = ?", (mlcube_id,)))
+
+
+# ---------------------------------------------------------------- models
+
+
+def insert_model(conn: Connection, values: dict) -> dict:
+    return _insert(conn, "models", values)
+
+
+def get_model(conn: Connection, model_id: int) -> dict | None:
+    return _get(conn, "models", model_id)
+
+
+def get_model_by_name(conn: Connection, name: str) -> dict | None:
+    return _decode("models", conn.one("SELECT * FROM models WHERE name = ?", (name,)))
+
+
+def list_models(conn: Connection, filters: dict, limit: int, offset: int):
+    where, params = _where("models", filters)
+    return _page(conn, "models", where, params, "modified_at, id", limit, offset)
+
+
+def list_models_of_owner(conn: Connection, owner: int, limit: int, offset: int):
+    return _page(conn, "models", " WHERE owner = ?", (owner,), "modified_at, id", limit, offset)
+
+
+def update_model(conn: Connection, model_id: int, changes: dict) -> dict:
+    return _update(conn, "models", model_id, changes)
+
+
+# ---------------------------------------------------------------- benchmarks
+
+
+def insert_benchmark(conn: Connection, values: dict) -> dict:
+    return _insert(conn, "benchmarks", values)
+
+
+def get_benchmark(conn: Connection, benchmark_id: int) -> dict | None:
+    return _get(conn, "benchmarks", benchmark_id)
+
+
+def get_benchmark_by_name(conn: Connection, name: str) -> dict | None:
+    return _decode("benchmarks", conn.one("SELECT * FROM benchmarks WHERE name = ?", (name,)))
+
+
+def count_pending_benchmarks_of_owner(conn: Connection, owner: int) -> int:
+    return int(conn.scalar("SELECT COUNT(*) AS n FROM benchmarks WHERE owner = ? AND approval_status = 'PENDING'", (owner,)))
+
+
+def list_benchmarks(conn: Connection, filters: dict, limit: int, offset: int):
+    where, params = _where("benchmarks", filters)
+    return _page(conn, "benchmarks", where, params, "modified_at, id", limit, offset)
+
+
+def list_benchmarks_of_owner(conn: Connection, owner: int, limit: int, offset: int):
+    return _page(conn, "benchmarks", " WHERE owner = ?", (owner,), "modified_at, id", limit, offset)
+
+
+def update_benchmark(conn: Connection, benchmark_id: int, changes: dict) -> dict:
+    return _update(conn, "benchmarks", benchmark_id, changes)
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def insert_dataset(conn: Connection, values: dict) -> dict:
+    return _insert(conn, "datasets", values)
+
+
+def get_dataset(conn: Connection, dataset_id: int) -> dict | None:
+    return _get(conn, "datasets", dataset_id)
+
+
+def list_datasets(conn: Connection, limit: int, offset: int):
+    return _page(conn, "datasets", "", (), "modified_at, id", limit, offset)
+
+
+def list_datasets_of_owner(conn: Connection, owner: int, limit: int, offset: int):
+    return _page(conn, "datasets", " WHERE owner = ?", (owner,), "modified_at, id", limit, offset)
+
+
+def operational_dataset_with_uid(conn: Connection, generated_uid: str, exclude_id: int) -> dict | None:
+    row = conn.one(
+        "SELECT * FROM datasets WHERE state = 'OPERATION' AND generated_uid = ? AND id <> ? LIMIT 1",
+        (generated_uid, exclude_id),
+    )
+    return _decode("datasets", row)
+
+
+def update_dataset(conn: Connection, dataset_id: int, changes: dict) -> dict:
+    return _update(conn, "datasets", dataset_id, changes)
+
+
+def delete_dataset(conn: Connection, dataset_id: int):
+    conn.execute("DELETE FROM results WHERE dataset = ?", (dataset_id,))
+    conn.execute("DELETE FROM benchmark_datasets WHERE dataset = ?", (dataset_id,))
+    conn.execute("DELETE FROM datasets WHERE id = ?", (dataset_id,))
+
+
+# ---------------------------------------------------------------- dataset associations
+
+
+def insert_dataset_association(conn: Connection, values: dict) -> dict:
+    return _insert(conn, "benchmark_datasets", values)
+
+
+def latest_dataset_association(conn: Connection, dataset_id: int, benchmark_id: int) -> dict | None:
+    row = conn.one(
+        f"SELECT * FROM benchmark_datasets WHERE dataset = ? AND benchmark = ? ORDER BY {LATEST_FIRST} LIMIT 1",
+        (dataset_id, benchmark_id),
+    )
+    return _decode("benchmark_datasets", row)
+
+
+def dataset_association_history(conn: Connection, dataset_id: int, benchmark_id: int) -> list[dict]:
+    """Every row of the pair, ordered by modified_at as MedPerf lists them."""
+    rows = conn.all(
+        "SELECT * FROM benchmark_datasets WHERE dataset = ? AND benchmark = ? ORDER BY modified_at, id",
+        (dataset_id, benchmark_id),
+    )
+    return [_decode("benchmark_datasets", r) for r in rows]
+
+
+def update_dataset_association(conn: Connection, association_id: int, changes: dict) -> dict:
+    return _update(conn, "benchmark_datasets", association_id, changes)
+
+
+def delete_dataset_associations(conn: Connection, dataset_id: int, benchmark_id: int):
+    conn.execute("DELETE FROM benchmark_datasets WHERE dataset = ? AND benchmark = ?", (dataset_id, benchmark_id))
+
+
+def list_associations_of_dataset(conn: Connection, dataset_id: int, limit: int, offset: int):
+    return _page(conn, "benchmark_datasets", " WHERE dataset = ?", (dataset_id,), "modified_at, id", limit, offset)
+
+
+def list_dataset_associations_of_benchmark(conn: Connection, benchmark_id: int, limit: int, offset: int):
+    return _page(conn, "benchmark_datasets", " WHERE benchmark = ?", (benchmark_id,), "modified_at, id", limit, offset)
+
+
+def list_dataset_associations_for_user(conn: Connection, user_id: int, limit: int, offset: int):
+    """Rows where the user owns the dataset or the benchmark."""
+    where = (
+        " WHERE dataset IN (SELECT id FROM datasets WHERE owner = ?)"
+        " OR benchmark IN (SELECT id FROM benchmarks WHERE owner = ?)"
+    )
+    return _page(conn, "benchmark_datasets", where, (user_id, user_id), "modified_at, id", limit, offset)
+
+
+def user_has_approved_dataset_in(conn: Connection, user_id: int, benchmark_id: int) -> bool:
+    """True if one of the user's datasets has APPROVED as its latest association with the benchmark."""
+    row = conn.one(
+        "SELECT 1 AS hit FROM datasets d WHERE d.owner = ? AND ("
+        " SELECT a.approval_status FROM benchmark_datasets a WHERE a.dataset = d.id AND a.benchmark = ?"
+        " ORDER BY a.created_at DESC, a.id DESC LIMIT 1) = 'APPROVED' LIMIT 1",
+        (user_id, benchmark_id),
+    )
+    return row is not None
+
+
+def all_latest_dataset_associations(conn: Connection) -> list[dict]:
+    """The latest row of every (dataset, benchmark) pair (for the web overview)."""
+    rows = conn.all(
+        "SELECT a.* FROM benchmark_datasets a WHERE NOT EXISTS ("
+        " SELECT 1 FROM benchmark_datasets b WHERE b.dataset = a.dataset AND b.benchmark = a.benchmark"
+        " AND (b.created_at > a.created_at OR (b.created_at = a.created_at AND b.id > a.id)))"
+        " ORDER BY a.benchmark, a.dataset"
+    )
+    return [_decode("benchmark_datasets", r) for r in rows]
+
+
+# ---------------------------------------------------------------- model associations
+
+
+def insert_model_association(conn: Connection, values: dict) -> dict:
+    return _insert(conn, "benchmark_models", values)
+
+
+def latest_model_association(conn: Connection, model_id: int, benchmark_id: int) -> dict | None:
+    row = conn.one(
+        f"SELECT * FROM benchmark_models WHERE model = ? AND benchmark = ? ORDER BY {LATEST_FIRST} LIMIT 1",
+        (model_id, benchmark_id),
+    )
+    return _decode("benchmark_models", row)
+
+
+def model_association_history(conn: Connection, model_id: int, benchmark_id: int) -> list[dict]:
+    rows = conn.all(
+        "SELECT * FROM benchmark_models WHERE model = ? AND benchmark = ? ORDER BY modified_at, id",
+        (model_id, benchmark_id),
+    )
+    return [_decode("benchmark_models", r) for r in rows]
+
+
+def update_model_association(conn: Connection, association_id: int, changes: dict) -> dict:
+    return _update(conn, "benchmark_models", association_id, changes)
+
+
+def list_associations_of_model(conn: Connection, model_id: int, limit: int, offset: int):
+    return _page(conn, "benchmark_models", " WHERE model = ?", (model_id,), "modified_at, id", limit, offset)
+
+
+def list_model_associations_of_benchmark(conn: Connection, benchmark_id: int, limit: int, offset: int):
+    """All history rows of the benchmark's models, highest priority first (MedPerf's `-priority`)."""
+    return _page(
+        conn, "benchmark_models", " WHERE benchmark = ?", (benchmark_id,), "priority DESC, created_at, id", limit, offset
+    )
+
+
+def list_model_associations_for_user(conn: Connection, user_id: int, limit: int, offset: int):
+    where = (
+        " WHERE model IN (SELECT id FROM models WHERE owner = ?)"
+        " OR benchmark IN (SELECT id FROM benchmarks WHERE owner = ?)"
+    )
+    return _page(conn, "benchmark_models", where, (user_id, user_id), "modified_at, id", limit, offset)
+
+
+def user_has_approved_model_in(conn: Connection, user_id: int, benchmark_id: int) -> bool:
+    row = conn.one(
+        "SELECT 1 AS hit FROM models m WHERE m.owner = ? AND ("
+        " SELECT a.approval_status FROM benchmark_models a WHERE a.model = m.id AND a.benchmark = ?"
+        " ORDER BY a.created_at DESC, a.id DESC LIMIT 1) = 'APPROVED' LIMIT 1",
+        (user_id, benchmark_id),
+    )
+    return row is not None
+
+
+# ---------------------------------------------------------------- results
+
+
+def insert_result(conn: Connection, values: dict) -> dict:
+    return _insert(conn, "results", values)
+
+
+def get_result(conn: Connection, result_id: int) -> dict | None:
+    return _get(conn, "results", result_id)
+
+
+def list_results(conn: Connection, filters: dict, limit: int, offset: int):
+    where, params = _where("results", filters)
+    return _page(conn, "results", where, params, "modified_at, id", limit, offset)
+
+
+def list_results_of_owner(conn: Connection, owner: int, limit: int, offset: int):
+    return _page(conn, "results", " WHERE owner = ?", (owner,), "id", limit, offset)
+
+
+def list_results_of_benchmark(conn: Connection, benchmark_id: int, limit: int, offset: int):
+    return _page(conn, "results", " WHERE benchmark = ?", (benchmark_id,), "id", limit, offset)
+
+
+def finalized_results_of_benchmark(conn: Connection, benchmark_id: int) -> list[dict]:
+    rows = conn.all("SELECT * FROM results WHERE benchmark = ? AND finalized = 1 ORDER BY id", (benchmark_id,))
+    return [_decode("results", r) for r in rows]
+
+
+def update_result(conn: Connection, result_id: int, changes: dict) -> dict:
+    return _update(conn, "results", result_id, changes)
