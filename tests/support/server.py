@@ -1,0 +1,156 @@
+"""The real registry server for other areas' tests: on a loopback port (waitress) or in-process (no socket).
+
+    with live_server() as srv:                 # fresh temp SQLite, seeded with the tutorial world
+        requests.get(srv.api + "/me/", headers={"Authorization": f"Bearer {srv.tokens['testdo@example.com']}"})
+
+    session = inprocess_session(srv.app)       # same app, no socket: any http:// URL reaches it
+"""
+
+from __future__ import annotations
+
+import http
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+import waitress
+from requests.structures import CaseInsensitiveDict
+
+from server import auth
+from server.app import make_app
+from server.inprocess import wsgi_call
+from server.seed import load_components, seed_demo
+from server.settings import Settings
+
+TESTADMIN, TESTBO, TESTMO, TESTDO, TESTDO2 = (
+    "testadmin@example.com", "testbo@example.com", "testmo@example.com", "testdo@example.com", "testdo2@example.com",
+)
+
+
+@dataclass
+class LiveServer:
+    """A running server: `url` ("http://127.0.0.1:PORT"), `api` (url + "/api/v0"), tokens by email."""
+
+    url: str
+    api: str
+    tokens: dict[str, str]
+    settings: Settings
+    db_url: str
+    app: object = field(repr=False)
+
+    def headers(self, email: str) -> dict[str, str]:
+        """Authorization header for a seeded (or created) user."""
+        return {"Authorization": f"Bearer {self.tokens[email]}"}
+
+    def create_user(self, email: str, *, admin: bool = False) -> str:
+        """Create a user, remember and return their new API token."""
+        with self.app.config["medperf.db"].connection() as conn:
+            conn.begin_write()
+            _user, token = auth.create_user_with_token(conn, email, admin)
+            conn.commit()
+        self.tokens[email] = token
+        return token
+
+
+def _stop(server) -> None:
+    # waitress has no public stop for a server started with run(): close every channel in its map
+    # (the loop ends when the map is empty) and stop the worker threads.
+    server.close()
+    while server._map:
+        for channel in list(server._map.values()):
+            channel.handle_close()
+    server.task_dispatcher.shutdown()
+
+
+@contextmanager
+def live_server(
+    db_url: str | None = None,
+    *,
+    seed: bool = True,
+    components: str | Path | None = None,
+    threads: int = 8,
+) -> Iterator[LiveServer]:
+    """Run the real app with waitress on 127.0.0.1:<free port> in a background thread; stop it on exit.
+
+    db_url None means a fresh SQLite file in a temp dir (removed afterwards). `seed` creates the
+    tutorial world (`medperf-server seed --demo data`, with `components` if given) and fills `.tokens`.
+    """
+    tmp = tempfile.mkdtemp(prefix="medperf-server-") if db_url is None else None
+    db_url = db_url or str(Path(tmp) / "server.sqlite3")
+    settings = Settings(db_url=db_url, pool_size=threads + 2)
+    app = make_app(settings)
+    try:
+        tokens = seed_demo(app, load_components(components)) if seed else {}
+        server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads, asyncore_loop_timeout=0.2,
+                                        ident="medperf-server")
+        thread = threading.Thread(target=server.run, name="medperf-server", daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{server.effective_port}"
+            yield LiveServer(url=url, api=url + "/api/v0", tokens=tokens, settings=settings, db_url=db_url, app=app)
+        finally:
+            _stop(server)
+            thread.join(timeout=10)
+    finally:
+        app.config["medperf.db"].close()
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def inprocess_server(db_url: str | None = None, *, seed: bool = True, components: str | Path | None = None):
+    """Like live_server without a socket: `.url` is "http://inprocess"; use `inprocess_session(srv.app)`."""
+    tmp = tempfile.mkdtemp(prefix="medperf-server-") if db_url is None else None
+    db_url = db_url or str(Path(tmp) / "server.sqlite3")
+    settings = Settings(db_url=db_url)
+    app = make_app(settings)
+    try:
+        tokens = seed_demo(app, load_components(components)) if seed else {}
+        url = "http://inprocess"
+        yield LiveServer(url=url, api=url + "/api/v0", tokens=tokens, settings=settings, db_url=db_url, app=app)
+    finally:
+        app.config["medperf.db"].close()
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class WSGIAdapter(requests.adapters.BaseAdapter):
+    """A requests transport adapter that hands each request to a WSGI app in this process."""
+
+    def __init__(self, app):
+        super().__init__()
+        self.app = app
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        body = request.body or b""
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        status, headers, data = wsgi_call(self.app, request.method, request.url,
+                                          headers=dict(request.headers), body=body)
+        response = requests.Response()
+        response.status_code = status
+        response.reason = http.HTTPStatus(status).phrase
+        response.headers = CaseInsensitiveDict(headers)
+        response._content = data
+        response.encoding = "utf-8"
+        response.url = request.url
+        response.request = request
+        response.connection = self
+        return response
+
+    def close(self):
+        pass
+
+
+def inprocess_session(app) -> requests.Session:
+    """A requests.Session whose http:// and https:// requests go straight to `app` (no socket)."""
+    session = requests.Session()
+    adapter = WSGIAdapter(app)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
