@@ -57,13 +57,15 @@ class LiveServer:
         return token
 
 
-def _stop(server) -> None:
-    # waitress has no public stop for a server started with run(): close every channel in its map
-    # (the loop ends when the map is empty) and stop the worker threads.
-    server.close()
-    while server._map:
+def _stop(server, thread: threading.Thread) -> None:
+    # waitress has no public stop for a server started with run(): close every channel of its map
+    # from inside the loop's own thread (the loop ends when the map is empty), then stop the workers.
+    def close_all():
         for channel in list(server._map.values()):
-            channel.handle_close()
+            channel.close()
+
+    server.trigger.pull_trigger(close_all)
+    thread.join(timeout=10)
     server.task_dispatcher.shutdown()
 
 
@@ -94,8 +96,7 @@ def live_server(
             url = f"http://127.0.0.1:{server.effective_port}"
             yield LiveServer(url=url, api=url + "/api/v0", tokens=tokens, settings=settings, db_url=db_url, app=app)
         finally:
-            _stop(server)
-            thread.join(timeout=10)
+            _stop(server, thread)
     finally:
         app.config["medperf.db"].close()
         if tmp:
