@@ -209,6 +209,7 @@ class LocalDataset:
 
     id: int
     has_raw_yaml: bool = False
+    started: bool = False  # a prepare began (prepared-data folders exist)
     ready: bool = False
     has_statistics: bool = False
 
@@ -234,7 +235,7 @@ class Observation:
                          for d in sorted(self.my_datasets, key=lambda d: d.id)},
             "refs": {k: (None if v is None else [v.id, v.modified_at]) for k, v in sorted(self.refs.items())},
             "raw_hashes": dict(sorted(self.raw_hashes.items())),
-            "local": {str(k): [v.has_raw_yaml, v.ready, v.has_statistics] for k, v in sorted(self.local.items())},
+            "local": {str(k): [v.has_raw_yaml, v.started, v.ready, v.has_statistics] for k, v in sorted(self.local.items())},
         }
 
 

@@ -78,7 +78,8 @@ def local_datasets(state) -> dict:
     for child in children:
         if child.is_dir() and child.name.isdigit():
             i = int(child.name)
-            out[i] = LocalDataset(id=i, has_raw_yaml=(child / "raw.yaml").is_file(), ready=(child / ".ready").exists(),
+            out[i] = LocalDataset(id=i, has_raw_yaml=(child / "raw.yaml").is_file(),
+                                  started=(child / "data").is_dir(), ready=(child / ".ready").exists(),
                                   has_statistics=(child / "statistics.yaml").is_file())
     return out
 

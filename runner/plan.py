@@ -33,6 +33,9 @@ REGISTER_FIELDS = ("name", "description", "location", "input_data_hash", "genera
                    "split_seed", "submitted_as_prepared", "for_test", "generated_metadata", "user_metadata")
 SET_OPERATIONAL_FIELDS = ("input_data_hash", "generated_uid", "generated_metadata", "state")
 PREPARE_REPORT_FIELDS = ("report",)
+# What register always sends with the same value (MedPerf's registration constants), shown as such in the plan.
+REGISTER_CONSTANTS = {"split_seed": 0, "submitted_as_prepared": False, "for_test": False, "generated_metadata": {},
+                      "user_metadata": {}}
 PREPARE_TASKS = ("prepare", "sanity_check", "statistics")
 CHECK_TASKS = ("sanity_check", "statistics")
 
@@ -187,7 +190,7 @@ def _dataset_steps(spec: DatasetSpec, obs: Observation, *, interactive: bool
                               "prepared (.ready in the state dir)", args={"dataset_id": ds.id}))
         else:
             _usable(container, spec)
-            if local is not None or keys[Action.PREPARE] in unfinished:
+            if (local is not None and local.started) or keys[Action.PREPARE] in unfinished:
                 notes.append(Note(_prepare_reason(local, keys, unfinished), spec.name))
             steps.append(Step(
                 keys[Action.PREPARE], Action.PREPARE, spec.name, Change.TODO, _prepare_reason(local, keys, unfinished),
@@ -223,7 +226,7 @@ def _usable(container: RemoteContainer | None, spec: DatasetSpec) -> None:
 def _prepare_reason(local: LocalDataset | None, keys: dict, unfinished: set) -> str:
     if keys[Action.PREPARE] in unfinished:
         return "an earlier run stopped during prepare (no .ready): prepare runs again"
-    if local is not None:
+    if local is not None and local.started:
         return "a previous prepare did not finish (no .ready): prepare runs again"
     return "not prepared yet"
 

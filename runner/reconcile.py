@@ -184,7 +184,7 @@ def _apply(opts, clients, console, events, manifest, state, selected, make_plan,
 
     def on_end(step: Step, result) -> None:
         console.say(report.step_line(step, result, color=console.color))
-        events.emit("step_end", key=step.key, **result.to_dict())
+        events.emit("step_end", **result.to_dict())
 
     def ask(step: Step, body: Mapping[str, Any]) -> bool:
         shown = json.dumps(body, indent=2, default=str)

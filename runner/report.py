@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runner.model import FORMAT_VERSION, Action, Change, Outcome, Plan, Step, StepResult
+from runner.plan import REGISTER_CONSTANTS
 
 LABEL_COLUMN = 26  # where a step's detail starts, as in DESIGN 3's example
 
@@ -24,8 +25,16 @@ def _c(text: str, code: str | None, color: bool) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if color and code else text
 
 
-def sends_text(fields: Sequence[str]) -> str:
-    return "sends: " + ", ".join(_ANNOTATE.get(f, f) for f in fields)
+def sends_text(fields: Sequence[str], constants: Mapping[str, Any] | None = None) -> str:
+    """"sends: a, b (what), c=0": the fields a step sends; constant ones with their value."""
+    constants = constants or {}
+    return "sends: " + ", ".join(f"{f}={_json(constants[f])}" if f in constants else _ANNOTATE.get(f, f)
+                                 for f in fields)
+
+
+def _json(v: Any) -> str:
+    return {True: "true", False: "false"}.get(v, str(v)) if isinstance(v, bool) else \
+        ("{}" if v == {} else str(v))
 
 
 def label(step: Step) -> str:
@@ -41,7 +50,7 @@ def detail(step: Step) -> str:
     if step.change is Change.GATE:
         return step.reason + (f"; then {sends_text(step.sends)}" if step.sends else "")
     if step.action is Action.REGISTER:
-        return f"{step.endpoint}   {sends_text(step.sends)}"
+        return f"{step.endpoint}   {sends_text(step.sends, REGISTER_CONSTANTS)}"
     if step.action is Action.PREPARE:
         return f"{step.detail}   (local only; status reports)"
     text = step.detail or ""

@@ -1,0 +1,1 @@
+"""Tests of the reconcile pipeline (runner/): planner golden cases, CLI in-process, apply with fakes, e2e."""

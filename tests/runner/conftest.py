@@ -1,0 +1,102 @@
+"""Fixtures for the runner tests: a data owner's workspace, fake clients, the CLI run in-process."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from runner import privacy
+from runner.cli import main
+from runner.hashing import folders_hash
+from runner.reconcile import Clients
+from runner.state import StateDir
+from tests.runner.fakes import FakeApi, FakeRunner
+
+TOKEN = "s3cret-token-value"
+
+MANIFEST = """\
+apiVersion: medperf-apply/v1
+kind: DataOwner
+server:
+  url: {{ env.MEDPERF_SERVER | default("http://registry.test:8000") }}
+  token_env: MEDPERF_TOKEN
+datasets:
+  - name: mytestdata
+    description: A tutorial dataset
+    location: My machine
+    data_path: raw/images
+    labels_path: raw/labels
+    prepare_with: {benchmark: chestxray}
+    state: operational
+    consent:
+      statistics: true
+"""
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+class Workspace:
+    """A folder with raw data and a manifest, a state dir, and the fakes the CLI talks to."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.images = root / "raw" / "images"
+        self.labels = root / "raw" / "labels"
+        self.images.mkdir(parents=True)
+        self.labels.mkdir(parents=True)
+        for i in range(3):
+            (self.images / f"img{i}.png").write_bytes(f"png-bytes-{i}".encode())
+        (self.labels / "labels.csv").write_text("Image ID,Label\nimg0,effusion\nimg1,mass\nimg2,hernia\n")
+        self.manifest = root / "manifest.yaml"
+        self.manifest.write_text(MANIFEST)
+        self.state_dir = root / "state"
+        self.api = FakeApi()
+        self.runner = FakeRunner()
+        self.environ = {"MEDPERF_TOKEN": TOKEN}
+
+    def state(self) -> StateDir:
+        return StateDir(self.state_dir)
+
+    def clients(self) -> Clients:
+        def make_api(server, state):
+            def before_send(method, path, body):
+                privacy.check_body(method, path, body)
+                state.ledger.record(server.url, method, path, body)
+
+            self.api.before_send = before_send
+            return self.api
+
+        return Clients(state=StateDir, api=make_api, runner=lambda state: self.runner, hasher=folders_hash,
+                       environ=self.environ)
+
+    def run(self, *argv: str, stdin=None) -> Result:
+        out, err = io.StringIO(), io.StringIO()
+        argv = list(argv)
+        if argv[:1] != ["validate"]:
+            argv += ["--state-dir", str(self.state_dir)]
+        code = main(argv, stdout=out, stderr=err, stdin=stdin or io.StringIO(""), environ=self.environ,
+                    clients=self.clients())
+        return Result(code, out.getvalue(), err.getvalue())
+
+    def raw_hash(self) -> str:
+        return folders_hash([self.images, self.labels])
+
+
+@pytest.fixture
+def ws(tmp_path) -> Workspace:
+    return Workspace(tmp_path)
+
+
+class TTY(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
