@@ -7,13 +7,13 @@ followed, symlinked files read through), all hex digests sorted, each fed in ord
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import MedperfApplyError, StateError
@@ -65,21 +65,21 @@ def _hash_file(path: str, on_bytes: Callable[[int], None] | None) -> str:
     return digest.hexdigest()
 
 
-@dataclass(frozen=True)
-class _Entry:
-    path: str
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    inode: int
+# What a file's stat says about it, enough to tell it changed: (path, size, mtime_ns, ctime_ns, inode).
+_Stat = tuple[str, int, int, int, int]
 
-    @classmethod
-    def of(cls, path: str, st: os.stat_result) -> _Entry:
-        return cls(path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+def _stat_of(path: str, st: os.stat_result) -> _Stat:
+    return (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 class HashCache:
-    """Remembers file digests by (path, size, mtime_ns, ctime_ns, inode) in a sqlite file; thread-safe."""
+    """Remembers file digests by (path, size, mtime_ns, ctime_ns, inode) in a sqlite file; thread-safe.
+
+    One row per hashed folder holds all its files (JSON), so a warm lookup is one read, not one per file.
+    """
+
+    _SCHEMA = 2
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -105,47 +105,35 @@ class HashCache:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL,"
-                " mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL,"
-                " sha256 TEXT NOT NULL)"
-            )
+            if db.execute("PRAGMA user_version").fetchone()[0] != self._SCHEMA:
+                db.execute("DROP TABLE IF EXISTS folders")
+                db.execute("CREATE TABLE folders (top TEXT PRIMARY KEY, files TEXT NOT NULL)")
+                db.execute(f"PRAGMA user_version={self._SCHEMA}")
         except sqlite3.Error:
             db.close()
             raise
         return db
 
-    def lookup(self, entries: Iterable[_Entry]) -> dict[str, str]:
-        """Return {path: digest} for the entries whose stat still matches what was hashed."""
-        found: dict[str, str] = {}
-        entries = list(entries)
+    def load(self, top: str) -> dict[str, list]:
+        """Return {path relative to top: [size, mtime_ns, ctime_ns, inode, digest]} as last remembered."""
         with self._lock:
-            for i in range(0, len(entries), 500):
-                chunk = {e.path: e for e in entries[i:i + 500]}
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"SELECT path, size, mtime_ns, ctime_ns, inode, sha256 FROM files WHERE path IN ({marks})",
-                    list(chunk),
-                )
-                for path, size, mtime_ns, ctime_ns, inode, digest in rows:
-                    if chunk[path] == _Entry(path, size, mtime_ns, ctime_ns, inode):
-                        found[path] = digest
-        return found
+            row = self._db.execute("SELECT files FROM folders WHERE top = ?", (top,)).fetchone()
+        if row is None:
+            return {}
+        try:
+            files = json.loads(row[0])
+        except ValueError:
+            return {}
+        return files if isinstance(files, dict) else {}
 
-    def store(self, items: Iterable[tuple[_Entry, str]]) -> None:
-        """Remember digests of entries hashed just now."""
-        rows = [(e.path, e.size, e.mtime_ns, e.ctime_ns, e.inode, d) for e, d in items]
-        if not rows:
-            return
+    def save(self, top: str, files: Mapping[str, list]) -> None:
+        """Remember the folder's files (replacing what was remembered for it)."""
+        data = json.dumps(files, separators=(",", ":"))
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
-                self._db.execute("COMMIT")
+                self._db.execute("INSERT OR REPLACE INTO folders (top, files) VALUES (?, ?)", (top, data))
             except sqlite3.Error:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                # A cache that cannot be written costs speed, never correctness.
+                pass  # a cache that cannot be written costs speed, never correctness
 
     def close(self) -> None:
         with self._lock:
@@ -158,29 +146,39 @@ class HashCache:
         self.close()
 
 
-def _walk(paths: Sequence[Path]) -> list[_Entry]:
-    entries: list[_Entry] = []
-
-    def fail(err: OSError) -> None:
-        # MedPerf's os.walk skips unreadable directories silently, which would give a wrong hash
-        # without a word; a missing top path still contributes nothing (checked below).
-        raise HashError(f"cannot list {err.filename}: {err.strerror or err}", where=str(err.filename),
-                        hint="make every folder under the data folders readable by this user") from err
-
-    for top in paths:
-        top = os.path.abspath(os.fspath(top))
-        if not os.path.isdir(top):
-            continue  # as os.walk: a missing path (or a plain file) yields nothing
-        for root, _dirs, files in os.walk(top, onerror=fail, followlinks=False):
-            for name in files:
-                full = os.path.join(root, name)
+def _walk(top: str) -> list[_Stat]:
+    """Stat every file under top as os.walk(top) finds it: symlinked dirs not entered, symlinked files followed."""
+    found: list[_Stat] = []
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError as e:
+            # MedPerf's os.walk skips an unreadable folder silently, giving a wrong hash without a word.
+            raise HashError(f"cannot list {folder}: {e.strerror or e}", where=folder,
+                            hint="make every folder under the data folders readable by this user") from e
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
                 try:
-                    st = os.stat(full)  # follows a symlinked file, as MedPerf's open() does
-                except OSError as e:
-                    raise HashError(f"cannot read {full}: {e.strerror or e}", where=full,
-                                    hint="a broken symlink or a file removed while hashing") from e
-                entries.append(_Entry.of(full, st))
-    return entries
+                    is_link = entry.is_symlink()
+                except OSError:
+                    is_link = False
+                if not is_link:
+                    stack.append(entry.path)
+                continue
+            try:
+                st = entry.stat()  # follows a symlinked file, as MedPerf's open() does
+            except OSError as e:
+                raise HashError(f"cannot read {entry.path}: {e.strerror or e}", where=entry.path,
+                                hint="a broken symlink, or a file removed while hashing") from e
+            found.append(_stat_of(entry.path, st))
+    return found
 
 
 def _default_workers() -> int:
@@ -199,65 +197,82 @@ def folders_hash(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> str:
     """Return MedPerf's hash of the folders, reading only files the cache cannot answer for."""
-    entries = _walk(paths)
-    total = sum(e.size for e in entries)
-    digests: dict[int, str] = {}
+    tops = [os.path.abspath(os.fspath(p)) for p in paths]
+    tops = [t for t in dict.fromkeys(tops) if os.path.isdir(t)]  # a missing path contributes nothing
+    walked = {top: _walk(top) for top in tops}
+    remembered = {top: cache.load(top) for top in tops} if cache is not None else {}
 
-    known = cache.lookup(entries) if cache is not None else {}
-    missing: list[int] = []
-    done = 0
-    for i, e in enumerate(entries):
-        if e.path in known:
-            digests[i] = known[e.path]
-            done += e.size
-        else:
-            missing.append(i)
+    digests: dict[str, str] = {}  # path -> digest, for every file
+    to_hash: list[_Stat] = []
+    for top, found in walked.items():
+        old = remembered.get(top, {})
+        cut = len(top) + 1
+        for e in found:
+            row = old.get(e[0][cut:])
+            if row is not None and row[0] == e[1] and row[1] == e[2] and row[2] == e[3] and row[3] == e[4]:
+                digests[e[0]] = row[4]
+            else:
+                to_hash.append(e)
+
+    total = sum(e[1] for found in walked.values() for e in found)
+    done = total - sum(e[1] for e in to_hash)
     if on_progress is not None:
         on_progress(done, total)
-
-    if missing:
-        progress_lock = threading.Lock()
-        progress = [done]
-
-        def count(n: int) -> None:
-            with progress_lock:
-                progress[0] += n
-
-        hash_one = (lambda i: _hash_file(entries[i].path, count)) if on_progress else \
-            (lambda i: _hash_file(entries[i].path, None))
-        n_workers = workers or _default_workers()
+    if to_hash:
         started_ns = time.time_ns()
-        if n_workers == 1 or len(missing) == 1:
-            for i in missing:
-                digests[i] = hash_one(i)
+        _hash_all(to_hash, digests, workers or _default_workers(), on_progress, done, total)
+        if cache is not None:
+            hashed = {e[0] for e in to_hash}
+            for top, found in walked.items():
+                cut = len(top) + 1
+                cache.save(top, {
+                    e[0][cut:]: [e[1], e[2], e[3], e[4], digests[e[0]]]
+                    for e in found
+                    # a file modified just before it was read may change again unseen by its stat;
+                    # one that changed while it was read has a digest of neither version
+                    if e[2] < started_ns - _RACY_WINDOW_NS and (e[0] not in hashed or _unchanged(e))
+                })
+
+    # every occurrence counts: the same folder given twice counts its files twice, as in MedPerf
+    return combine(digests[e[0]] for top in (os.path.abspath(os.fspath(p)) for p in paths)
+                   if top in walked for e in walked[top])
+
+
+def _hash_all(todo: list[_Stat], digests: dict[str, str], workers: int,
+              on_progress: Callable[[int, int], None] | None, done: int, total: int) -> None:
+    progress_lock = threading.Lock()
+    progress = [done]
+
+    def count(n: int) -> None:
+        with progress_lock:
+            progress[0] += n
+
+    def hash_one(e: _Stat) -> str:
+        return _hash_file(e[0], count if on_progress is not None else None)
+
+    if workers == 1 or len(todo) == 1:
+        for e in todo:
+            digests[e[0]] = hash_one(e)
+            if on_progress is not None:
+                on_progress(progress[0], total)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hash") as pool:
+        futures = {pool.submit(hash_one, e): e for e in todo}
+        try:
+            for fut in as_completed(futures):
+                digests[futures[fut][0]] = fut.result()
                 if on_progress is not None:
                     on_progress(progress[0], total)
-        else:
-            with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="hash") as pool:
-                futures = {pool.submit(hash_one, i): i for i in missing}
-                try:
-                    for fut in as_completed(futures):
-                        digests[futures[fut]] = fut.result()
-                        if on_progress is not None:
-                            on_progress(progress[0], total)
-                except BaseException:
-                    for fut in futures:
-                        fut.cancel()
-                    raise
-        if cache is not None:
-            cache.store(
-                (entries[i], digests[i]) for i in missing
-                if entries[i].mtime_ns < started_ns - _RACY_WINDOW_NS
-                and _unchanged(entries[i])
-            )
-
-    return combine(digests.values())
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
 
 
-def _unchanged(entry: _Entry) -> bool:
+def _unchanged(entry: _Stat) -> bool:
     """Tell whether the file still has the stat it had before it was read (so the digest is of that file)."""
     try:
-        return _Entry.of(entry.path, os.stat(entry.path)) == entry
+        return _stat_of(entry[0], os.stat(entry[0])) == entry
     except OSError:
         return False
 
