@@ -30,7 +30,7 @@ class Console:
         no_color = "NO_COLOR" in environ or environ.get("TERM") == "dumb"
         self.color = _isatty(self.human) and not no_color
         self.err_color = _isatty(stderr) and not no_color
-        self.can_prompt = (not self.json_mode and stdin is not None and _isatty(stdin) and _isatty(stderr))
+        self.can_prompt = not self.json_mode and stdin is not None and _isatty(stdin)
         self.progress_enabled = _isatty(stderr) and not self.json_mode
 
     def say(self, text: str = "") -> None:

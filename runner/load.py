@@ -4,6 +4,7 @@ remember the file, line and column of every node so later errors point into the 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -130,12 +131,26 @@ def render(source: str, filename: str, variables: Mapping[str, Any], environ: Ma
     except jinja2.UndefinedError as e:
         line = _template_line(filename)
         raise ManifestError(
-            f"template: {e.message}", where=f"{filename}:{line}" if line else filename,
+            f"template: {_undefined_name(e.message or '', source, line)} is undefined",
+            where=f"{filename}:{line}" if line else filename,
             hint="set it with --var NAME=VALUE or --values FILE (vars.NAME), or export it (env.NAME), "
                  "or give a default: {{ env.NAME | default('...') }}",
         ) from e
     except jinja2.TemplateError as e:
         raise ManifestError(f"template error: {e}", where=filename) from e
+
+
+def _undefined_name(message: str, source: str, line: int | None) -> str:
+    """Name the unset variable as the user wrote it (vars.site, env.HOME) rather than Jinja2's wording."""
+    m = re.search(r"has no attribute '([^']+)'|'([^']+)' is undefined", message)
+    if not m:
+        return message
+    name = m.group(1) or m.group(2)
+    text = source.splitlines()[line - 1] if line and 0 < line <= len(source.splitlines()) else ""
+    for prefix in ("vars", "env"):
+        if re.search(rf"\b{prefix}\s*(\.\s*{re.escape(name)}\b|\[\s*['\"]{re.escape(name)}['\"])", text):
+            return f"'{prefix}.{name}'"
+    return f"'{name}'"
 
 
 def _template_line(filename: str) -> int | None:
