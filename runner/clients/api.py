@@ -54,6 +54,7 @@ class ApiClient:
         backoff_cap: float = 10.0,
         before_send: Callable[[str, str, Mapping], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        page_size: int = PAGE_SIZE,
     ):
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
@@ -68,6 +69,7 @@ class ApiClient:
         self.backoff_cap = backoff_cap
         self.before_send = before_send
         self._sleep = sleep
+        self.page_size = page_size
         self._random = random.Random()
         self._count_lock = threading.Lock()
         self.request_count = 0
@@ -94,7 +96,7 @@ class ApiClient:
 
     def list(self, path: str) -> list:
         """GET every item of a paginated list, following `next` until it is null."""
-        url = self._url(path, {"limit": PAGE_SIZE, "offset": 0}, keep_existing=True)
+        url = self._url(path, {"limit": self.page_size, "offset": 0}, keep_existing=True)
         items: list = []
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
