@@ -106,6 +106,7 @@ class HashCache:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             if db.execute("PRAGMA user_version").fetchone()[0] != self._SCHEMA:
+                db.execute("DROP TABLE IF EXISTS files")  # the per-file layout of schema 1
                 db.execute("DROP TABLE IF EXISTS folders")
                 db.execute("CREATE TABLE folders (top TEXT PRIMARY KEY, files TEXT NOT NULL)")
                 db.execute(f"PRAGMA user_version={self._SCHEMA}")

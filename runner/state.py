@@ -25,6 +25,7 @@ from runner.errors import LockHeld, StateError
 from runner.hashing import HashCache
 
 ENV_HOME = "MEDPERF_APPLY_HOME"
+COMPACT_ABOVE = 1 << 20  # the journal is rewritten without its finished steps past this size
 
 
 def _now() -> str:
@@ -247,6 +248,20 @@ class Journal(_JsonLines):
         """Steps that began and never ended (the run crashed or was killed): resolve each by observing."""
         return [e for e in self.entries() if e.outcome is None]
 
+    def compact(self, *, max_bytes: int = COMPACT_ABOVE) -> bool:
+        """Once the file outgrows max_bytes, rewrite it with only the unfinished steps (call under the lock)."""
+        try:
+            if self.path.stat().st_size <= max_bytes:
+                return False
+        except FileNotFoundError:
+            return False
+        keep = {e.id for e in self.unfinished()}
+        lines = [json.dumps(r, ensure_ascii=False, default=str)
+                 for r in self._records() if r.get("event") == "begin" and r.get("id") in keep]
+        with self._lock:
+            write_atomic(self.path, "".join(line + "\n" for line in lines))
+        return True
+
 
 class Ledger(_JsonLines):
     """ledger.jsonl: every request body sent to a server, when and where."""
@@ -342,6 +357,11 @@ class StateDir:
             os.close(fd)
             raise
         held = Lock(self.lock_path, info, took_over, fd)
+        try:
+            self.journal.compact()  # only one run at a time may rewrite it: this one, now
+        except BaseException:
+            held.release()
+            raise
         try:
             yield held
         finally:

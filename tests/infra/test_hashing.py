@@ -229,3 +229,32 @@ def test_corrupt_cache_file_is_rebuilt(tree, tmp_path):
     bad.write_bytes(b"this is not a database" * 100)
     with HashCache(bad) as cache:
         assert folders_hash([tree / "labels"], cache=cache) == medperf_reference([tree / "labels"])
+
+
+def test_a_file_that_cannot_be_opened_is_an_error_naming_it(tmp_path):
+    """Works as root too: a socket in the data folder cannot be read."""
+    import socket
+
+    (tmp_path / "ok.png").write_bytes(b"x")
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(tmp_path / "weird.sock"))
+        with pytest.raises(HashError) as e:
+            folders_hash([tmp_path], workers=2)
+        assert "weird.sock" in str(e.value)
+    finally:
+        sock.close()
+
+
+def test_cache_from_an_older_layout_is_replaced(tree, tmp_path):
+    import sqlite3
+
+    path = tmp_path / "cache.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE files (path TEXT PRIMARY KEY, sha256 TEXT)")
+    db.execute("INSERT INTO files VALUES ('x', 'y')")
+    db.commit()
+    db.close()
+    with HashCache(path) as cache:
+        assert folders_hash([tree / "labels"], cache=cache) == medperf_reference([tree / "labels"])
+        assert folders_hash([tree / "labels"], cache=cache) == medperf_reference([tree / "labels"])

@@ -281,3 +281,17 @@ def test_ledger_records_what_was_sent(tmp_path):
     assert [(e["method"], e["path"]) for e in entries] == [("POST", "datasets/"), ("PUT", "datasets/1/")]
     assert entries[0]["body"] == {"name": "d"} and entries[0]["server"] == "http://127.0.0.1:8000"
     assert entries[0]["time"].endswith("Z")
+
+
+def test_journal_compaction_keeps_only_unfinished_steps(tmp_path):
+    s = StateDir(tmp_path)
+    for i in range(50):
+        s.journal.end(s.journal.begin(f"done/{i}", n=i), "changed")
+    open_one = s.journal.begin("dataset/x/prepare", dataset_id=3)
+    assert s.journal.compact(max_bytes=1 << 20) is False  # small: left alone
+    assert s.journal.compact(max_bytes=100) is True
+    assert len(s.journal.path.read_text().splitlines()) == 1
+    [entry] = s.journal.unfinished()
+    assert entry.id == open_one and entry.info == {"dataset_id": 3}
+    s.journal.end(open_one, "resolved")
+    assert s.journal.unfinished() == []
