@@ -1,0 +1,113 @@
+"""medperf-server's command line, in-process: user create, seed (tokens file, components file), errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from server.cli import main
+from server.seed import PLACEHOLDER_IMAGE_HASH, default_components
+from tests.support.server import inprocess_session
+
+
+def app_for(db_url):
+    from server.app import make_app
+    from server.settings import Settings
+
+    return make_app(Settings(db_url=db_url))
+
+
+def test_user_create_prints_only_the_token(db_url, capsys):
+    assert main(["--db", db_url, "user", "create", "--email", "new@example.com", "--admin"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    secret = out.strip()
+    r = inprocess_session(app_for(db_url)).get("http://x/api/v0/me/", headers={"Authorization": f"Bearer {secret}"})
+    assert r.json()["email"] == "new@example.com" and r.json()["is_admin"] is True
+    assert main(["--db", db_url, "user", "create", "--email", "new@example.com"]) == 1
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_seed_writes_the_tokens_file_and_prints_its_path(db_url, tmp_path, capsys):
+    tokens_file = tmp_path / "out" / "tokens.json"
+    assert main(["--db", db_url, "seed", "--demo", "data", "--tokens-file", str(tokens_file)]) == 0
+    assert capsys.readouterr().out.strip() == str(tokens_file.resolve())
+    tokens = json.loads(tokens_file.read_text())
+    assert sorted(tokens) == sorted(["testadmin@example.com", "testbo@example.com", "testmo@example.com",
+                                     "testdo@example.com", "testdo2@example.com"])
+    assert oct(tokens_file.stat().st_mode & 0o777) == "0o600"
+    session = inprocess_session(app_for(db_url))
+    r = session.get("http://x/api/v0/benchmarks/1/", headers={"Authorization": f"Bearer {tokens['testdo@example.com']}"})
+    assert r.json()["name"] == "chestxray"
+    prep = session.get("http://x/api/v0/mlcubes/1/", headers={"Authorization": f"Bearer {tokens['testdo@example.com']}"})
+    assert prep.json()["image_hash"] == PLACEHOLDER_IMAGE_HASH
+    assert prep.json()["container_config"]["image"] == "medperf-apply/chestxray-prep:latest"
+    # seeding again is refused with a message, not a traceback
+    assert main(["--db", db_url, "seed", "--demo", "data", "--tokens-file", str(tokens_file)]) == 1
+    assert "already has users" in capsys.readouterr().err
+
+
+def test_seed_uses_the_components_file(tmp_path, capsys):
+    components = default_components()
+    components["reference_model"]["image_hash"] = "sha256:" + "a" * 64
+    components["reference_model"]["additional_files_tarball_url"] = "file:///tmp/cnn_weights.tar.gz"
+    components["reference_model"]["additional_files_tarball_hash"] = "b" * 64
+    path = tmp_path / "components.json"
+    path.write_text(json.dumps(components))
+    db = str(tmp_path / "s.db")
+    assert main(["--db", db, "seed", "--demo", "data", "--components", str(path),
+                 "--tokens-file", str(tmp_path / "t.json")]) == 0
+    tokens = json.loads((tmp_path / "t.json").read_text())
+    model = inprocess_session(app_for(db)).get(
+        "http://x/api/v0/models/1/", headers={"Authorization": f"Bearer {tokens['testdo@example.com']}"}).json()
+    assert model["container"]["image_hash"] == "sha256:" + "a" * 64
+    assert model["container"]["additional_files_tarball_url"] == "file:///tmp/cnn_weights.tar.gz"
+
+
+def test_bad_components_file_is_reported(tmp_path, capsys):
+    path = tmp_path / "components.json"
+    path.write_text(json.dumps({"prep": {"name": "x"}}))
+    assert main(["--db", str(tmp_path / "s.db"), "seed", "--demo", "data", "--components", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "prep: missing container_config" in err and "missing object 'metrics'" in err
+
+
+def test_default_db_comes_from_env(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MEDPERF_SERVER_DB", str(tmp_path / "env.sqlite3"))
+    assert main(["user", "create", "--email", "a@b.c"]) == 0
+    assert (tmp_path / "env.sqlite3").exists()
+
+
+def test_run_serves_with_waitress(tmp_path):
+    """The console script's `run` answers on its port, then stops on SIGTERM."""
+    db = str(tmp_path / "s.db")
+    secret = subprocess.run([sys.executable, "-m", "server.cli", "--db", db, "user", "create", "--email", "r@x.y"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "--db", db, "run", "--port", str(port),
+                             "--threads", "4"], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                r = requests.get(f"http://127.0.0.1:{port}/api/v0/me/", headers={"Authorization": f"Bearer {secret}"},
+                                 timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        assert r.json()["email"] == "r@x.y" and r.headers["Server"] == "medperf-server"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
