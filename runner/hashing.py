@@ -86,6 +86,9 @@ class HashCache:
         self._lock = threading.Lock()
         try:
             self._db = self._open()
+        except sqlite3.OperationalError as e:  # locked, read-only, no space: not a reason to delete it
+            raise StateError(f"cannot open the hash cache: {e}", where=str(self.path),
+                             hint="check the state dir's permissions and free space") from e
         except sqlite3.DatabaseError:
             # Only a cache: a corrupt file is replaced, costing one full re-hash.
             for suffix in ("", "-wal", "-shm"):
@@ -106,10 +109,13 @@ class HashCache:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             if db.execute("PRAGMA user_version").fetchone()[0] != self._SCHEMA:
-                db.execute("DROP TABLE IF EXISTS files")  # the per-file layout of schema 1
-                db.execute("DROP TABLE IF EXISTS folders")
-                db.execute("CREATE TABLE folders (top TEXT PRIMARY KEY, files TEXT NOT NULL)")
-                db.execute(f"PRAGMA user_version={self._SCHEMA}")
+                db.execute("BEGIN IMMEDIATE")  # another process may be creating it at the same moment
+                if db.execute("PRAGMA user_version").fetchone()[0] != self._SCHEMA:
+                    db.execute("DROP TABLE IF EXISTS files")  # the per-file layout of schema 1
+                    db.execute("DROP TABLE IF EXISTS folders")
+                    db.execute("CREATE TABLE folders (top TEXT PRIMARY KEY, files TEXT NOT NULL)")
+                    db.execute(f"PRAGMA user_version={self._SCHEMA}")
+                db.execute("COMMIT")
         except sqlite3.Error:
             db.close()
             raise

@@ -258,3 +258,17 @@ def test_cache_from_an_older_layout_is_replaced(tree, tmp_path):
     with HashCache(path) as cache:
         assert folders_hash([tree / "labels"], cache=cache) == medperf_reference([tree / "labels"])
         assert folders_hash([tree / "labels"], cache=cache) == medperf_reference([tree / "labels"])
+
+
+def test_processes_opening_a_new_cache_at_once(tree, tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from runner.hashing import HashCache, folders_hash\n"
+            "with HashCache(sys.argv[1]) as c: print(folders_hash([sys.argv[2]], cache=c))")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "c.sqlite"), str(tree / "data")],
+                              cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [o.strip() for o, _ in outs] == [medperf_reference([tree / "data"])] * 4, [e for _, e in outs]
