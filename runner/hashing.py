@@ -211,6 +211,7 @@ def folders_hash(
 
     digests: dict[str, str] = {}  # path -> digest, for every file
     to_hash: list[_Stat] = []
+    queued: set[str] = set()
     for top, found in walked.items():
         old = remembered.get(top, {})
         cut = len(top) + 1
@@ -218,7 +219,8 @@ def folders_hash(
             row = old.get(e[0][cut:])
             if row is not None and row[0] == e[1] and row[1] == e[2] and row[2] == e[3] and row[3] == e[4]:
                 digests[e[0]] = row[4]
-            else:
+            elif e[0] not in queued:  # nested folders list a file twice: read it once
+                queued.add(e[0])
                 to_hash.append(e)
 
     total = sum(e[1] for found in walked.values() for e in found)

@@ -272,3 +272,11 @@ def test_processes_opening_a_new_cache_at_once(tree, tmp_path):
              for _ in range(4)]
     outs = [p.communicate(timeout=60) for p in procs]
     assert [o.strip() for o, _ in outs] == [medperf_reference([tree / "data"])] * 4, [e for _, e in outs]
+
+
+def test_nested_and_repeated_folders(tree, tmp_path, monkeypatch):
+    data, inner = tree / "data", tree / "data" / "a"
+    expected = medperf_reference([data, inner, data])
+    counter = OpenCounter(monkeypatch, tree)
+    assert folders_hash([data, inner, data]) == expected
+    assert len(counter.opened) == len(set(counter.opened))  # each file read once, counted as often as listed
