@@ -63,8 +63,10 @@ TASKS = {
         "output_volumes": {"output_path": {"mount_path": "/mlcommons/volumes/out", "type": "directory"}},
     },
     "crash": {"run_args": {"command": ["python3", "-c",
-                                       "import sys\nfor i in range(30): print(f'line {i}', flush=True)\n"
-                                       "print('boom: something broke', file=sys.stderr); sys.exit(3)"]}},
+                                       "import sys, time\nfor i in range(30): print(f'line {i}', flush=True)\n"
+                                       # stdout and stderr are separate pipes: let stdout drain first
+                                       "time.sleep(0.3); print('boom: something broke', file=sys.stderr)\n"
+                                       "sys.exit(3)"]}},
     "hang": {"run_args": {"command": ["python3", "-c", "import time; print('started', flush=True); time.sleep(120)"]}},
     "chatty": {"run_args": {"command": ["python3", "-c",
                                         "import time\nwhile True:\n    print('tick', flush=True); time.sleep(0.2)"]}},
