@@ -150,10 +150,13 @@ def _shapes(method: str, path: str) -> tuple[str, tuple[_Shape, ...]]:
 def describe(method: str, path: str, variant: str | None = None) -> tuple[str, ...]:
     """Return the field names this endpoint may receive (of one body variant, when named)."""
     _, shapes = _shapes(method, path)
+    chosen = [s for s in shapes if variant is None or s.name == variant]
+    if not chosen:
+        raise PrivacyViolation(f"{method.upper()} /{normalize(path)} has no body called {variant!r}",
+                               hint=f"one of: {', '.join(s.name for s in shapes)}")
     names: list[str] = []
-    for shape in shapes:
-        if variant is None or shape.name == variant:
-            names.extend(n for n in shape.fields if n not in names)
+    for shape in chosen:
+        names.extend(n for n in shape.fields if n not in names)
     return tuple(names)
 
 

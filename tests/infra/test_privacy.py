@@ -120,6 +120,9 @@ def test_describe_lists_what_each_step_sends():
     assert "report" in describe("PUT", "datasets/7/")
     with pytest.raises(PrivacyViolation):
         describe("PATCH", "datasets/7/")
+    with pytest.raises(PrivacyViolation) as e:
+        describe("PUT", "datasets/7/", "set operationel")
+    assert "set operational" in str(e.value)
 
 
 def test_normalize():
