@@ -7,6 +7,7 @@ operational); benchmark participation (associate, await approval, run models, su
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from runner import privacy
@@ -77,7 +78,12 @@ def plan(manifest: Manifest, obs: Observation, *, interactive: bool = False, tar
             notes.extend(b_notes)
     if not targets:
         notes.extend(_unmanaged(manifest, obs, matched))
-    return Plan(steps=tuple(steps), notes=tuple(notes), fingerprint=obs.fingerprint())
+    return Plan(steps=tuple(steps), notes=tuple(notes), fingerprint={**obs.fingerprint(), "manifest": digest(manifest)})
+
+
+def digest(manifest: Manifest) -> str:
+    """A fingerprint of what the manifest asks (a saved plan is refused once it changed)."""
+    return hashlib.sha256(repr(manifest.server).encode() + repr(manifest.datasets).encode()).hexdigest()
 
 
 def select(manifest: Manifest, targets: Sequence[str]) -> dict[str, str | None]:

@@ -77,8 +77,8 @@ class Workspace:
         return Clients(state=StateDir, api=make_api, runner=lambda state: self.runner, hasher=folders_hash,
                        environ=self.environ)
 
-    def run(self, *argv: str, stdin=None) -> Result:
-        out, err = io.StringIO(), io.StringIO()
+    def run(self, *argv: str, stdin=None, tty: bool = False) -> Result:
+        out, err = (TTY(), TTY()) if tty else (io.StringIO(), io.StringIO())
         argv = list(argv)
         if argv[:1] != ["validate"]:
             argv += ["--state-dir", str(self.state_dir)]

@@ -135,6 +135,7 @@ class FakeRunner:
 
     def __init__(self, *, fail: Mapping[str, int] | None = None, image_ok: bool = True, stats: Any = None):
         self.fail = dict(fail or {})  # task -> exit code
+        self.interrupt: str | None = None  # task during which Ctrl-C arrives
         self.image_ok = image_ok
         self.stats = stats  # None: computed from the prepared files
         self.runs: list[tuple[str, dict]] = []
@@ -151,6 +152,10 @@ class FakeRunner:
         self.runs.append((task, dict(volumes)))
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(f"running {task}\n")
+        if on_line is not None:
+            on_line(f"{task}: working")
+        if task == self.interrupt:
+            raise KeyboardInterrupt
         if task in self.fail:
             raise ContainerError(f"{task} of {spec.image} exited with code {self.fail[task]}", image=spec.image,
                                  task=task, exit_code=self.fail[task], last_lines=("boom",), log_path=str(log_path))

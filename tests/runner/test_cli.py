@@ -350,3 +350,43 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(ws, monkeypatch):
     assert Console(tty, tty, None, environ={}).color is True
     assert Console(tty, tty, None, environ={"NO_COLOR": ""}).color is False
     assert Console(TTY(), TTY(), None, environ={}, output="json").human is not None
+
+
+def test_ctrl_c_during_prepare_exits_130_and_resumes(ws):
+    ws.runner.interrupt = "prepare"
+    r = ws.run("apply", str(ws.manifest), "--yes")
+    assert r.code == 130 and "interrupted" in r.err
+    assert [b["report"]["execution_status"] for m, p, b in ws.api.sent("PUT")] == ["started", "interrupted"]
+    entries = ws.state().journal.entries()
+    assert [(e.step.rsplit("/", 1)[-1], e.outcome) for e in entries] == [("register", "changed"),
+                                                                       ("prepare", "interrupted")]
+    ws.runner.interrupt = None
+    r = ws.run("apply", str(ws.manifest), "--yes")
+    assert r.code == 0 and "= register" in r.out and len(ws.api.sent("POST")) == 1
+
+
+def test_lock_timeout_waits_then_gives_up(ws):
+    import time
+
+    with StateDir(ws.state_dir).lock():
+        start = time.monotonic()
+        r = ws.run("apply", str(ws.manifest), "--yes", "--lock-timeout", "0.5")
+        assert time.monotonic() - start >= 0.5
+    assert r.code == 1 and "after waiting 0.5 s" in r.err
+
+
+def test_saved_plan_is_refused_after_the_manifest_changed(ws):
+    plan_file = ws.root / "plan.json"
+    assert ws.run("plan", str(ws.manifest), "-o", str(plan_file)).code == 2
+    ws.manifest.write_text(ws.manifest.read_text().replace("A tutorial dataset", "Another description"))
+    r = ws.run("apply", str(ws.manifest), str(plan_file))
+    assert r.code == 1 and "stale" in r.err and "manifest" in r.err and ws.api.sent() == []
+
+
+def test_progress_and_colour_on_a_terminal(ws):
+    r = ws.run("apply", str(ws.manifest), "--yes", tty=True)
+    assert r.code == 0
+    assert "\x1b[" in r.out  # coloured step lines on a terminal
+    ws.environ["NO_COLOR"] = "1"
+    r = ws.run("plan", str(ws.manifest), tty=True)
+    assert "\x1b[3" not in r.out
