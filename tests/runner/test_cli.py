@@ -390,3 +390,27 @@ def test_progress_and_colour_on_a_terminal(ws):
     ws.environ["NO_COLOR"] = "1"
     r = ws.run("plan", str(ws.manifest), tty=True)
     assert "\x1b[3" not in r.out
+
+
+def test_an_unfinished_register_is_resolved_by_observing(ws):
+    # a run died right after POSTing: the journal says "begin register", the server has the dataset
+    ws.api.add_dataset(id=1, name="mytestdata", input_data_hash=ws.raw_hash(), generated_uid=ws.raw_hash())
+    ws.state().journal.begin("dataset/mytestdata/register", dataset="mytestdata")
+    r = ws.run("plan", str(ws.manifest))
+    assert r.code == 2 and "registered as dataset 1 (it had landed before an earlier run stopped)" in r.out
+    assert len(ws.state().journal.unfinished()) == 1  # plan changes nothing, not even the journal
+    r = ws.run("apply", str(ws.manifest), "--yes")
+    assert r.code == 0 and ws.api.sent("POST") == []
+    assert ws.state().journal.unfinished() == []
+    assert "resolved" in [e.outcome for e in ws.state().journal.entries()]
+
+
+def test_internal_errors_show_a_traceback_only_with_debug(ws):
+    def broken(path):
+        raise RuntimeError("boom")
+
+    ws.api.list = broken
+    r = ws.run("plan", str(ws.manifest))
+    assert r.code == 1 and "internal error: RuntimeError: boom" in r.err and "Traceback" not in r.err
+    r = ws.run("plan", str(ws.manifest), "--debug")
+    assert r.code == 1 and "Traceback" in r.err
