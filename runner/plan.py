@@ -71,7 +71,7 @@ def plan(manifest: Manifest, obs: Observation, *, interactive: bool = False, tar
         steps.extend(ds_steps)
         notes.extend(ds_notes)
         for b in spec.benchmarks:
-            if selected[spec.name] is not None and str(b.benchmark) != selected[spec.name]:
+            if selected[spec.name] is not None and str(b.benchmark) not in selected[spec.name]:
                 continue
             b_steps, b_notes = _participation_steps(spec, b, obs, ds_steps, interactive=interactive)
             steps.extend(b_steps)
@@ -86,11 +86,11 @@ def digest(manifest: Manifest) -> str:
     return hashlib.sha256(repr(manifest.server).encode() + repr(manifest.datasets).encode()).hexdigest()
 
 
-def select(manifest: Manifest, targets: Sequence[str]) -> dict[str, str | None]:
-    """--target dataset/NAME[/benchmark/B] -> {dataset name: benchmark or None}; an unmatched target is an error."""
+def select(manifest: Manifest, targets: Sequence[str]) -> dict[str, set[str] | None]:
+    """--target dataset/NAME[/benchmark/B] -> {dataset: its selected benchmarks, None = all}; unmatched = error."""
     if not targets:
         return {d.name: None for d in manifest.datasets}
-    out: dict[str, str | None] = {}
+    out: dict[str, set[str] | None] = {}
     for t in targets:
         parts = t.strip("/").split("/")
         if len(parts) not in (2, 4) or parts[0] != "dataset" or (len(parts) == 4 and parts[2] != "benchmark"):
@@ -103,7 +103,10 @@ def select(manifest: Manifest, targets: Sequence[str]) -> dict[str, str | None]:
         if bench is not None and bench not in {str(b.benchmark) for b in spec.benchmarks}:
             raise UsageError(f"--target {t!r}: dataset {spec.name} lists no benchmark {bench}",
                              hint=f"its benchmarks: {', '.join(str(b.benchmark) for b in spec.benchmarks) or 'none'}")
-        out[spec.name] = bench if spec.name not in out or out[spec.name] is not None else None
+        if bench is None or (spec.name in out and out[spec.name] is None):
+            out[spec.name] = None  # the whole dataset
+        else:
+            out.setdefault(spec.name, set()).add(bench)
     return out
 
 

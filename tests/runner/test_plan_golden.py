@@ -136,3 +136,12 @@ def test_targets_select_and_unknown_target_is_a_usage_error(tmp_path):
     assert "matches no dataset" in str(info.value) and info.value.exit_code == 64
     with pytest.raises(errors.UsageError):
         plan(manifest, obs, targets=["dataset/second/benchmark/chestxray"])
+
+
+def test_a_benchmark_target_includes_its_dataset_steps(tmp_path):
+    case = {"datasets": [{"benchmarks": [{"benchmark": "chestxray"}]}, {"name": "second"}]}
+    manifest, obs = build_case(case, tmp_path)
+    only = plan(manifest, obs, targets=["dataset/mytestdata/benchmark/chestxray"])
+    assert [s.key for s in only.steps] == ["dataset/mytestdata/register", "dataset/mytestdata/prepare",
+                                           "dataset/mytestdata/set_operational"]
+    assert any("benchmark chestxray" in n.text for n in only.notes)
