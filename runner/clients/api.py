@@ -236,6 +236,10 @@ class ApiClient:
             if isinstance(reason, urllib3.exceptions.ReadTimeoutError) or "timed out" in str(e):
                 raise _Temporary(f"no answer within {self.timeout[1]:g} s", sent=True) from e
             raise _Temporary(f"connection lost ({_short(e)})", sent=True) from e
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidHeader, requests.exceptions.TooManyRedirects) as e:
+            raise ServerError(f"{method} {self._display(url)} cannot be sent: {_short(e)}", where=self.base_url,
+                              hint="check server.url and the token (no spaces or line breaks)") from e
         except requests.exceptions.Timeout as e:
             raise _Temporary(f"no answer within {self.timeout[1]:g} s", sent=True) from e
         except requests.exceptions.RequestException as e:

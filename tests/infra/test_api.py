@@ -280,3 +280,11 @@ def test_redirects_of_writes_are_reported(server):
     with client(server) as api, pytest.raises(ServerError) as e:
         api.create("datasets/", REGISTER)
     assert "redirected to https://elsewhere" in str(e.value)
+
+
+def test_a_request_that_cannot_be_built_is_permanent_and_translated(server):
+    with ApiClient(server.url, "tok\nen", timeout=FAST, sleep=Sleeps()) as api, pytest.raises(ServerError) as e:
+        api.get("benchmarks/1/")
+    assert "cannot be sent" in str(e.value) and not isinstance(e.value, ServerUnavailable)
+    assert isinstance(e.value.__cause__, requests.RequestException)
+    assert server.seen == []
