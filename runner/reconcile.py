@@ -81,8 +81,10 @@ def reconcile(opts: Options, clients: Clients, console: Console) -> int:
     try:
         if opts.command == "plan":
             return _plan(opts, clients, console, events, manifest, state, selected, make_plan)
-        lock_ctx = state.lock(timeout=opts.lock_timeout)
-        with lock_ctx:
+        with state.lock(timeout=opts.lock_timeout) as held:
+            if getattr(held, "took_over", None) is not None:
+                console.warn(f"took over the lock of a run that died ({held.took_over.describe()}); "
+                             "its unfinished steps are resolved by observing")
             return _apply(opts, clients, console, events, manifest, state, selected, make_plan, started)
     except Exception as e:
         events.emit("error", error=str(e), exit_code=getattr(e, "exit_code", EXIT_ERROR))

@@ -414,3 +414,10 @@ def test_internal_errors_show_a_traceback_only_with_debug(ws):
     assert r.code == 1 and "internal error: RuntimeError: boom" in r.err and "Traceback" not in r.err
     r = ws.run("plan", str(ws.manifest), "--debug")
     assert r.code == 1 and "Traceback" in r.err
+
+
+def test_a_dead_runs_lock_is_taken_over(ws):
+    ws.state_dir.mkdir()
+    (ws.state_dir / "lock").write_text(json.dumps({"pid": 999999, "host": "h", "started": "t", "run_id": "dead1"}))
+    r = ws.run("apply", str(ws.manifest), "--yes")
+    assert r.code == 0 and "took over the lock of a run that died (pid 999999" in r.err
