@@ -57,6 +57,7 @@ class Applier:
     clock: Callable[[], float] = time.monotonic
     warnings: list[str] = field(default_factory=list)
     _ids: dict[str, int] = field(default_factory=dict)
+    results: list[StepResult] = field(default_factory=list)  # how each step ended so far (also after Ctrl-C)
     _runner: Any = None
     _cache: Any = None
 
@@ -64,19 +65,20 @@ class Applier:
 
     def run(self) -> list[StepResult]:
         """Do every step that can be done; return how each ended (in plan order)."""
-        results: dict[str, StepResult] = {}
+        done: dict[str, StepResult] = {}
         self._resolve_unfinished()
         try:
             for step in self.plan.steps:
                 self.on_start(step)
-                result = self._one(step, results)
-                results[step.key] = result
+                result = self._one(step, done)
+                done[step.key] = result
+                self.results.append(result)
                 self.on_end(step, result)
         finally:
             self.progress.done()
             if self._cache is not None:
                 self._cache.close()
-        return list(results.values())
+        return list(self.results)
 
     def _resolve_unfinished(self) -> None:
         """Steps a crashed run left open were resolved by observing (the plan saw the truth): close them."""
@@ -309,13 +311,24 @@ class Applier:
         stats = _read_statistics(root / "statistics.yaml")
         if not stats:
             raise StepFailed(f"dataset {spec.name}: {root / 'statistics.yaml'} is empty; prepare it again")
-        values = {"input_data_hash": raw, "generated_uid": prepared, "generated_metadata": stats,
+        values = {"input_data_hash": raw, "generated_uid": prepared, "generated_metadata": json_safe(stats),
                   "state": "OPERATION"}
         body = {k: values[k] for k in SET_OPERATIONAL_FIELDS}
         self._consent(step, body)
         with self._journal(step, dataset_id=ds_id, generated_uid=prepared):
             self.api.update(f"datasets/{ds_id}/", body)
         return f"dataset {ds_id} is operational (generated_uid {prepared[:12]}...)"
+
+
+def json_safe(value: Any) -> Any:
+    """As MedPerf sends them: NaN and infinities become the strings "nan", "Infinity", "-Infinity"."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return "nan" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _read_statistics(path: Path) -> dict | None:

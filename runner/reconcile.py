@@ -197,7 +197,12 @@ def _apply(opts, clients, console, events, manifest, state, selected, make_plan,
     applier = Applier(manifest=manifest, plan=the_plan, obs=obs, api=api, state=state, hasher=clients.hasher,
                       runner_factory=lambda: clients.runner(state), progress=console.progress(),
                       ask=ask if _interactive(opts, console) else None, on_start=on_start, on_end=on_end)
-    results = applier.run()
+    try:
+        results = applier.run()
+    except BaseException:
+        console.say(report.recap(applier.results, elapsed_s=time.monotonic() - started).replace("Recap:", "Recap "
+                    "(interrupted):", 1))
+        raise
     for w in applier.warnings:
         console.warn(w)
     elapsed = time.monotonic() - started

@@ -421,3 +421,32 @@ def test_a_dead_runs_lock_is_taken_over(ws):
     (ws.state_dir / "lock").write_text(json.dumps({"pid": 999999, "host": "h", "started": "t", "run_id": "dead1"}))
     r = ws.run("apply", str(ws.manifest), "--yes")
     assert r.code == 0 and "took over the lock of a run that died (pid 999999" in r.err
+
+
+def test_interrupted_apply_prints_what_finished(ws):
+    ws.runner.interrupt = "statistics"
+    r = ws.run("apply", str(ws.manifest), "--yes")
+    assert r.code == 130
+    assert "changed  mytestdata: register" in r.out and "Recap (interrupted): 0 ok, 1 changed" in r.out
+    assert not (ws.state().dataset_dir(1) / ".ready").exists()
+
+
+def test_status_report_failures_are_only_warnings(ws):
+    from runner.errors import ServerUnavailable
+
+    real_update = ws.api.update
+
+    def flaky(path, body):
+        if "report" in body:
+            raise ServerUnavailable("PUT: server unavailable after 5 attempts")
+        return real_update(path, body)
+
+    ws.api.update = flaky
+    r = ws.run("apply", str(ws.manifest), "--yes")
+    assert r.code == 0 and "could not send status started" in r.err
+
+
+def test_statistics_are_sent_json_safe(ws):
+    ws.runner.stats = {"num_cases": 3, "mean": float("nan"), "max": float("inf")}
+    assert ws.run("apply", str(ws.manifest), "--yes").code == 0
+    assert ws.api.world["datasets"][1]["generated_metadata"] == {"num_cases": 3, "mean": "nan", "max": "Infinity"}
