@@ -5,6 +5,7 @@ Pure: no Docker, no network. The Docker side is runner/clients/containers.py.
 
 from __future__ import annotations
 
+import copy
 import re
 import shlex
 from collections.abc import Mapping
@@ -74,6 +75,9 @@ class ContainerSpec:
     additional_files_url: str = ""
     additional_files_hash: str = ""
 
+    def __hash__(self) -> int:  # config and parameters are mappings: hash the identity fields only
+        return hash((self.id, self.name, self.image, self.image_hash, self.additional_files_hash))
+
     @classmethod
     def from_record(cls, record: Mapping) -> ContainerSpec:
         """Parse a server /mlcubes/{id}/ record (or a model record's nested container); ContainerSpecError if malformed."""
@@ -93,6 +97,7 @@ class ContainerSpec:
             raise ContainerSpecError("container_config is missing or not a mapping", where=where,
                                      hint="the record must carry MedPerf's container_config (image, tasks)")
         validate_config(config, where=where)
+        config = copy.deepcopy(dict(config))  # the spec must not change if the caller's record does
         parameters = record.get("parameters_config")
         if parameters is not None and not isinstance(parameters, Mapping):
             raise ContainerSpecError(f"parameters_config must be a mapping or null, got {type(parameters).__name__}",
@@ -113,7 +118,8 @@ class ContainerSpec:
                                      where=where, hint="additional files are only used when their hash is pinned")
         record_id = record.get("id")
         return cls(id=int(record_id) if record_id is not None else None, name=name, image=str(config["image"]),
-                   config=config, parameters=parameters, image_hash=image_hash,
+                   config=config, parameters=copy.deepcopy(dict(parameters)) if parameters is not None else None,
+                   image_hash=image_hash,
                    additional_files_url=url, additional_files_hash=digest if url else "")
 
     def tasks(self) -> frozenset[str]:

@@ -3,6 +3,7 @@
 # numpy, Pillow, PyYAML) is built offline from Debian packages when missing: mmdebstrap + docker import.
 #   BASE_IMAGE=<image>   use this base instead (must be present locally; a Python 3.11 image with those packages)
 #   PYTHON=<python>      interpreter with the docker SDK and PyYAML (default: the project's .venv)
+# `build.sh base` only makes sure the base image exists.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -30,4 +31,5 @@ else
   BASE_IMAGE=$default_base
   docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || build_base "$BASE_IMAGE"
 fi
+[ "${1:-}" = base ] && { echo "build.sh: base image $BASE_IMAGE $(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")"; exit 0; }
 exec "$py" "$here/build.py" --base-image "$BASE_IMAGE"

@@ -5,8 +5,8 @@
     DIR/labels/labels.csv         columns "Image ID","Label" (one of the tutorial's 14 labels)
 
 Each label has its own spot on the image (a 4x4 grid of cells, one cell per label) where a bright
-blob of random size, strength and offset sits on a noisy background, so a model can learn it but not
-perfectly. Standard library only (no numpy, no Pillow): the same arguments give byte-identical files.
+blob of random size, strength and offset sits on a noisy background, with a fainter blob in another
+cell as a distractor, so a model can learn it but not perfectly. Standard library only (no numpy, no Pillow): the same arguments give byte-identical files.
 """
 
 from __future__ import annotations
@@ -37,18 +37,23 @@ def png_gray8(width: int, height: int, pixels: bytes) -> bytes:
 
 
 def make_image(rng: random.Random, label_index: int) -> bytes:
-    """Return the pixels of one case: noise, a soft vertical gradient, and the label's blob."""
+    """Return the pixels of one case: noise, a soft vertical gradient, the label's blob and a distractor."""
     base = rng.uniform(50, 90)
     img = [base + 30 * (y / SIZE) + rng.gauss(0, 22) for y in range(SIZE) for _ in range(SIZE)]
-    row, col = divmod(label_index, 4)
+    distractor = rng.choice([k for k in range(16) if k != label_index])  # a fainter blob elsewhere
+    for cell, strength in ((label_index, rng.uniform(30, 80)), (distractor, rng.uniform(0, 45))):
+        _blob(img, rng, cell, strength)
+    return bytes(min(255, max(0, int(round(v)))) for v in img)
+
+
+def _blob(img: list[float], rng: random.Random, cell: int, strength: float) -> None:
+    row, col = divmod(cell, 4)
     cy = row * CELL + CELL / 2 + rng.uniform(-3, 3)
     cx = col * CELL + CELL / 2 + rng.uniform(-3, 3)
     radius = rng.uniform(3.0, 5.5)
-    strength = rng.uniform(60, 120)
     for y in range(max(0, int(cy - 3 * radius)), min(SIZE, int(cy + 3 * radius) + 1)):
         for x in range(max(0, int(cx - 3 * radius)), min(SIZE, int(cx + 3 * radius) + 1)):
             img[y * SIZE + x] += strength * math.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * radius ** 2))
-    return bytes(min(255, max(0, int(round(v)))) for v in img)
 
 
 def generate(out: Path, cases: int, seed: int) -> list[tuple[str, str]]:

@@ -90,7 +90,7 @@ def test_metrics_are_in_unit_range_and_reference_model_beats_chance(chain):
         assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in metrics.values())
     # Chance: AUC 0.5 per label; an all-negative guess scores Accuracy 13/14 on one-label-per-case data.
     assert results["reference_model"]["AUC"] > 0.8
-    assert results["reference_model"]["Accuracy"] > 13 / 14
+    assert results["reference_model"]["Accuracy"] > 13 / 14 + 0.01
     assert results["second_model"]["AUC"] > 0.6
     assert (chain["root"] / "reference_model" / "local_outputs" / "per_label.yaml").is_file()
 

@@ -138,3 +138,12 @@ def test_planning_modules_do_not_import_docker():
     code = ("import sys, runner.container_spec, runner.clients.containers, runner.additional_files; "
             "sys.exit(1 if 'docker' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_spec_is_hashable_and_independent_of_the_record():
+    raw = record()
+    spec = ContainerSpec.from_record(raw)
+    raw["container_config"]["tasks"].clear()
+    raw["parameters_config"]["labels_list"].append("b")
+    assert spec.tasks() == {"prepare", "sanity_check", "statistics"} and spec.parameters == {"labels_list": ["a"]}
+    assert len({spec, ContainerSpec.from_record(record())}) == 1
