@@ -4,6 +4,7 @@ tutorial manifest as shipped, and the CLI run in-process with the real clients."
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -104,3 +105,39 @@ def test_tutorial_to_operational_then_no_op_then_drift(tutorial):
     code, out, err = tutorial.run("plan")
     assert code == 1
     assert old in err and new in err and "register the changed data as a new dataset" in err
+
+
+@pytest.mark.slow
+def test_saved_plan_against_the_real_server(tmp_path):
+    """Register only (no container): plan -o, apply the file exactly; a stale file is refused."""
+    from tests.support.server import TESTDO, live_server
+
+    raw = tmp_path / "raw"
+    subprocess.run([sys.executable, str(REPO / "examples" / "chestxray" / "make_data.py"), "--out", str(raw),
+                    "--cases", "5"], check=True, capture_output=True)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(TUTORIAL.read_text().replace("../medperf_tutorial/sample_raw_data", "raw")
+                        .replace("state: operational", "state: registered"))
+    with live_server() as srv:
+        env = {**os.environ, "MEDPERF_SERVER": srv.url, "MEDPERF_TOKEN": srv.tokens[TESTDO]}
+
+        def run(*argv):
+            out, err = io.StringIO(), io.StringIO()
+            code = main([*argv, "--state-dir", str(tmp_path / "state")], stdout=out, stderr=err,
+                        stdin=io.StringIO(""), environ=env)
+            return code, out.getvalue(), err.getvalue()
+
+        plan_file = tmp_path / "plan.json"
+        code, out, err = run("plan", str(manifest), "-o", str(plan_file), "--output", "json")
+        assert code == 2 and json.loads(out)["has_changes"] is True and "+ register" in err
+        code, out, err = run("apply", str(manifest), str(plan_file))
+        assert code == 0, out + err
+        r = requests.get(f"{srv.api}/me/datasets/", headers={"Authorization": f"Bearer {env['MEDPERF_TOKEN']}"},
+                         timeout=10)
+        (ds,) = r.json()["results"]
+        expected = independent_hash(raw / "images", raw / "labels")
+        assert (ds["state"], ds["input_data_hash"], ds["generated_uid"]) == ("DEVELOPMENT", expected, expected)
+        code, out, err = run("apply", str(manifest), str(plan_file))  # the same file again: stale now
+        assert code == 1 and "stale" in err
+        code, out, err = run("plan", str(manifest))
+        assert code == 0, out + err
