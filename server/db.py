@@ -57,10 +57,11 @@ def _pg_sql(sql: str) -> str:
 class Connection:
     """One database connection with the few operations store.py needs; rows come back as dicts."""
 
-    def __init__(self, raw, dialect: str):
+    def __init__(self, raw, dialect: str, write_lock: threading.Lock | None = None):
         self.raw = raw
         self.dialect = dialect
         self.in_transaction = False
+        self._write_lock = write_lock
 
     def execute(self, sql: str, params=()):
         if self.dialect == "postgresql":
@@ -83,18 +84,32 @@ class Connection:
             self.raw.execute("BEGIN")
             self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
         else:
-            self.raw.execute("BEGIN IMMEDIATE")
+            # Writers of this process queue on a lock that wakes the next one at once; SQLite's own
+            # busy handler (still there for other processes) sleeps in steps of up to 100 ms.
+            if not self._write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+                raise DatabaseError("timed out waiting for the SQLite write lock")
+            try:
+                self.raw.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self._write_lock.release()
+                raise
         self.in_transaction = True
 
+    def _end(self, statement: str):
+        if not self.in_transaction:
+            return
+        self.in_transaction = False
+        try:
+            self.raw.execute(statement)
+        finally:
+            if self._write_lock is not None:  # held since begin_write (in_transaction was set)
+                self._write_lock.release()
+
     def commit(self):
-        if self.in_transaction:
-            self.in_transaction = False
-            self.raw.execute("COMMIT")
+        self._end("COMMIT")
 
     def rollback(self):
-        if self.in_transaction:
-            self.in_transaction = False
-            self.raw.execute("ROLLBACK")
+        self._end("ROLLBACK")
 
     def close(self):
         self.raw.close()
@@ -113,8 +128,8 @@ class Database:
         self.dialect = self.target.dialect
         self._idle: queue.LifoQueue[Connection] = queue.LifoQueue()
         self._pool_size = pool_size
-        self._lock = threading.Lock()
         self._closed = False
+        self._sqlite_write_lock = threading.Lock() if self.dialect == "sqlite" else None
         if self.dialect == "sqlite":
             path = Path(self.target.location)
             if str(path) != ":memory:":
@@ -140,7 +155,7 @@ class Database:
                 raw.execute("PRAGMA synchronous = NORMAL")
         except Exception as e:
             raise DatabaseError(f"cannot open the database {self.url}: {e}") from e
-        return Connection(raw, self.dialect)
+        return Connection(raw, self.dialect, self._sqlite_write_lock)
 
     def acquire(self) -> Connection:
         try:

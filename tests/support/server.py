@@ -12,6 +12,7 @@ import http
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,15 +59,22 @@ class LiveServer:
 
 
 def _stop(server, thread: threading.Thread) -> None:
-    # waitress has no public stop for a server started with run(): close every channel of its map
-    # from inside the loop's own thread (the loop ends when the map is empty), then stop the workers.
-    def close_all():
-        for channel in list(server._map.values()):
-            channel.close()
-
-    server.trigger.pull_trigger(close_all)
-    thread.join(timeout=10)
+    # waitress has no public stop for a server started with run(). Its loop runs while its channel
+    # map is not empty: stop accepting, empty the map until the loop thread ends, stop the workers,
+    # and only then close the sockets (closing them under a running select() is a race).
+    server.accepting = False
+    channels = []
+    deadline = time.monotonic() + 10
+    while thread.is_alive() and time.monotonic() < deadline:
+        channels += list(server._map.values())
+        server._map.clear()
+        thread.join(timeout=0.05)
     server.task_dispatcher.shutdown()
+    for channel in channels:
+        try:
+            channel.close()
+        except OSError:
+            pass
 
 
 @contextmanager
