@@ -100,6 +100,7 @@ def test_hostile_container_is_sandboxed(hostile, runner, tmp_path, docker_client
     # this engine has no bridge network, so also check what was asked of it
     assert seen and seen[0]["NetworkMode"] == "none" and seen[0]["CapDrop"] == ["ALL"]
     assert seen[0]["SecurityOpt"] == ["no-new-privileges"] and not seen[0]["Privileged"]
+    assert not seen[0]["DeviceRequests"]  # GPUs only when asked
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     # not root, by default, even though these tests may run as root
     assert report["uid"] != 0 and report["euid"] != 0 and report["gid"] != 0
