@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help venv test bench lint images data
+.PHONY: help venv test bench lint images data demo demo-clean
 
 help: ## show this help
 	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,3 +34,9 @@ images: $(STAMP) ## build the chest X-ray example images (offline base image whe
 
 data: $(STAMP) ## generate the toy tutorial data into medperf_tutorial/sample_raw_data/
 	$(BIN)/python examples/chestxray/make_data.py --out medperf_tutorial/sample_raw_data
+
+demo: ## the tutorial end to end: images, toy data, local server, apply, approve, apply (MEDPERF_DEMO_PORT=8000)
+	@bash scripts/demo.sh demo
+
+demo-clean: ## stop the demo server and remove its database, state dir and toy data (images stay)
+	@bash scripts/demo.sh clean
