@@ -124,3 +124,27 @@ def test_prepare_reports_a_missing_column_clearly(chestxray, toy_data, runner, t
             "data_path": raw / "images", "labels_path": tmp_path / "labels",
             "output_path": tmp_path / "data", "output_labels_path": tmp_path / "out_labels"}, log_path=tmp_path / "p.log")
     assert any("has no column 'Image ID'" in line for line in info.value.last_lines)
+
+
+def test_components_json_has_the_seed_shape(chestxray):
+    import hashlib
+    import urllib.parse
+
+    from tests.containers.conftest import COMPONENTS
+
+    records = json.loads(COMPONENTS.read_text())
+    assert list(records) == ["prep", "reference_model", "metrics", "second_model"]
+    names = {k: r["name"] for k, r in records.items()}
+    assert names == {"prep": "chestxray_prep", "reference_model": "chestxray_cnn", "metrics": "chestxray_metrics",
+                     "second_model": "chestxray_linear"}
+    for key, record in records.items():
+        assert set(record) == {"name", "container_config", "parameters_config", "image_hash",
+                               "additional_files_tarball_url", "additional_files_tarball_hash"}
+        assert record["image_hash"].startswith("sha256:") and record["parameters_config"]
+        url = record["additional_files_tarball_url"]
+        if key.endswith("model"):
+            path = urllib.parse.urlparse(url).path
+            assert url.startswith("file:///") and hashlib.sha256(open(path, "rb").read()).hexdigest() == \
+                record["additional_files_tarball_hash"]
+        else:
+            assert url == "" and record["additional_files_tarball_hash"] == ""
