@@ -81,8 +81,8 @@ class Connection:
     def begin_write(self):
         """Start a transaction that holds the write lock until commit or rollback."""
         if self.dialect == "postgresql":
-            self.raw.execute("BEGIN")
-            self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+            # one round trip: both statements in one simple query
+            self.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY:d})")
         else:
             # Writers of this process queue on a lock that wakes the next one at once; SQLite's own
             # busy handler (still there for other processes) sleeps in steps of up to 100 ms.

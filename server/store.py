@@ -129,9 +129,8 @@ def _insert(conn: Connection, table: str, values: dict) -> dict:
     values["id"] = _next_id(conn, table)
     _check_columns(table, values)
     cols = list(values)
-    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
-    conn.execute(sql, tuple(_encode(table, c, values[c]) for c in cols))
-    return _get(conn, table, values["id"])
+    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) RETURNING *"
+    return _decode(table, conn.one(sql, tuple(_encode(table, c, values[c]) for c in cols)))
 
 
 def _get(conn: Connection, table: str, id_: int) -> dict | None:
@@ -144,11 +143,11 @@ def _update(conn: Connection, table: str, id_: int, changes: dict) -> dict:
         changes.setdefault("modified_at", now())
     _check_columns(table, changes)
     changes.pop("id", None)
-    if changes:
-        sets = ", ".join(f"{c} = ?" for c in changes)
-        params = tuple(_encode(table, c, v) for c, v in changes.items()) + (id_,)
-        conn.execute(f"UPDATE {table} SET {sets} WHERE id = ?", params)
-    return _get(conn, table, id_)
+    if not changes:
+        return _get(conn, table, id_)
+    sets = ", ".join(f"{c} = ?" for c in changes)
+    params = tuple(_encode(table, c, v) for c, v in changes.items()) + (id_,)
+    return _decode(table, conn.one(f"UPDATE {table} SET {sets} WHERE id = ? RETURNING *", params))
 
 
 def _where(table: str, filters: dict | None) -> tuple[str, tuple]:
@@ -161,8 +160,17 @@ def _where(table: str, filters: dict | None) -> tuple[str, tuple]:
 
 
 def _page(conn: Connection, table: str, where: str, params: tuple, order: str, limit: int, offset: int):
-    count = conn.scalar(f"SELECT COUNT(*) AS n FROM {table}{where}", params)
-    rows = conn.all(f"SELECT * FROM {table}{where} ORDER BY {order} LIMIT ? OFFSET ?", params + (limit, offset))
+    """(total count, one page of rows): one query, with the total from a window count."""
+    rows = conn.all(
+        f"SELECT *, COUNT(*) OVER () AS page_total_ FROM {table}{where} ORDER BY {order} LIMIT ? OFFSET ?",
+        params + (limit, offset),
+    )
+    if rows:
+        count = rows[0]["page_total_"]
+    else:  # past the end (or empty): the window count is not available
+        count = conn.scalar(f"SELECT COUNT(*) AS n FROM {table}{where}", params) if offset else 0
+    for row in rows:
+        del row["page_total_"]
     return int(count), [_decode(table, r) for r in rows]
 
 
