@@ -28,6 +28,11 @@ class Ctx:
     request: bottle.BaseRequest
     db: Database
 
+    def write(self):
+        """Start the serialized write transaction now (routes registered with late_write=True)."""
+        if not self.conn.in_transaction:
+            self.conn.begin_write()
+
     def body(self):
         """The parsed JSON body ({} when empty); 400 when it is not JSON."""
         raw = self.request.body.read()
@@ -65,7 +70,10 @@ class ApiPlugin:
             return callback
         needs_auth = route.config.get("auth", True)
         raw = route.config.get("raw", False)
-        writes = route.method in ("POST", "PUT", "PATCH", "DELETE")
+        # Writes run in one serialized transaction from the start, so a rule's check and the write it
+        # guards cannot interleave with another request. A route registered with late_write=True does
+        # its reads first and calls ctx.write() just before writing (POST /results/, the hot path).
+        writes = route.method in ("POST", "PUT", "PATCH", "DELETE") and not route.config.get("late_write", False)
         db, authenticator, settings = self.db, self.authenticator, self.settings
 
         def wrapper(*args, **kwargs):

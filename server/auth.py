@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 
 from server import store
 from server.db import Connection
@@ -15,6 +16,8 @@ from server.errors import NotAuthenticated
 from server.settings import Settings
 
 TOKEN_PREFIX = "mpa_"
+CACHE_SECONDS = 2.0  # a verified token is trusted this long without another lookup or signature check
+CACHE_SIZE = 4096
 
 
 def new_token() -> str:
@@ -43,6 +46,7 @@ class Authenticator:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self._cache: dict[str, tuple[float, dict]] = {}  # token hash -> (expires, user)
         self._jwks_client = None
         if settings.jwt_jwks_url:
             import jwt
@@ -56,14 +60,23 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token or " " in token:
             raise NotAuthenticated({"detail": "Invalid Authorization header: expected 'Bearer <token>'."})
+        key = hash_token(token)
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return dict(hit[1])
         if token.count(".") == 2:
-            return self._jwt_user(conn, token)
-        user = store.get_user_by_token_hash(conn, hash_token(token))
-        if user is None:
-            raise NotAuthenticated({"detail": "Given token not valid for any token type"})
-        return user
+            user, ttl = self._jwt_user(conn, token)
+        else:
+            user, ttl = store.get_user_by_token_hash(conn, key), CACHE_SECONDS
+            if user is None:
+                raise NotAuthenticated({"detail": "Given token not valid for any token type"})
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()
+        self._cache[key] = (now + ttl, user)
+        return dict(user)
 
-    def _jwt_user(self, conn: Connection, token: str) -> dict:
+    def _jwt_user(self, conn: Connection, token: str) -> tuple[dict, float]:
         import jwt
 
         s = self.settings
@@ -84,7 +97,8 @@ class Authenticator:
         email = claims.get(s.jwt_email_claim)
         if not email or not isinstance(email, str):
             raise NotAuthenticated({"detail": f"Token has no '{s.jwt_email_claim}' claim"})
-        return self._user_for(conn, claims["sub"], email)
+        ttl = CACHE_SECONDS if "exp" not in claims else max(0.0, min(CACHE_SECONDS, claims["exp"] - time.time()))
+        return self._user_for(conn, claims["sub"], email), ttl
 
     def _user_for(self, conn: Connection, sub: str, email: str) -> dict:
         user = store.get_user_by_username(conn, sub) or store.get_user_by_email(conn, email)

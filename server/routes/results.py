@@ -26,6 +26,9 @@ def post_result(ctx):
         store.latest_dataset_association(ctx.conn, dataset["id"], benchmark["id"]),
         store.latest_model_association(ctx.conn, model["id"], benchmark["id"]),
     )
+    # The checks above read committed state without the write lock, as MedPerf's server does; a result
+    # has no uniqueness rule, so only the insert itself needs the serialized transaction.
+    ctx.write()
     return 201, store.insert_result(ctx.conn, {**body, "owner": ctx.user["id"]})
 
 
@@ -54,7 +57,7 @@ def put_result(ctx, result_id):
 
 
 def register(app):
-    add(app, "POST", "/results/", post_result)
+    add(app, "POST", "/results/", post_result, late_write=True)
     add(app, "GET", "/results/", list_results)
     add(app, "GET", "/results/<result_id:int>/", get_result)
     add(app, "PUT", "/results/<result_id:int>/", put_result)
