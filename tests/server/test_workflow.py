@@ -259,3 +259,66 @@ def test_result_rules(world):
     assert do.put("/datasets/999/", {}).status_code == 403
     assert world.admin.put("/datasets/999/", {}).status_code == 404
     assert do.get("/datasets/999/").status_code == 404
+
+
+def test_containers_rules(world):
+    bo, mo = world.bo, world.mo
+    base = {"name": "c", "container_config": {"image": "i"}, "image_hash": "sha256:" + "4" * 64}
+    r = mo.post("/mlcubes/", {**base, "additional_files_tarball_url": "file:///x.tar.gz"})
+    assert r.status_code == 400 and "non_field_errors" in r.json()  # url without hash
+    assert mo.post("/mlcubes/", {**base, "image_hash": ""}).json() == {"image_hash": ["This field may not be blank."]}
+    c = mo.post("/mlcubes/", base).json()
+    assert mo.post("/mlcubes/", base).json() == {"name": ["mlcube with this name already exists."]}
+    assert bo.put(f"/mlcubes/{c['id']}/", {"user_metadata": {}}).status_code == 403
+    assert mo.put(f"/mlcubes/{c['id']}/", {"state": "OPERATION"}).json()["state"] == "OPERATION"
+    assert mo.put(f"/mlcubes/{c['id']}/", {"image_hash": "sha256:" + "5" * 64}).status_code == 400
+    r = mo.put(f"/mlcubes/{c['id']}/", {"is_valid": False, "image_hash": base["image_hash"]})
+    assert r.status_code == 200 and r.json()["is_valid"] is False
+    assert mo.get("/me/mlcubes/").json()["count"] == 2  # the second model's container and this one
+
+
+def test_benchmark_components_and_model_lists(world):
+    bo, mo = world.bo, world.mo
+    dev = bo.post("/mlcubes/", {"name": "dev-metrics", "container_config": {"x": 1}, "image_hash": "sha256:9"}).json()
+    r = bo.post("/benchmarks/", {"name": "b2", "data_preparation_mlcube": 1, "reference_model": 1,
+                                 "data_evaluator_mlcube": dev["id"], "state": "OPERATION"})
+    assert r.status_code == 400 and r.json() == {
+        "non_field_errors": ["Benchmark cannot be in OPERATION while any of its components is in DEVELOPMENT"]}
+    r = bo.post("/benchmarks/", {"name": "b2", "data_preparation_mlcube": 1, "reference_model": 1,
+                                 "data_evaluator_mlcube": dev["id"]})
+    assert r.status_code == 201
+    assert bo.put(f"/benchmarks/{r.json()['id']}/", {"state": "OPERATION"}).status_code == 400
+    assert mo.get("/me/models/associations/").json()["count"] == 1
+    assert mo.get("/models/2/benchmarks/").json()["results"][0]["approval_status"] == "APPROVED"
+    assert world.do.get("/models/2/benchmarks/").status_code == 403
+    assert bo.get("/me/models/associations/").json()["count"] == 1
+    assert world.do.get("/users/99/").status_code == 404
+    assert world.do.get("/users/4/").json()["email"] == "testdo@example.com"
+
+
+def test_model_allowlist_and_benchmark_owner_initiated_model_association(world):
+    bo, mo = world.bo, world.mo
+    container = {"container_config": {"image": "x"}}
+
+    def model(name, n):
+        return mo.post("/models/", {"name": name, "type": "CONTAINER", "state": "OPERATION", "container": {
+            **container, "name": name + "-c", "image_hash": "sha256:" + str(n) * 64}}).json()["id"]
+
+    assert bo.put("/benchmarks/1/", {"model_auto_approval_mode": "ALLOWLIST",
+                                     "model_auto_approval_allow_list": ["testmo@example.com"]}).status_code == 200
+    m = model("allowed", 6)
+    r = mo.post("/models/benchmarks/", {"model": m, "benchmark": 1, "metadata": {}})
+    assert r.json()["approval_status"] == "APPROVED"
+    m2 = model("invited", 7)
+    r = bo.post("/models/benchmarks/", {"model": m2, "benchmark": 1, "metadata": {}})
+    assert r.json()["approval_status"] == "PENDING"  # started by the benchmark owner: the model owner approves
+    assert bo.put(f"/models/{m2}/benchmarks/1/", {"approval_status": "APPROVED"}).status_code == 400
+    assert mo.put(f"/models/{m2}/benchmarks/1/", {"approval_status": "APPROVED"}).status_code == 200
+
+
+def test_admin_deletes_a_dataset(world):
+    ds = world.dataset(world.do)
+    world.associate(world.do, ds["id"])
+    assert world.do.delete(f"/datasets/{ds['id']}/").status_code == 403
+    assert world.admin.delete(f"/datasets/{ds['id']}/").status_code == 204
+    assert world.do.get(f"/datasets/{ds['id']}/").status_code == 404
