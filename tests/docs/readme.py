@@ -1,0 +1,178 @@
+"""Read README.md the way a newcomer does: the commands it shows and the manifest reference table."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
+PROGRAMS = ("medperf-apply", "medperf-server", "make")
+
+
+@dataclass(frozen=True)
+class Command:
+    program: str
+    args: tuple[str, ...]
+    line: int
+    text: str
+
+    def __str__(self) -> str:
+        return f"README.md:{self.line}: {self.text}"
+
+
+def code_texts(markdown: str) -> list[tuple[int, str]]:
+    """(line number, text) of every line of a fenced block and of every inline code span outside them."""
+    out: list[tuple[int, str]] = []
+    fenced = False
+    for n, line in enumerate(markdown.splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced:
+            out.append((n, line))
+        else:
+            out.extend((n, span) for span in re.findall(r"`([^`\n]+)`", line))
+    return out
+
+
+def _words(text: str) -> list[str]:
+    text = re.sub(r"\s#\s.*$", "", " " + text).strip()  # a trailing shell comment
+    try:
+        return shlex.split(text)
+    except ValueError:  # an unbalanced quote in prose: plain words are enough here
+        return text.split()
+
+
+def commands(markdown: str) -> list[Command]:
+    """Every invocation of medperf-apply, medperf-server or make shown in the README's code."""
+    found = []
+    for n, text in code_texts(markdown):
+        for part in re.split(r"\s(?:&&|\|\||;|\|)\s", text):
+            words = _words(part)
+            while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=\S*", words[0]):  # VAR=value prefix
+                words.pop(0)
+            if words and words[0] in ("sudo", "time", "exec"):
+                words.pop(0)
+            if not words:
+                continue
+            program = Path(words[0]).name
+            if program in PROGRAMS:
+                found.append(Command(program, tuple(words[1:]), n, text.strip()))
+    return found
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return {s: a for a in parser._actions for s in a.option_strings}
+
+
+def check_cli(cmd: Command, parser: argparse.ArgumentParser, *, implicit: str | None = None) -> list[str]:
+    """Problems with `cmd` against the real argparse tree: unknown sub-commands, flags or choices.
+
+    Usage notation is understood: `[--yes]`, `approve|reject`, `--output text|json`, `MANIFEST...`.
+    `implicit` is the sub-command assumed when the first word is not one (`medperf-apply MANIFEST` = apply).
+    """
+    problems: list[str] = []
+    words = [w.strip("[]") for w in cmd.args]
+    words = [w for w in words if w and w != "..."]
+    level, path, chosen = parser, [cmd.program], False
+    i = 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if word.startswith("-"):
+            flag, _, inline = word.partition("=")
+            action = _options(level).get(flag)
+            if action is None:
+                problems.append(f"{' '.join(path)} has no option {flag}")
+                continue
+            if action.nargs != 0 and not inline and i < len(words):
+                value = words[i]
+                i += 1
+                if action.choices is not None:
+                    bad = [v for v in value.split("|") if v not in action.choices]
+                    if bad:
+                        problems.append(f"{' '.join(path)} {flag}: {', '.join(bad)} not among {sorted(action.choices)}")
+            continue
+        subs = _subparsers(level)
+        if subs and not chosen:
+            names = word.split("|")
+            if all(n in subs for n in names):
+                for extra in names[1:]:  # each alternative gets the same remaining words checked
+                    problems += check_cli(Command(cmd.program, (*path[1:], extra, *words[i:]), cmd.line, cmd.text),
+                                          parser)
+                level, path = subs[names[0]], [*path, names[0]]
+                chosen = not _subparsers(level)
+                continue
+            if implicit and level is parser and re.fullmatch(r"MANIFEST|.*[/.].*", word):  # a path, not a typo'd command
+                level, path, chosen = subs[implicit], [*path, implicit], True
+                continue  # the word is the implicit command's positional
+            problems.append(f"{' '.join(path)} has no sub-command {word!r} (has {', '.join(sorted(subs))})")
+            break
+    if not problems and _subparsers(level) and not chosen and cmd.args:
+        problems.append(f"{' '.join(path)} needs a sub-command")
+    return problems
+
+
+def make_targets(makefile: str) -> set[str]:
+    """The targets a Makefile defines (rules at the start of a line, not variables or patterns)."""
+    targets = set()
+    for line in makefile.splitlines():
+        m = re.match(r"^([A-Za-z0-9_.-]+(?:\s+[A-Za-z0-9_.-]+)*)\s*:(?!=)", line)
+        if m and not line.startswith((".", "\t")):
+            targets.update(m.group(1).split())
+    return targets
+
+
+def section(markdown: str, title: str) -> str:
+    """The text of the `## title` section, up to the next heading of the same level."""
+    m = re.search(rf"^## {re.escape(title)}\s*$(.*?)(?=^## |\Z)", markdown, flags=re.M | re.S)
+    if not m:
+        raise AssertionError(f"README.md has no section '## {title}'")
+    return m.group(1)
+
+
+def reference_rows(markdown: str) -> dict[str, str]:
+    """{field path: the rest of its row} from the manifest reference table."""
+    rows = {}
+    for line in section(markdown, "Manifest reference").splitlines():
+        m = re.match(r"^\|\s*`([^`]+)`\s*\|(.*)\|\s*$", line)
+        if m:
+            rows[m.group(1)] = m.group(2)
+    return rows
+
+
+def schema_fields(schema: dict) -> dict[str, dict]:
+    """{field path as the README writes it (`datasets[].benchmarks[].models`): its schema} for every property."""
+    defs = schema.get("$defs", {})
+
+    def resolve(node: dict) -> dict:
+        while "$ref" in node:
+            node = defs[node["$ref"].rsplit("/", 1)[-1]]
+        return node
+
+    out: dict[str, dict] = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        node = resolve(node)
+        for name, sub in node.get("properties", {}).items():
+            path = f"{prefix}{name}"
+            out[path] = resolve(sub)
+            child = resolve(sub)
+            if child.get("type") == "array" and "items" in child:
+                walk(child["items"], path + "[].")
+            elif child.get("type") == "object" or "properties" in child:
+                walk(child, path + ".")
+
+    walk(schema, "")
+    return out
