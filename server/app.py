@@ -39,9 +39,13 @@ class Ctx:
         if not raw.strip():
             return {}
         try:
-            return json.loads(raw)
+            return json.loads(raw, parse_constant=_refuse_constant)
         except ValueError as e:
             raise ParseError(f"JSON parse error - {e}") from e
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON (send it as a string, e.g. \"nan\")")
 
 
 def error_response(status: int, body: dict, headers: dict | None = None) -> bottle.HTTPResponse:

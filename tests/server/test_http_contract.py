@@ -113,3 +113,12 @@ def test_default_page_size_is_32(world):
 @pytest.mark.parametrize("path", ["/benchmarks/1/", "/benchmarks/1"])
 def test_trailing_slash_is_optional(world, path):
     assert world.do.get(path).json()["id"] == 1
+
+
+def test_nan_is_refused_not_stored(world):
+    ds = world.dataset(world.do)
+    rid = world.result(world.do, ds["id"], 1).json()["id"]
+    r = world.session.put(f"{world.API}/results/{rid}/", data=b'{"results": {"AUC": NaN}}',
+                          headers={**world.do.headers, "Content-Type": "application/json"})
+    assert r.status_code == 400 and "NaN" in r.json()["detail"]
+    assert world.do.get(f"/results/{rid}/").json()["finalized"] is False
