@@ -166,25 +166,18 @@ def _walk(top: str) -> list[_Stat]:
             # MedPerf's os.walk skips an unreadable folder silently, giving a wrong hash without a word.
             raise HashError(f"cannot list {folder}: {e.strerror or e}", where=folder,
                             hint="make every folder under the data folders readable by this user") from e
-        for entry in entries:
+        append = found.append
+        for entry in entries:  # the hot loop of a warm re-plan: one stat per file, nothing more
             try:
-                is_dir = entry.is_dir()
-            except OSError:
-                is_dir = False
-            if is_dir:
-                try:
-                    is_link = entry.is_symlink()
-                except OSError:
-                    is_link = False
-                if not is_link:
-                    stack.append(entry.path)
-                continue
-            try:
+                if entry.is_dir():
+                    if not entry.is_symlink():
+                        stack.append(entry.path)
+                    continue
                 st = entry.stat()  # follows a symlinked file, as MedPerf's open() does
             except OSError as e:
                 raise HashError(f"cannot read {entry.path}: {e.strerror or e}", where=entry.path,
                                 hint="a broken symlink, or a file removed while hashing") from e
-            found.append(_stat_of(entry.path, st))
+            append((entry.path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
     return found
 
 
