@@ -90,11 +90,16 @@ def found_or_forbidden(ctx, record):
     return record
 
 
+def invalid_pk(field: str, value) -> Invalid:
+    """400 `{field: ['Invalid pk ...']}` for a primary key in a body that names nothing."""
+    return Invalid({field: [f'Invalid pk "{value}" - object does not exist.']})
+
+
 def related(conn, getter, value, field: str):
     """Resolve a primary key sent in a body, or 400 `{field: ['Invalid pk ...']}`."""
     record = getter(conn, value) if value is not None else None
     if record is None:
-        raise Invalid({field: [f'Invalid pk "{value}" - object does not exist.']})
+        raise invalid_pk(field, value)
     return record
 
 

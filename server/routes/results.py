@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from server import rules, store
 from server.db import now
-from server.routes import add, filters, found_or_forbidden, list_page, paginated, related
+from server.routes import add, filters, found_or_forbidden, invalid_pk, list_page, paginated, related
 from server.validation import validate
 
 
@@ -16,15 +16,18 @@ def post_result(ctx):
     if not rules.is_admin(ctx.user):
         rules.require(dataset is not None and rules.can_create_result(ctx.user, dataset))
     body = validate(raw, "api-result")
-    benchmark = related(ctx.conn, store.get_benchmark, body["benchmark"], "benchmark")
-    model = related(ctx.conn, store.get_model, body["model"], "model")
     if dataset is None:  # an admin naming a dataset that does not exist
         dataset = related(ctx.conn, store.get_dataset, body["dataset"], "dataset")
+    facts = store.result_creation_facts(ctx.conn, body["benchmark"], body["model"], dataset["id"])
+    if facts is None:
+        raise invalid_pk("benchmark", body["benchmark"])
+    if not facts["model_exists"]:
+        raise invalid_pk("model", body["model"])
     rules.check_result_create(
-        benchmark,
-        model["id"],
-        store.latest_dataset_association(ctx.conn, dataset["id"], benchmark["id"]),
-        store.latest_model_association(ctx.conn, model["id"], benchmark["id"]),
+        {"reference_model": facts["reference_model"]},
+        body["model"],
+        {"approval_status": facts["dataset_status"]} if facts["dataset_status"] else None,
+        {"approval_status": facts["model_status"]} if facts["model_status"] else None,
     )
     # The checks above read committed state without the write lock, as MedPerf's server does; a result
     # has no uniqueness rule, so only the insert itself needs the serialized transaction.
