@@ -37,11 +37,12 @@ class Target:
 
 
 def parse_url(url: str) -> Target:
-    """Map `--db` values to a backend: postgresql://..., sqlite:///abs, sqlite:rel, or a plain path."""
+    """Map `--db` values to a backend: postgresql://..., a plain path, or SQLAlchemy-style sqlite:///PATH
+    (sqlite:///rel.db is relative, sqlite:////abs/x.db absolute)."""
     if url.startswith(("postgresql://", "postgres://")):
         return Target("postgresql", url)
     if url.startswith("sqlite:///"):
-        return Target("sqlite", url[len("sqlite://"):])
+        return Target("sqlite", url[len("sqlite:///"):])
     if url.startswith("sqlite:"):
         return Target("sqlite", url[len("sqlite:"):])
     if "://" in url:
