@@ -21,7 +21,7 @@ from runner.errors import (
     ServerWriteUncertain,
     StateError,
 )
-from runner.model import Action, Change, Manifest, Observation, Outcome, Plan, Step, StepResult
+from runner.model import Action, Change, Manifest, ModelRun, Observation, Outcome, Plan, Step, StepResult
 from runner.observe import find_dataset
 from runner.plan import PREPARE_TASKS, REGISTER_FIELDS, SET_OPERATIONAL_FIELDS
 from runner.ports import Api, Hasher, NoProgress, Progress
@@ -60,6 +60,17 @@ class Applier:
     results: list[StepResult] = field(default_factory=list)  # how each step ended so far (also after Ctrl-C)
     _runner: Any = None
     _cache: Any = None
+    wait_timeout: float | None = None  # apply --wait: poll an unapproved association this long (None: do not wait)
+    sleep: Callable[[float], None] = time.sleep
+    poll_initial: float = 5.0  # --wait polls after 5 s, doubling up to 60 s
+    poll_cap: float = 60.0
+    parallel: int = 1  # model runs at once (--parallel N)
+    approved_now: list[str] = field(default_factory=list)  # await steps that became approved during this run
+    _assoc: dict[tuple[int, int], tuple[str, str]] = field(default_factory=dict)  # requested now: status, when
+    _rows: dict[tuple[str, str, int], ModelRun] = field(default_factory=dict)  # summary rows by (ds, bench, model)
+    _result_ids: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    _specs: dict[tuple[str, int], Any] = field(default_factory=dict)  # ("model"|"mlcube", id) -> ContainerSpec
+    _lock: Any = field(default_factory=lambda: __import__("threading").RLock())
 
     # -- driver -----------------------------------------------------------------------------------------------
 
@@ -67,18 +78,47 @@ class Applier:
         """Do every step that can be done; return how each ended (in plan order)."""
         done: dict[str, StepResult] = {}
         self._resolve_unfinished()
+        steps = list(self.plan.steps)
         try:
-            for step in self.plan.steps:
-                self.on_start(step)
-                result = self._one(step, done)
-                done[step.key] = result
-                self.results.append(result)
-                self.on_end(step, result)
+            i = 0
+            while i < len(steps):
+                group = [steps[i]]
+                if self.parallel > 1 and _concurrent(steps[i]):
+                    while i + len(group) < len(steps) and _concurrent(steps[i + len(group)]) and \
+                            steps[i + len(group)].dataset == steps[i].dataset and \
+                            steps[i + len(group)].benchmark == steps[i].benchmark:
+                        group.append(steps[i + len(group)])
+                if len(group) == 1:
+                    self._record(group[0], self._started(group[0], done), done)
+                else:
+                    self._run_group(group, done)
+                i += len(group)
         finally:
             self.progress.done()
             if self._cache is not None:
                 self._cache.close()
         return list(self.results)
+
+    def _started(self, step: Step, done: Mapping[str, StepResult]) -> StepResult:
+        self.on_start(step)
+        return self._one(step, done)
+
+    def _record(self, step: Step, result: StepResult, done: dict[str, StepResult]) -> None:
+        with self._lock:
+            done[step.key] = result
+            self.results.append(result)
+            self.on_end(step, result)
+
+    def _run_group(self, group: list[Step], done: dict[str, StepResult]) -> None:
+        """Independent model runs of one benchmark, --parallel at a time; results kept in plan order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._container_runner()  # built once, before the threads share it
+        with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="run-model") as pool:
+            futures = [pool.submit(self._started, step, dict(done)) for step in group]
+            outcomes = [f.result() for f in futures]
+        for step, result in zip(group, outcomes, strict=True):
+            self._record(step, result, done)
 
     def _resolve_unfinished(self) -> None:
         """Steps a crashed run left open were resolved by observing (the plan saw the truth): close them."""
@@ -88,17 +128,24 @@ class Applier:
 
     def _one(self, step: Step, done: Mapping[str, StepResult]) -> StepResult:
         if step.change is Change.DONE:
-            if "dataset_id" in step.args and step.args["dataset_id"] is not None:
+            if step.action is Action.REGISTER and step.args.get("dataset_id") is not None:
                 self._ids[step.dataset] = int(step.args["dataset_id"])
-            return StepResult(step.key, Outcome.OK, 0.0, step.reason)
+            return StepResult(step.key, Outcome.OK, 0.0, step.reason, run=self._done_row(step))
+        waiting = self._waiting(step, done)
+        if step.change is Change.GATE and step.action is Action.AWAIT_APPROVAL:
+            return waiting or self._await(step)
+        if step.change is Change.GATE and step.action is Action.RUN_MODEL:  # "the other approved models"
+            gate = done.get(step.after[0]) if step.after else None
+            if gate is not None and gate.outcome is Outcome.OK:
+                return StepResult(step.key, Outcome.OK, 0.0, "approved now: the models are planned again below")
+            return StepResult(step.key, Outcome.PENDING, 0.0, step.reason)
         if step.change is Change.GATE:
             return StepResult(step.key, Outcome.PENDING, 0.0, step.reason)
-        for dep in step.after:
-            r = done.get(dep)
-            if r is not None and r.outcome is Outcome.PENDING:
-                return StepResult(step.key, Outcome.PENDING, 0.0, f"waits for {dep.rsplit('/', 1)[-1]}")
-            if r is not None and r.outcome not in (Outcome.OK, Outcome.CHANGED):
-                return StepResult(step.key, Outcome.SKIPPED, 0.0, f"{dep.rsplit('/', 1)[-1]} did not complete")
+        if waiting is not None:
+            if step.action is Action.RUN_MODEL:
+                return StepResult(waiting.key, waiting.outcome, 0.0, waiting.message, run=self._row(
+                    step, error="" if waiting.outcome is Outcome.PENDING else waiting.message))
+            return waiting
         start = self.clock()
         try:
             message = self._do(step)
@@ -108,18 +155,76 @@ class Applier:
         except ConsentDeclined as e:
             return StepResult(step.key, Outcome.PENDING, self.clock() - start, str(e))
         except StepFailed as e:
-            return StepResult(step.key, Outcome.FAILED, self.clock() - start, str(e), e.log_path)
+            return StepResult(step.key, Outcome.FAILED, self.clock() - start, str(e), e.log_path,
+                              run=self._failed_row(step, str(e)))
         except MedperfApplyError as e:
             return StepResult(step.key, Outcome.FAILED, self.clock() - start, str(e),
-                              getattr(e, "log_path", None))
-        return StepResult(step.key, Outcome.CHANGED, self.clock() - start, message)
+                              getattr(e, "log_path", None), run=self._failed_row(step, str(e)))
+        return StepResult(step.key, Outcome.CHANGED, self.clock() - start, message,
+                          run=self._rows.get(_row_key(step)) if step.action is Action.RUN_MODEL else None)
+
+    def _waiting(self, step: Step, done: Mapping[str, StepResult]) -> StepResult | None:
+        """How this step ends without being tried when a step it needs waits or did not complete."""
+        for dep in step.after:
+            r = done.get(dep)
+            if r is not None and r.outcome is Outcome.PENDING:
+                return StepResult(step.key, Outcome.PENDING, 0.0, f"waits for {_short_key(dep)}")
+            if r is not None and r.outcome not in (Outcome.OK, Outcome.CHANGED):
+                return StepResult(step.key, Outcome.SKIPPED, 0.0, f"{_short_key(dep)} did not complete")
+        return None
 
     def _do(self, step: Step) -> str:
+        from runner import participate
+
         handler = {Action.REGISTER: self._register, Action.PREPARE: self._prepare,
-                   Action.SET_OPERATIONAL: self._set_operational}.get(step.action)
-        if handler is None:  # issue 5 adds associate, run model, submit here
+                   Action.SET_OPERATIONAL: self._set_operational,
+                   Action.ASSOCIATE: lambda s: participate.associate(self, s),
+                   Action.RUN_MODEL: lambda s: participate.run_model(self, s),
+                   Action.SUBMIT: lambda s: participate.submit(self, s)}.get(step.action)
+        if handler is None:
             raise StepFailed(f"{step.action.label} is not supported by this version")
         return handler(step)
+
+    def _await(self, step: Step) -> StepResult:
+        from runner import participate
+
+        start = self.clock()
+        try:
+            outcome, message = participate.await_approval(self, step)
+        except (Interrupted, KeyboardInterrupt) as e:
+            raise e if isinstance(e, Interrupted) else Interrupted(
+                f"interrupted while waiting for approval ({step.key}); run again to resume") from e
+        except MedperfApplyError as e:
+            return StepResult(step.key, Outcome.FAILED, self.clock() - start, str(e))
+        return StepResult(step.key, outcome, self.clock() - start, message)
+
+    # -- the summary table's rows ----------------------------------------------------------------------------
+
+    def _row(self, step: Step, **kw) -> ModelRun:
+        a = step.args
+        return ModelRun(dataset=step.dataset, benchmark=step.benchmark or "", model=int(a["model"]),
+                        **{"result_id": a.get("result_id"), "partial": bool(a.get("partial", False)),
+                           "from_cache": bool(a.get("from_cache", False)), **kw})
+
+    def _done_row(self, step: Step) -> ModelRun | None:
+        if step.action is not Action.RUN_MODEL or step.args.get("model") is None:
+            return None
+        key = _row_key(step)
+        if step.args.get("by_association"):
+            row = self._rows.get(key)
+            if row is None:
+                return self._row(step, from_cache=False, error="the association test did not complete")
+            return ModelRun(row.dataset, row.benchmark, row.model, row.result_id, row.partial, True, row.error)
+        if step.args.get("result_id") is not None:
+            self._result_ids[key] = int(step.args["result_id"])
+        return self._row(step)
+
+    def _failed_row(self, step: Step, error: str) -> ModelRun | None:
+        if step.action is not Action.RUN_MODEL:
+            return None
+        row = self._rows.get(_row_key(step))
+        return ModelRun(step.dataset, step.benchmark or "", int(step.args["model"]),
+                        row.result_id if row else None, row.partial if row else False, False, error)
 
     @contextlib.contextmanager
     def _journal(self, step: Step, **info):
@@ -318,6 +423,22 @@ class Applier:
         with self._journal(step, dataset_id=ds_id, generated_uid=prepared):
             self.api.update(f"datasets/{ds_id}/", body)
         return f"dataset {ds_id} is operational (generated_uid {prepared[:12]}...)"
+
+
+def _concurrent(step: Step) -> bool:
+    return step.action is Action.RUN_MODEL and step.change is Change.TODO
+
+
+def _row_key(step: Step) -> tuple[str, str, int]:
+    return (step.dataset, step.benchmark or "", int(step.args.get("model") or 0))
+
+
+def _short_key(key: str) -> str:
+    """"dataset/d/benchmark/b/run_model/model/2" -> "run model 2"; "dataset/d/prepare" -> "prepare"."""
+    parts = key.split("/")
+    if len(parts) >= 7 and parts[-2] == "model":
+        return f"{parts[-3].replace('_', ' ')} {parts[-1]}"
+    return parts[-1].replace("_", " ")
 
 
 def json_safe(value: Any) -> Any:

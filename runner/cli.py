@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from runner.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, MedperfApplyError, UsageError
 
 PROG = "medperf-apply"
-COMMANDS = ("plan", "apply", "validate")  # issue 5 adds status, results, association
+COMMANDS = ("plan", "apply", "validate", "status", "results", "association")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,9 +64,46 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("apply", parents=[common], help="show the plan, ask once (unless --yes), do it")
     a.add_argument("manifests", nargs="+", metavar="MANIFEST", help="manifest files or folders, and optionally "
                    "a saved plan.json last")
+    a.add_argument("--wait", action="store_true", help="wait for the benchmark owner's approval (polls with "
+                   "backoff) instead of exiting 3 at the gate")
+    a.add_argument("--timeout", type=_seconds, default=6 * 3600.0, metavar="DURATION",
+                   help="with --wait: give up waiting after this long (default 6h; e.g. 90s, 30m, 6h)")
+    a.add_argument("--parallel", type=_positive, default=1, metavar="N", help="run up to N models at once "
+                   "(default 1)")
     v = sub.add_parser("validate", parents=[common], help="offline: schema and paths only")
     v.add_argument("manifests", nargs="+", metavar="MANIFEST")
+    st = sub.add_parser("status", parents=[common], help="observed state: datasets, associations, each model's "
+                        "result (none, computed, submitted)")
+    st.add_argument("manifests", nargs="+", metavar="MANIFEST")
+    r = sub.add_parser("results", parents=[common], help="my results of the manifest's datasets (local metrics, "
+                       "MedPerf's result view)")
+    r.add_argument("manifests", nargs="+", metavar="MANIFEST")
+    r.add_argument("--benchmark", metavar="B", help="only this benchmark (id or name)")
+    r.add_argument("--format", choices=("table", "yaml", "json"), default="table")
+    assoc = sub.add_parser("association", help="the benchmark owner's side of the gate: approve or reject a "
+                           "dataset's association request")
+    assoc.add_argument("decision", choices=("approve", "reject"))
+    assoc.add_argument("--benchmark", "-b", required=True, metavar="B", help="benchmark id or name")
+    assoc.add_argument("--dataset", "-d", required=True, metavar="D", help="dataset id or name")
+    assoc.add_argument("--server", metavar="URL", help="the registry (default $MEDPERF_SERVER)")
+    tok = assoc.add_mutually_exclusive_group()
+    tok.add_argument("--token-env", metavar="NAME", default="MEDPERF_TOKEN",
+                     help="environment variable holding the token (default MEDPERF_TOKEN)")
+    tok.add_argument("--token-file", metavar="FILE", help="file holding the token")
+    assoc.add_argument("--state-dir", metavar="DIR", help="where the ledger of what was sent is kept")
+    assoc.add_argument("--output", choices=("text", "json"), default="text")
+    assoc.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return n
 
 
 def parse(argv: Sequence[str]):
@@ -79,6 +116,10 @@ def parse(argv: Sequence[str]):
         argv.insert(0, "apply")  # `medperf-apply MANIFEST...` = apply
     ns = build_parser().parse_args(argv)
     command = ns.command
+    if command == "association":
+        from runner.association import parse_decision
+
+        return parse_decision(vars(ns)), ns.debug
     if ns.dry_run:
         if command == "validate":
             raise UsageError("--dry-run does not apply to validate")
@@ -93,7 +134,12 @@ def parse(argv: Sequence[str]):
     variables = load_values(ns.values, ns.var)
     opts = Options(command=command, manifests=tuple(manifests), variables=variables, plan_file=plan_file,
                    out=getattr(ns, "out", None), output=ns.output, event_log=ns.event_log, targets=tuple(ns.target),
-                   state_dir=ns.state_dir, lock_timeout=ns.lock_timeout, yes=ns.yes)
+                   state_dir=ns.state_dir, lock_timeout=ns.lock_timeout, yes=ns.yes,
+                   wait=getattr(ns, "wait", False), wait_timeout=getattr(ns, "timeout", 6 * 3600.0),
+                   parallel=getattr(ns, "parallel", 1), benchmark=getattr(ns, "benchmark", None),
+                   format=getattr(ns, "format", "table"))
+    if command not in ("apply",) and (getattr(ns, "wait", False)):
+        raise UsageError("--wait applies to apply only")
     return opts, ns.debug
 
 
@@ -159,8 +205,13 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
             opts, debug = parse(argv)
         except SystemExit as e:  # --help
             return int(e.code or 0) if isinstance(e.code, int) else EXIT_USAGE
+        from runner.association import Decision
         from runner.reconcile import reconcile
 
+        if isinstance(opts, Decision):
+            from runner.association import decide
+
+            return decide(opts, clients or real_clients(environ), console)
         return reconcile(opts, clients or real_clients(environ), console)
     except KeyboardInterrupt:
         console.error("interrupted; nothing half-done is lost: run again to resume")

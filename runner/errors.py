@@ -107,3 +107,11 @@ class ReferenceNotFound(MedperfApplyError):
 
 class StalePlan(MedperfApplyError):
     """A saved plan no longer matches what the server and the state dir hold: plan again."""
+
+
+class ParticipationError(MedperfApplyError):
+    """A dataset cannot take part in a benchmark as the manifest asks (state, container, models)."""
+
+
+class AssociationRejected(ParticipationError):
+    """The latest association of the dataset with the benchmark is REJECTED: nothing waits for it."""

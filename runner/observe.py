@@ -11,7 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ServerError
-from runner.model import Manifest, Observation, Ref, RemoteBenchmark, RemoteContainer, RemoteDataset
+from runner.model import (
+    LocalResult,
+    Manifest,
+    Observation,
+    Ref,
+    RemoteBenchmark,
+    RemoteContainer,
+    RemoteDataset,
+    approved_models,
+    latest_associations,
+    latest_results,
+)
 from runner.ports import Api, Hasher, NoProgress, Progress
 
 MAX_CONCURRENT_GETS = 6
@@ -84,6 +95,37 @@ def local_datasets(state) -> dict:
     return out
 
 
+def fetch_benchmark_models(api: Api, benchmark_id: int) -> tuple[int, ...] | None:
+    """The benchmark's approved models in priority order; None while the server does not show them (403).
+
+    MedPerf answers 403 to a data owner none of whose datasets is approved in the benchmark: "not yet".
+    """
+    try:
+        return approved_models(api.list(f"benchmarks/{benchmark_id}/models/"))
+    except ServerError as e:
+        if getattr(e, "status", None) == 403:
+            return None
+        raise
+
+
+def local_results(state) -> dict[int, LocalResult]:
+    """What the state dir holds per result id: .executed, .partial."""
+    out: dict[int, LocalResult] = {}
+    try:
+        children = list((Path(state.root) / "results").iterdir())
+    except FileNotFoundError:
+        return out
+    for child in children:
+        if child.is_dir() and child.name.isdigit():
+            i = int(child.name)
+            out[i] = LocalResult(id=i, executed=(child / ".executed").exists(), partial=(child / ".partial").exists())
+    return out
+
+
+def participations(manifest: Manifest, names: set[str] | None) -> list:
+    return [b for d in manifest.datasets if names is None or d.name in names for b in d.benchmarks]
+
+
 def unfinished_steps(state) -> tuple[dict[str, Any], ...]:
     return tuple({"id": e.id, "step": e.step, "started": e.started, **dict(e.info)}
                  for e in state.journal.unfinished())
@@ -107,11 +149,20 @@ def observe(manifest: Manifest, *, api: Api, state, hasher: Hasher, names: set[s
     """Read the server and the state dir (concurrently), hash the raw folders; change nothing."""
     progress = progress or NoProgress()
     refs = refs_of(manifest, names)
+    parts = participations(manifest, names)
+    named_models = any(isinstance(m, str) for b in parts if b.models != "all" for m in b.models)
     with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_GETS, thread_name_prefix="observe") as pool:
         f_mine: Future = pool.submit(api.list, "me/datasets/")
         f_refs = {r.key: pool.submit(fetch_ref, api, r) for r in refs}
+        # One list each, however many models or results: a no-op plan costs the same for 1 or 100 models.
+        f_assoc = pool.submit(api.list, "me/datasets/associations/") if parts else None
+        f_results = pool.submit(api.list, "me/results/") if parts else None
+        f_names = pool.submit(api.list, "models/") if named_models else None
         f_hash = pool.submit(raw_hashes, manifest, state, hasher, names, progress)
         resolved = {k: f.result() for k, f in f_refs.items()}
+        bench_ids = sorted({r.id for k, r in resolved.items() if isinstance(r, RemoteBenchmark)
+                            and any(Ref("benchmark", b.benchmark).key == k for b in parts)})
+        f_models = {i: pool.submit(fetch_benchmark_models, api, i) for i in bench_ids}
         containers: dict[int, RemoteContainer] = {r.id: r for r in resolved.values() if isinstance(r, RemoteContainer)}
         wanted = {r.data_preparation_mlcube for r in resolved.values()
                   if isinstance(r, RemoteBenchmark) and r.data_preparation_mlcube is not None}
@@ -121,12 +172,37 @@ def observe(manifest: Manifest, *, api: Api, state, hasher: Hasher, names: set[s
             if c is not None:
                 containers[i] = c
         mine = tuple(sorted((RemoteDataset.from_record(r) for r in f_mine.result()), key=lambda d: d.id))
+        associations = latest_associations(f_assoc.result()) if f_assoc else {}
+        results = latest_results(f_results.result()) if f_results else {}
+        bench_models = {i: f.result() for i, f in f_models.items()}
+        model_names = {str(r["name"]): int(r["id"]) for r in (f_names.result() if f_names else [])
+                       if isinstance(r, dict) and r.get("name") and r.get("id") is not None}
         hashes = f_hash.result()
     progress.done()
     return Observation(
         server_url=manifest.server.url, my_datasets=mine, refs=resolved, containers=containers, raw_hashes=hashes,
-        local=local_datasets(state), unfinished=unfinished_steps(state), requests=getattr(api, "request_count", 0),
+        local=local_datasets(state), unfinished=unfinished_steps(state), associations=associations,
+        results=results, benchmark_models=bench_models, model_names=model_names,
+        local_results=local_results(state) if parts else {}, requests=getattr(api, "request_count", 0),
     )
+
+
+def find_association(api: Api, dataset_id: int, benchmark_id: int):
+    """The latest association row of the pair, or None (GET datasets/{D}/benchmarks/{B}/ is a plain list)."""
+    try:
+        rows = api.get(f"datasets/{dataset_id}/benchmarks/{benchmark_id}/")
+    except ServerError as e:
+        if _missing(e):
+            return None
+        raise
+    rows = rows.get("results", []) if isinstance(rows, dict) else list(rows or [])
+    rows = [{**r, "dataset": dataset_id, "benchmark": benchmark_id} for r in rows if isinstance(r, dict)]
+    return latest_associations(rows).get((dataset_id, benchmark_id))
+
+
+def find_result(api: Api, benchmark_id: int, model_id: int, dataset_id: int):
+    """My latest execution record for (B, M, D), or None (to resolve an uncertain POST results/)."""
+    return latest_results(api.list("me/results/")).get((benchmark_id, model_id, dataset_id))
 
 
 def find_dataset(api: Api, name: str, prep: int) -> RemoteDataset | None:

@@ -31,6 +31,11 @@ class Options:
     state_dir: str | None = None
     lock_timeout: float = 0.0
     yes: bool = False
+    wait: bool = False  # apply --wait: poll an unapproved association until approved or the timeout
+    wait_timeout: float = 6 * 3600.0
+    parallel: int = 1  # model runs at once
+    benchmark: str | None = None  # results --benchmark
+    format: str = "table"  # results --format table|yaml|json
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,8 @@ class Clients:
     runner: Callable[[Any], Any]  # state -> ContainerRunner (called only when a container must run)
     hasher: Hasher
     environ: Mapping[str, str] = field(default_factory=dict)
+    sleep: Callable[[float], None] = time.sleep  # --wait's pauses (tests pass a fake clock)
+    poll: tuple[float, float] = (5.0, 60.0)  # --wait polls after 5 s, doubling up to 60 s
 
 
 class EventLog:
@@ -66,6 +73,11 @@ def reconcile(opts: Options, clients: Clients, console: Console) -> int:
     from runner.validate import validate
 
     started = time.monotonic()
+    if opts.command in ("status", "results"):
+        from runner import status
+
+        return status.status(opts, clients, console) if opts.command == "status" else \
+            status.results(opts, clients, console)
     docs = load(opts.manifests, variables=opts.variables, environ=clients.environ)
     if opts.command == "validate":
         manifest = validate(docs)
@@ -194,14 +206,37 @@ def _apply(opts, clients, console, events, manifest, state, selected, make_plan,
                              f"{shown}\n(set consent.{step.consent}: true in the manifest to stop this question)\n")
         return console.confirm(f"Send this for dataset {step.dataset}?")
 
-    applier = Applier(manifest=manifest, plan=the_plan, obs=obs, api=api, state=state, hasher=clients.hasher,
-                      runner_factory=lambda: clients.runner(state), progress=console.progress(),
-                      ask=ask if _interactive(opts, console) else None, on_start=on_start, on_end=on_end)
+    def make_applier(plan: Plan, obs) -> Any:
+        return Applier(manifest=manifest, plan=plan, obs=obs, api=api, state=state, hasher=clients.hasher,
+                       runner_factory=lambda: clients.runner(state), progress=console.progress(),
+                       ask=ask if _interactive(opts, console) else None, on_start=on_start, on_end=on_end,
+                       wait_timeout=opts.wait_timeout if opts.wait else None, sleep=clients.sleep,
+                       poll_initial=clients.poll[0], poll_cap=clients.poll[1], parallel=max(1, opts.parallel))
+
+    applier = make_applier(the_plan, obs)
+    results: list = []
     try:
         results = applier.run()
+        if applier.approved_now and _has_unknown_models(the_plan):
+            # The association was approved during this run: the benchmark now lists its models. Plan those.
+            from runner.observe import observe
+
+            console.say("The association was approved during this run: planning the benchmark's models.")
+            obs = observe(manifest, api=api, state=state, hasher=clients.hasher, names=set(selected),
+                          progress=console.progress())
+            second = make_plan(manifest, obs, interactive=_interactive(opts, console), targets=opts.targets)
+            console.say(report.plan_text(second, color=console.color))
+            events.emit("plan", has_changes=second.has_changes, steps=[s.to_dict() for s in second.steps],
+                        requests=obs.requests, second_pass=True)
+            first_keys = {r.key for r in results}
+            applier = make_applier(second, obs)
+            # The recap counts what the second pass added or changed, not its re-confirmations of pass one.
+            results = results + [r for r in applier.run() if r.key not in first_keys or r.outcome is not Outcome.OK]
+            the_plan = Plan(steps=the_plan.steps + tuple(s for s in second.steps if s.key not in first_keys),
+                            notes=the_plan.notes, fingerprint=the_plan.fingerprint)
     except BaseException:
-        console.say(report.recap(applier.results, elapsed_s=time.monotonic() - started).replace("Recap:", "Recap "
-                    "(interrupted):", 1))
+        console.say(report.recap(results + applier.results, elapsed_s=time.monotonic() - started)
+                    .replace("Recap:", "Recap (interrupted):", 1))
         raise
     for w in applier.warnings:
         console.warn(w)
@@ -211,6 +246,10 @@ def _apply(opts, clients, console, events, manifest, state, selected, make_plan,
     if console.json_mode:
         console.document(report.apply_document(the_plan, results, elapsed_s=elapsed))
     return exit_code(results)
+
+
+def _has_unknown_models(plan: Plan) -> bool:
+    return any(s.action.value == "run_model" and s.args.get("model") is None for s in plan.steps)
 
 
 def exit_code(results: Sequence) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runner.model import FORMAT_VERSION, Action, Change, Outcome, Plan, Step, StepResult
+from runner.model import FORMAT_VERSION, Action, Change, ModelRun, Outcome, Plan, Step, StepResult
 from runner.plan import REGISTER_CONSTANTS
 
 LABEL_COLUMN = 26  # where a step's detail starts, as in DESIGN 3's example
@@ -39,7 +39,12 @@ def _json(v: Any) -> str:
 
 def label(step: Step) -> str:
     if step.action is Action.RUN_MODEL:
-        return f"run model {step.args.get('model', '')}".rstrip()
+        model = step.args.get("model")
+        return "run other models" if model is None else f"run model {model}"
+    if step.action is Action.SUBMIT and step.change is not Change.DONE:
+        n = len(step.args.get("models", ()))
+        more = "+" if step.args.get("more") else ""
+        return f"submit {n}{more} result{'s' if n != 1 or more else ''}"
     return step.action.label
 
 
@@ -51,8 +56,9 @@ def detail(step: Step) -> str:
         return step.reason + (f"; then {sends_text(step.sends)}" if step.sends else "")
     if step.action is Action.REGISTER:
         return f"{step.endpoint}   {sends_text(step.sends, REGISTER_CONSTANTS)}"
-    if step.action is Action.PREPARE:
-        return f"{step.detail}   (local only; status reports)"
+    if step.action in (Action.PREPARE, Action.RUN_MODEL):
+        return f"{step.detail}   (local only; status reports)" + \
+            (f"   [{step.reason}]" if step.action is Action.RUN_MODEL and step.reason != "not run yet" else "")
     text = step.detail or ""
     if step.sends:
         text = f"{text}; {sends_text(step.sends)}" if text else sends_text(step.sends)
@@ -115,11 +121,51 @@ def counts(results: Sequence[StepResult]) -> dict[str, int]:
 
 
 def recap(results: Sequence[StepResult], *, elapsed_s: float | None = None) -> str:
+    """The counts of outcomes, then MedPerf's summary table of model runs (one per dataset and benchmark)."""
     c = counts(results)
     text = "Recap: " + ", ".join(f"{v} {k}" for k, v in c.items())
     if elapsed_s is not None:
         text += f" ({elapsed_s:.1f}s)"
-    return text + "."
+    text += "."
+    tables = run_tables(results)
+    return text + ("\n" + tables if tables else "")
+
+
+def run_tables(results: Sequence[StepResult]) -> str:
+    """MedPerf's `benchmark run` summary: model | result id | partial | from cache | error, and the totals."""
+    groups: dict[tuple[str, str], list[ModelRun]] = {}
+    for r in results:
+        if r.run is not None:
+            groups.setdefault((r.run.dataset, r.run.benchmark), []).append(r.run)
+    out: list[str] = []
+    for (dataset, benchmark), rows in groups.items():
+        out.append(f"Model runs of dataset {dataset} in benchmark {benchmark}:")
+        cells = [("model", "result id", "partial result", "from cache", "error")]
+        for row in rows:
+            failed = bool(row.error)
+            cells.append((str(row.model), "" if row.result_id is None else str(row.result_id),
+                          "" if failed else str(row.partial), "" if failed else str(row.from_cache),
+                          _one_line(row.error)))
+        widths = [max(len(c[i]) for c in cells) for i in range(4)]
+        for i, c in enumerate(cells):
+            line = "  " + "  ".join(f"{c[j]:<{widths[j]}}" for j in range(4)) + "  " + c[4]
+            out.append(line.rstrip())
+            if i == 0:
+                out.append("  " + "  ".join("-" * w for w in widths) + "  " + "-" * 5)
+        cache = [r for r in rows if r.from_cache and not r.error]
+        failed = [r for r in rows if r.error]
+        ran = [r for r in rows if not r.from_cache and not r.error]
+        out.append(f"Total number of models: {len(rows)}")
+        out.append(f"    {len(cache)} were skipped (already executed), of which "
+                   f"{sum(r.partial for r in cache)} have partial results")
+        out.append(f"    {len(failed)} failed")
+        out.append(f"    {len(ran)} ran successfully, of which {sum(r.partial for r in ran)} have partial results")
+    return "\n".join(out)
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:

@@ -10,7 +10,18 @@ import yaml
 
 from runner import errors
 from runner.load import parse
-from runner.model import Change, LocalDataset, Observation, RemoteBenchmark, RemoteContainer, RemoteDataset
+from runner.model import (
+    Change,
+    LocalDataset,
+    LocalResult,
+    Observation,
+    RemoteBenchmark,
+    RemoteContainer,
+    RemoteDataset,
+    approved_models,
+    latest_associations,
+    latest_results,
+)
 from runner.plan import plan
 from runner.validate import build, schema_problems
 from tests.runner.fakes import tutorial_world
@@ -48,6 +59,7 @@ def build_case(case: dict, folder: Path):
     manifest = build(docs)
 
     world = tutorial_world()
+    world["benchmarks"][1].update(case.get("benchmark") or {})
     for cid in case.get("containers_invalid", []):
         world["mlcubes"][cid]["is_valid"] = False
     refs = {}
@@ -71,6 +83,14 @@ def build_case(case: dict, folder: Path):
         raw_hashes={d.name: RAW for d in manifest.datasets},
         local={int(i): LocalDataset(id=int(i), **v) for i, v in (case.get("local") or {}).items()},
         unfinished=tuple({"id": f"e{n}", "step": k} for n, k in enumerate(case.get("unfinished", []))),
+        associations=latest_associations([{"benchmark": 1, "created_at": "2026-11-20T10:00:00Z", **a}
+                                          for a in case.get("associations", [])]),
+        results=latest_results([{"benchmark": 1, "dataset": 3, "name": "", "created_at": f"t{r['id']}", **r}
+                                for r in case.get("results", [])]),
+        benchmark_models={int(k): (None if v is None else approved_models(v))
+                          for k, v in (case.get("benchmark_models") or {}).items()},
+        model_names=dict(case.get("model_names") or {}),
+        local_results={int(i): LocalResult(id=int(i), **v) for i, v in (case.get("local_results") or {}).items()},
     )
     return manifest, obs
 
@@ -113,7 +133,9 @@ def test_every_case_is_distinct_and_covers_the_issue():
     names = {p.stem for p in CASES}
     for required in ("nothing-exists", "registered", "prepared", "operational", "asks-less-than-exists", "drift",
                      "unknown-benchmark", "consent-missing-no-terminal", "consent-missing-terminal",
-                     "prepare-failed-half-way"):
+                     "prepare-failed-half-way", "association-pending", "association-approved",
+                     "association-rejected", "auto-approved", "cached", "partial", "finalized",
+                     "skip-compatibility-tests", "models-list-not-in-benchmark"):
         assert required in names
 
 
@@ -142,6 +164,7 @@ def test_a_benchmark_target_includes_its_dataset_steps(tmp_path):
     case = {"datasets": [{"benchmarks": [{"benchmark": "chestxray"}]}, {"name": "second"}]}
     manifest, obs = build_case(case, tmp_path)
     only = plan(manifest, obs, targets=["dataset/mytestdata/benchmark/chestxray"])
-    assert [s.key for s in only.steps] == ["dataset/mytestdata/register", "dataset/mytestdata/prepare",
-                                           "dataset/mytestdata/set_operational"]
-    assert any("benchmark chestxray" in n.text for n in only.notes)
+    assert [s.key for s in only.steps][:4] == ["dataset/mytestdata/register", "dataset/mytestdata/prepare",
+                                               "dataset/mytestdata/set_operational",
+                                               "dataset/mytestdata/benchmark/chestxray/associate"]
+    assert {s.dataset for s in only.steps} == {"mytestdata"}

@@ -1,0 +1,107 @@
+"""`medperf-apply association approve|reject`: the benchmark owner's side of the approval gate.
+
+One PUT datasets/{D}/benchmarks/{B}/ {approval_status}, as `medperf association approve|reject` sends it;
+the body passes the privacy allowlist and the ledger of the state dir like every other body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import EXIT_OK, MedperfApplyError, ServerError, UsageError
+from runner.model import FORMAT_VERSION, Ref, RemoteBenchmark, ServerSpec, latest_associations
+
+DECISIONS = {"approve": "APPROVED", "reject": "REJECTED"}
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: str  # approve | reject
+    benchmark: str
+    dataset: str
+    server: str | None = None
+    token_env: str = "MEDPERF_TOKEN"
+    token_file: str | None = None
+    state_dir: str | None = None
+
+
+def decide(d: Decision, clients, console) -> int:
+    """Approve or reject the latest association request of a dataset with a benchmark."""
+    from runner.observe import fetch_ref
+    from runner.state import StateDir
+
+    url = d.server or clients.environ.get("MEDPERF_SERVER")
+    if not url:
+        raise UsageError("no server: pass --server URL or set MEDPERF_SERVER")
+    server = ServerSpec(url=url.rstrip("/"), token_env=None if d.token_file else d.token_env,
+                        token_file=Path(d.token_file) if d.token_file else None)
+    state = clients.state(StateDir.default_root(server.url, d.state_dir))
+    api = clients.api(server, state)
+    bench = fetch_ref(api, Ref("benchmark", _id_or_name(d.benchmark)))
+    if not isinstance(bench, RemoteBenchmark):
+        raise MedperfApplyError(f"no benchmark {d.benchmark!r} on {server.url}",
+                                hint="give the benchmark's id or exact name")
+    ds_id, ds_name = _dataset(api, d.dataset, bench.id)
+    status = DECISIONS[d.decision]
+    path = f"datasets/{ds_id}/benchmarks/{bench.id}/"
+    try:
+        record = api.update(path, {"approval_status": status})
+    except ServerError as e:
+        raise _explain(e, d, ds_id, ds_name, bench) from e
+    what = f"dataset {ds_name} ({ds_id}) with benchmark {bench.name} ({bench.id})"
+    text = f"association of {what}: {record.get('approval_status', status)}"
+    if console.json_mode:
+        console.document({"format_version": FORMAT_VERSION, "kind": "association", "has_changes": True,
+                          "dataset": ds_id, "benchmark": bench.id, "approval_status": record.get("approval_status",
+                                                                                                  status)})
+    console.say(text)
+    return EXIT_OK
+
+
+def _id_or_name(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+def _dataset(api, value: str, benchmark_id: int) -> tuple[int, str]:
+    """A dataset by id, or by name among the datasets that asked to join this benchmark (one only)."""
+    if value.isdigit():
+        try:
+            rec = api.get(f"datasets/{int(value)}/")
+            return int(value), str(rec.get("name", value))
+        except ServerError as e:
+            if e.status == 404:
+                raise MedperfApplyError(f"no dataset {value} on the server") from e
+            raise
+    rows = api.list("me/datasets/associations/")  # rows of my benchmarks (and my own datasets)
+    candidates = {a.dataset for (ds, b), a in latest_associations(rows).items() if b == benchmark_id}
+    named = [r for r in api.list("datasets/") if r.get("name") == value and int(r["id"]) in candidates]
+    if not named:
+        raise MedperfApplyError(f"no dataset named {value!r} has asked to join benchmark {benchmark_id}",
+                                hint="give the dataset's id (the association list shows it)")
+    if len(named) > 1:
+        raise MedperfApplyError(f"{len(named)} datasets named {value!r} asked to join benchmark {benchmark_id} "
+                                f"(ids {', '.join(str(r['id']) for r in named)})", hint="give the dataset's id")
+    return int(named[0]["id"]), value
+
+
+def _explain(e: ServerError, d: Decision, ds_id: int, ds_name: str, bench) -> MedperfApplyError:
+    what = f"dataset {ds_name} ({ds_id}) with benchmark {bench.name} ({bench.id})"
+    if e.status == 403:
+        return MedperfApplyError(f"not allowed to {d.decision} the association of {what}",
+                                 hint="only the benchmark owner, the dataset owner or an admin may decide it: "
+                                      "check the token")
+    if e.status == 404:
+        return MedperfApplyError(f"there is no association request of {what}",
+                                 hint="the data owner requests it first (medperf-apply on their manifest)")
+    if e.status == 400:
+        return MedperfApplyError(f"the server refused to {d.decision} the association of {what}: {e.message}",
+                                 hint="only a PENDING request can be decided, and not by the user who made it")
+    return e
+
+
+def parse_decision(ns: Mapping) -> Decision:
+    return Decision(decision=ns["decision"], benchmark=ns["benchmark"], dataset=ns["dataset"], server=ns.get("server"),
+                    token_env=ns.get("token_env") or "MEDPERF_TOKEN", token_file=ns.get("token_file"),
+                    state_dir=ns.get("state_dir"))
