@@ -14,7 +14,6 @@ from server.db import Connection, Database
 from server.errors import ApiError, ParseError
 from server.settings import Settings
 
-API = "/api/v0"
 log = logging.getLogger("medperf_server")
 
 
@@ -112,7 +111,7 @@ class ApiPlugin:
 
 def make_app(settings: Settings, *, migrate: bool = True) -> bottle.Bottle:
     """Build the WSGI app for `settings` (migrating the database first unless told not to)."""
-    from server.routes import ROUTE_MODULES
+    from server.routes import route_modules
 
     db = Database(settings.db_url, pool_size=settings.pool_size)
     if migrate:
@@ -121,7 +120,7 @@ def make_app(settings: Settings, *, migrate: bool = True) -> bottle.Bottle:
     app.config["medperf.settings"] = settings
     app.config["medperf.db"] = db
     app.install(ApiPlugin(db, Authenticator(settings), settings))
-    for module in ROUTE_MODULES:
+    for module in route_modules():
         module.register(app)
 
     def json_errors(res: bottle.HTTPError):

@@ -131,7 +131,8 @@ def unique_name(existing, resource: str):
         raise Invalid({"name": [f"{resource} with this name already exists."]})
 
 
-def _modules():
+def route_modules() -> tuple:
+    """The route modules, each with register(app); imported here, not at the top, to avoid a cycle."""
     from server.routes import (
         associations,
         benchmarks,
@@ -145,11 +146,3 @@ def _modules():
     )
 
     return (users, me, mlcubes, models, benchmarks, datasets, associations, results, site)
-
-
-class _Lazy:
-    def __iter__(self):
-        return iter(_modules())
-
-
-ROUTE_MODULES = _Lazy()
