@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     create = user_sub.add_parser("create", help="create a user and print a new API token (alone) on stdout")
     create.add_argument("--email", required=True)
     create.add_argument("--admin", action="store_true")
+    token = user_sub.add_parser("token", help="issue another API token for an existing user (printed alone)")
+    token.add_argument("--email", required=True)
 
     seed = sub.add_parser("seed", help="create the tutorial's world and write the users' tokens to a file")
     seed.add_argument("--demo", choices=["data"], required=True)
@@ -105,15 +107,25 @@ def cmd_user(args, settings: Settings) -> int:
 
     db = Database(settings.db_url, pool_size=1)
     db.migrate()
-    with db.connection() as conn:
-        conn.begin_write()
-        if store.get_user_by_email(conn, args.email) is not None:
-            conn.rollback()
-            print(f"medperf-server: a user with email {args.email} already exists", file=sys.stderr)
-            return 1
-        _user, token = auth.create_user_with_token(conn, args.email, args.admin)
-        conn.commit()
-    db.close()
+    try:
+        with db.connection() as conn:
+            conn.begin_write()
+            existing = store.get_user_by_email(conn, args.email)
+            if args.user_command == "create":
+                if existing is not None:
+                    print(f"medperf-server: a user with email {args.email} already exists "
+                          "(`user token --email` issues another token)", file=sys.stderr)
+                    return 1
+                _user, token = auth.create_user_with_token(conn, args.email, args.admin)
+            else:
+                if existing is None:
+                    print(f"medperf-server: no user with email {args.email} (`user create` makes one)",
+                          file=sys.stderr)
+                    return 1
+                token = auth.issue_token(conn, existing["id"])
+            conn.commit()
+    finally:
+        db.close()
     print(token)
     return 0
 

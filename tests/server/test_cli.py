@@ -32,6 +32,13 @@ def test_user_create_prints_only_the_token(db_url, capsys):
     assert r.json()["email"] == "new@example.com" and r.json()["is_admin"] is True
     assert main(["--db", db_url, "user", "create", "--email", "new@example.com"]) == 1
     assert "already exists" in capsys.readouterr().err
+    # another token for the same user; both work
+    assert main(["--db", db_url, "user", "token", "--email", "new@example.com"]) == 0
+    second = capsys.readouterr().out.strip()
+    assert second != secret
+    r = inprocess_session(app_for(db_url)).get("http://x/api/v0/me/", headers={"Authorization": f"Bearer {second}"})
+    assert r.json()["email"] == "new@example.com"
+    assert main(["--db", db_url, "user", "token", "--email", "nobody@example.com"]) == 1
 
 
 def test_seed_writes_the_tokens_file_and_prints_its_path(db_url, tmp_path, capsys):

@@ -43,3 +43,13 @@ def test_overview_page_lists_benchmarks_datasets_associations_and_results(world)
     assert "chestxray" in html and "&lt;b&gt;mydata&lt;/b&gt;" in html and "<b>mydata</b>" not in html
     assert "APPROVED" in html and "0.8125" in html and "chestxray_linear" in html
     assert html.count("<td>0.8125</td>") == 1
+
+
+def test_no_web_turns_the_page_off(tmp_path):
+    from server.app import make_app
+    from server.settings import Settings
+    from tests.support.server import inprocess_session
+
+    session = inprocess_session(make_app(Settings(db_url=str(tmp_path / "s.db"), web_ui=False)))
+    assert session.get("http://x/").status_code == 404
+    assert session.get("http://x/api/v0/schema").status_code == 200
