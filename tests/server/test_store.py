@@ -78,3 +78,12 @@ def test_parse_url():
     assert parse_url("./medperf-server.sqlite3").dialect == "sqlite"
     with pytest.raises(DatabaseError):
         parse_url("mysql://x")
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
+    database = Database(str(tmp_path / "s.db"))
+    database.migrate()
+    with database.connection() as conn:
+        assert conn.scalar("PRAGMA journal_mode") == "wal"
+        assert conn.scalar("PRAGMA busy_timeout") >= 10_000
+    database.close()

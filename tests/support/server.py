@@ -87,8 +87,9 @@ def live_server(
 ) -> Iterator[LiveServer]:
     """Run the real app with waitress on 127.0.0.1:<free port> in a background thread; stop it on exit.
 
-    db_url None means a fresh SQLite file in a temp dir (removed afterwards). `seed` creates the
-    tutorial world (`medperf-server seed --demo data`, with `components` if given) and fills `.tokens`.
+    db_url None means a fresh SQLite file in a temp dir (removed afterwards); a given database must be
+    empty when `seed` is true. `seed` creates the tutorial world (`medperf-server seed --demo data`,
+    with `components` if given) and fills `.tokens`; `.create_user(email)` adds more users.
     """
     tmp = tempfile.mkdtemp(prefix="medperf-server-") if db_url is None else None
     db_url = db_url or str(Path(tmp) / "server.sqlite3")
