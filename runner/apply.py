@@ -130,7 +130,11 @@ class Applier:
         if step.change is Change.DONE:
             if step.action is Action.REGISTER and step.args.get("dataset_id") is not None:
                 self._ids[step.dataset] = int(step.args["dataset_id"])
-            return StepResult(step.key, Outcome.OK, 0.0, step.reason, run=self._done_row(step))
+            row = self._done_row(step)
+            message = step.reason
+            if step.args.get("by_association") and row is not None and row.result_id is not None:
+                message = f"done by the association test (result {row.result_id})"
+            return StepResult(step.key, Outcome.OK, 0.0, message, run=row)
         waiting = self._waiting(step, done)
         if step.change is Change.GATE and step.action is Action.AWAIT_APPROVAL:
             return waiting or self._await(step)
@@ -436,6 +440,8 @@ def _row_key(step: Step) -> tuple[str, str, int]:
 def _short_key(key: str) -> str:
     """"dataset/d/benchmark/b/run_model/model/2" -> "run model 2"; "dataset/d/prepare" -> "prepare"."""
     parts = key.split("/")
+    if parts[-1] == "await_approval":
+        return "the benchmark owner's approval"
     if len(parts) >= 7 and parts[-2] == "model":
         return f"{parts[-3].replace('_', ' ')} {parts[-1]}"
     return parts[-1].replace("_", " ")

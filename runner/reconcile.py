@@ -49,6 +49,7 @@ class Clients:
     environ: Mapping[str, str] = field(default_factory=dict)
     sleep: Callable[[float], None] = time.sleep  # --wait's pauses (tests pass a fake clock)
     poll: tuple[float, float] = (5.0, 60.0)  # --wait polls after 5 s, doubling up to 60 s
+    clock: Callable[[], float] = time.monotonic
 
 
 class EventLog:
@@ -211,7 +212,8 @@ def _apply(opts, clients, console, events, manifest, state, selected, make_plan,
                        runner_factory=lambda: clients.runner(state), progress=console.progress(),
                        ask=ask if _interactive(opts, console) else None, on_start=on_start, on_end=on_end,
                        wait_timeout=opts.wait_timeout if opts.wait else None, sleep=clients.sleep,
-                       poll_initial=clients.poll[0], poll_cap=clients.poll[1], parallel=max(1, opts.parallel))
+                       poll_initial=clients.poll[0], poll_cap=clients.poll[1], parallel=max(1, opts.parallel),
+                       clock=clients.clock)
 
     applier = make_applier(the_plan, obs)
     results: list = []
@@ -230,8 +232,7 @@ def _apply(opts, clients, console, events, manifest, state, selected, make_plan,
                         requests=obs.requests, second_pass=True)
             first_keys = {r.key for r in results}
             applier = make_applier(second, obs)
-            # The recap counts what the second pass added or changed, not its re-confirmations of pass one.
-            results = results + [r for r in applier.run() if r.key not in first_keys or r.outcome is not Outcome.OK]
+            results = _merge(results, applier.run())
             the_plan = Plan(steps=the_plan.steps + tuple(s for s in second.steps if s.key not in first_keys),
                             notes=the_plan.notes, fingerprint=the_plan.fingerprint)
     except BaseException:
@@ -246,6 +247,23 @@ def _apply(opts, clients, console, events, manifest, state, selected, make_plan,
     if console.json_mode:
         console.document(report.apply_document(the_plan, results, elapsed_s=elapsed))
     return exit_code(results)
+
+
+def _merge(first: list, second: list) -> list:
+    """One account of a two-pass apply: what pass two added or changed, not its re-confirmations of pass one;
+    a model's row of pass one (e.g. run by the association test) moves to its place in pass two's order."""
+    by_key = {r.key: r for r in first}
+    second_keys = {r.key for r in second}
+    merged = [r for r in first if not (r.run is not None and r.key in second_keys)]
+    for r in second:
+        prev = by_key.get(r.key)
+        if prev is None:
+            merged.append(r)
+        elif prev.run is not None:
+            merged.append(prev)
+        elif r.outcome is not Outcome.OK:
+            merged.append(r)
+    return merged
 
 
 def _has_unknown_models(plan: Plan) -> bool:

@@ -61,6 +61,7 @@ class Workspace:
         self.api = FakeApi()
         self.runner = FakeRunner()
         self.environ = {"MEDPERF_TOKEN": TOKEN}
+        self.clock = FakeClock()  # --wait's pauses advance it instead of sleeping
 
     def state(self) -> StateDir:
         return StateDir(self.state_dir)
@@ -75,7 +76,7 @@ class Workspace:
             return self.api
 
         return Clients(state=StateDir, api=make_api, runner=lambda state: self.runner, hasher=folders_hash,
-                       environ=self.environ)
+                       environ=self.environ, sleep=self.clock.sleep, clock=self.clock)
 
     def run(self, *argv: str, stdin=None, tty: bool = False) -> Result:
         out, err = (TTY(), TTY()) if tty else (io.StringIO(), io.StringIO())
@@ -93,6 +94,23 @@ class Workspace:
 @pytest.fixture
 def ws(tmp_path) -> Workspace:
     return Workspace(tmp_path)
+
+
+class FakeClock:
+    """A monotonic clock that sleeping advances; `on_sleep` lets a test act between polls."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self.on_sleep = lambda n: None
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        self.on_sleep(len(self.sleeps))
 
 
 class TTY(io.StringIO):

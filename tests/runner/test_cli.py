@@ -18,7 +18,9 @@ TWO_DATASETS = """
     data_path: raw/images
     labels_path: raw/labels
     prepare_with: {benchmark: 1}
-    consent: {statistics: true}
+    consent: {statistics: true, compatibility_results: true, results: true}
+    benchmarks:
+      - benchmark: chestxray
   - name: newdata
     description: the second site
     data_path: raw2/images
