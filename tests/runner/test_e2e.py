@@ -63,48 +63,152 @@ class _Tutorial:
         r.raise_for_status()
         return r.json()["results"]
 
+    def get(self, path: str) -> dict:
+        r = requests.get(f"{self.srv.api}/{path}", params={"limit": 500},
+                         headers={"Authorization": f"Bearer {self.env['MEDPERF_TOKEN']}"}, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
     def ledger(self) -> list[str]:
         path = self.state_dir / "ledger.jsonl"
         return path.read_text().splitlines() if path.exists() else []
 
 
-def test_tutorial_to_operational_then_no_op_then_drift(tutorial):
-    code, out, err = tutorial.run("plan")
-    assert code == 2, out + err
-    assert "+ register" in out and "+ prepare" in out and "+ set operational" in out
-    assert tutorial.ledger() == [] and tutorial.my_datasets() == []
+FAILING_IMAGE = "medperf-apply/test-failing-model:latest"
 
+
+def _api(srv, email: str, method: str, path: str, body=None):
+    r = requests.request(method, f"{srv.api}/{path}", json=body, headers=srv.headers(email), timeout=30)
+    assert r.status_code < 300, (method, path, r.status_code, r.text)
+    return r.json() if r.content else None
+
+
+def _register_model(srv, name: str, record: dict, *, priority: int = 0) -> int:
+    """As the model owner: POST the model with its container, request the association; the benchmark owner
+    approves it (and sets its priority), as MedPerf's model owner and benchmark owner do."""
+    from tests.support.server import TESTBO, TESTMO
+
+    container = {k: record[k] for k in ("container_config", "parameters_config", "image_hash",
+                                        "additional_files_tarball_url", "additional_files_tarball_hash")}
+    model = _api(srv, TESTMO, "POST", "models/", {"name": name, "type": "CONTAINER", "state": "OPERATION",
+                                                  "container": {**container, "name": name, "state": "OPERATION"}})
+    _api(srv, TESTMO, "POST", "models/benchmarks/", {"model": model["id"], "benchmark": 1,
+                                                     "approval_status": "PENDING", "metadata": {}})
+    _api(srv, TESTBO, "PUT", f"models/{model['id']}/benchmarks/1/", {"approval_status": "APPROVED",
+                                                                      **({"priority": priority} if priority else {})})
+    return model["id"]
+
+
+def _failing_image(docker_client) -> str:
+    """A test image from the base image whose infer exits 1."""
+    import io as _io
+
+    dockerfile = b"FROM medperf-apply/python-base:bookworm\nCMD [\"python3\", \"-c\", \"import sys; sys.exit(1)\"]\n"
+    image, _ = docker_client.images.build(fileobj=_io.BytesIO(dockerfile), tag=FAILING_IMAGE, rm=True)
+    return image.id
+
+
+def test_the_tutorial_end_to_end_gate_approval_runs_submit_then_new_models(tutorial, docker_client):
+    from tests.support.server import TESTBO
+
+    srv = tutorial.srv
+    # 1. a new dataset: register, prepare, operational, associate (compatibility test), then the gate: exit 3
     code, out, err = tutorial.run("apply", "--yes")
-    assert code == 0, out + err
-    assert "Recap: 0 ok, 3 changed, 0 pending, 0 failed, 0 skipped" in out
+    assert code == 3, out + err
+    assert "waits for the benchmark owner to approve dataset mytestdata" in out
     (ds,) = tutorial.my_datasets()
-    assert ds["name"] == "mytestdata" and ds["state"] == "OPERATION"
-    prepared = tutorial.state_dir / "datasets" / str(ds["id"])
-    # the server holds MedPerf's folder hashes, checked against an independent computation
+    d = ds["id"]
+    assert ds["state"] == "OPERATION"
+    prepared = tutorial.state_dir / "datasets" / str(d)
     assert ds["generated_uid"] == independent_hash(prepared / "data", prepared / "labels")
     assert ds["input_data_hash"] == independent_hash(tutorial.raw / "images", tutorial.raw / "labels")
-    assert ds["generated_uid"] != ds["input_data_hash"]
-    assert ds["generated_metadata"]["num_cases"] == 24
-    assert ds["report"]["execution_status"] == "finished"
-    sent = tutorial.ledger()
-    assert len(sent) == 4  # register, prepare started + finished, set operational
-    assert str(tutorial.raw) not in "".join(sent)  # no local path ever left the machine
+    (assoc,) = tutorial.get("me/datasets/associations/")["results"]
+    assert assoc["approval_status"] == "PENDING" and set(assoc["metadata"]["test_result"]) == {"Accuracy", "AUC"}
+    (ref,) = tutorial.get("me/results/")["results"]
+    assert (ref["name"], ref["model"], ref["finalized"]) == (f"b1m1d{d}", 1, False)
+    assert ref["model_report"] == {"execution_status": "finished"}
+    assert ref["evaluation_report"] == {"execution_status": "finished"}
+    ref_flag = tutorial.state_dir / "results" / str(ref["id"]) / ".executed"
+    ref_mtime = ref_flag.stat().st_mtime_ns
 
+    # 2. the benchmark owner approves with the command
+    bo_state = tutorial.root / "bo-state"
+    out_, err_ = io.StringIO(), io.StringIO()
+    code = main(["association", "approve", "--benchmark", "chestxray", "--dataset", str(d), "--state-dir",
+                 str(bo_state)], stdout=out_, stderr=err_, stdin=io.StringIO(""),
+                environ={**tutorial.env, "MEDPERF_TOKEN": srv.tokens[TESTBO]})
+    assert code == 0, err_.getvalue()
+    assert "APPROVED" in out_.getvalue()
+
+    # 3. apply again: model 2 only (the reference ran in the association test), both submitted, exit 0
     code, out, err = tutorial.run("apply", "--yes")
     assert code == 0, out + err
-    assert "Recap: 3 ok, 0 changed" in out
-    assert len(tutorial.ledger()) == 4  # nothing sent
+    results = {r["model"]: r for r in tutorial.get("me/results/")["results"]}
+    assert sorted(results) == [1, 2] and all(r["finalized"] for r in results.values())
+    assert results[1]["id"] == ref["id"] and ref_flag.stat().st_mtime_ns == ref_mtime  # never run twice
+    assert set(results[2]["results"]) == {"Accuracy", "AUC"} and results[2]["metadata"] == {"partial": False}
+    assert "Total number of models: 2" in out and "1 ran successfully" in out
 
+    # 4. a third apply does nothing: no request that changes anything, exit 0
+    sent = len(tutorial.ledger())
+    code, out, err = tutorial.run("apply", "--yes")
+    assert code == 0 and len(tutorial.ledger()) == sent, out + err
     code, out, err = tutorial.run("plan")
     assert code == 0 and "No changes." in out
 
+    # 5. a model added to the benchmark later is run and submitted by the next apply, and nothing else
+    components = json.loads(COMPONENTS.read_text())
+    linear = components["second_model"]
+    m3 = _register_model(srv, "chestxray_linear_v2", {**linear, "parameters_config": {**linear["parameters_config"],
+                                                                                        "variant": 2}})
+    code, out, err = tutorial.run("apply", "--yes")
+    assert code == 0, out + err
+    new = [json.loads(line) for line in tutorial.ledger()[sent:]]
+    result_paths = {e["path"] for e in new}
+    (m3_result,) = [r for r in tutorial.get("me/results/")["results"] if r["model"] == m3]
+    assert [e["path"] for e in new if e["method"] == "POST"] == ["results/"]
+    assert result_paths == {"results/", f"results/{m3_result['id']}/"}
+    assert m3_result["finalized"] and "+ run model" in out and f"run model {m3}" in out
+
+    # 6. a failing model is reported in the table while the others finish
+    failing = {"container_config": {"container_type": "DockerImage", "image": FAILING_IMAGE, "tasks": {"infer": {
+        "input_volumes": {"data_path": {"mount_path": "/mlcommons/volumes/data", "type": "directory"}},
+        "output_volumes": {"output_path": {"mount_path": "/mlcommons/volumes/predictions", "type": "directory"}}}}},
+        "parameters_config": None, "image_hash": _failing_image(docker_client),
+        "additional_files_tarball_url": "", "additional_files_tarball_hash": ""}
+    bad = _register_model(srv, "always_fails", failing, priority=10)
+    m5 = _register_model(srv, "chestxray_linear_v3", {**linear, "parameters_config": {**linear["parameters_config"],
+                                                                                        "variant": 3}})
+    code, out, err = tutorial.run("apply", "--yes")
+    assert code == 1, out + err
+    table = out.split("Model runs of dataset mytestdata in benchmark chestxray:")[-1]
+    rows = [ln.split() for ln in table.splitlines()[3:] if ln.startswith("  ") and not ln.startswith("    ")]
+    assert [r[0] for r in rows] == [str(bad), "2", str(m3), str(m5), "1"]  # priority, then the reference last
+    assert "model execution failed: infer of always_fails exited with code 1" in table
+    assert "1 failed" in table and "1 ran successfully" in table
+    finalized = {r["model"]: r["finalized"] for r in tutorial.get("me/results/")["results"]}
+    assert finalized == {1: True, 2: True, m3: True, bad: False, m5: True}
+
+    # every body sent is in a ledger and holds only what DESIGN allows there; no local path ever left
+    from runner import privacy
+
+    ledger = [json.loads(line) for line in tutorial.ledger()] + \
+        [json.loads(line) for line in (bo_state / "ledger.jsonl").read_text().splitlines()]
+    for e in ledger:
+        privacy.check_body(e["method"], e["path"], e["body"])
+    assert str(tutorial.raw) not in json.dumps(ledger) and str(tutorial.state_dir) not in json.dumps(ledger)
+    assert {(e["method"], privacy.normalize(e["path"]).split("/")[0]) for e in ledger} == {
+        ("POST", "datasets"), ("PUT", "datasets"), ("POST", "results"), ("PUT", "results")}
+    assert sum(1 for e in ledger if e["path"] == "datasets/benchmarks/") == 1
+
+    # drift: a raw file changed after registration stops the plan with both hashes
     old = ds["input_data_hash"]
     victim = sorted((tutorial.raw / "images").iterdir())[0]
     victim.write_bytes(victim.read_bytes() + b"\0")
-    new = independent_hash(tutorial.raw / "images", tutorial.raw / "labels")
+    new_hash = independent_hash(tutorial.raw / "images", tutorial.raw / "labels")
     code, out, err = tutorial.run("plan")
     assert code == 1
-    assert old in err and new in err and "register the changed data as a new dataset" in err
+    assert old in err and new_hash in err and "register the changed data as a new dataset" in err
 
 
 @pytest.mark.slow
@@ -116,7 +220,8 @@ def test_saved_plan_against_the_real_server(tmp_path):
     subprocess.run([sys.executable, str(REPO / "examples" / "chestxray" / "make_data.py"), "--out", str(raw),
                     "--cases", "5"], check=True, capture_output=True)
     manifest = tmp_path / "m.yaml"
-    manifest.write_text(TUTORIAL.read_text().replace("../medperf_tutorial/sample_raw_data", "raw")
+    manifest.write_text(TUTORIAL.read_text().split("    benchmarks:")[0]  # the dataset only
+                        .replace("../medperf_tutorial/sample_raw_data", "raw")
                         .replace("state: operational", "state: registered"))
     with live_server() as srv:
         env = {**os.environ, "MEDPERF_SERVER": srv.url, "MEDPERF_TOKEN": srv.tokens[TESTDO]}

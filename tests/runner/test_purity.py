@@ -11,7 +11,7 @@ import pytest
 FORBIDDEN = ("requests", "urllib3", "docker", "server", "sqlite3", "rich", "jsonschema", "jinja2")
 
 
-@pytest.mark.parametrize("module", ["runner.plan", "runner.report"])
+@pytest.mark.parametrize("module", ["runner.plan", "runner.report", "runner.views"])
 def test_pure_modules_import_no_side_effect_libraries(module):
     code = (f"import sys, json; import {module}; "
             f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {list(FORBIDDEN)!r})))")
@@ -22,7 +22,8 @@ def test_pure_modules_import_no_side_effect_libraries(module):
 def test_plan_path_of_the_cli_does_not_import_docker_or_rich():
     """A no-op plan needs neither the Docker SDK nor rich: they are imported only when a container runs."""
     code = ("import sys, json; import runner.cli, runner.reconcile, runner.observe, runner.plan, runner.report, "
-            "runner.console, runner.apply, runner.load, runner.validate; "
+            "runner.console, runner.apply, runner.load, runner.validate, runner.status, runner.views, "
+            "runner.association, runner.participate, runner.execution; "
             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'docker', 'rich', 'jsonschema'})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == []
