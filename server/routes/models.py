@@ -31,7 +31,10 @@ def post_model(ctx):
         raise Invalid({"container": ["This field is required."]})
     unique_name(store.get_model_by_name(ctx.conn, body["name"]), "model")
     container_body = {k: v for k, v in body["container"].items() if k in fields_of("api-mlcube")}
-    container = create_mlcube(ctx.conn, ctx.user, rules.check_nested_container(body, container_body))
+    try:
+        container = create_mlcube(ctx.conn, ctx.user, rules.check_nested_container(body, container_body))
+    except Invalid as e:  # the container's errors belong under "container", as nested serializers report them
+        raise Invalid(e.body if set(e.body) == {"container"} else {"container": e.body}) from e
     values = {k: v for k, v in body.items() if k != "container"}
     model = store.insert_model(ctx.conn, {**values, "owner": ctx.user["id"], "container": container["id"]})
     return 201, model_view(ctx.conn, model)

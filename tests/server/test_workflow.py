@@ -230,7 +230,10 @@ def test_models_nest_their_container(world):
     bad = {**body, "name": "m2", "state": "OPERATION", "container": {**body["container"], "name": "x",
                                                                       "state": "DEVELOPMENT"}}
     assert mo.post("/models/", bad).status_code == 400
-    assert mo.post("/models/", {**body, "container": {**body["container"], "name": "y"}}).status_code == 400
+    r = mo.post("/models/", {**body, "name": "m3", "container": {**body["container"], "name": "y"}})
+    assert r.status_code == 400 and list(r.json()) == ["container"]  # same content as m-c
+    r = mo.post("/models/", {**body, "name": "m4", "container": {**body["container"], "image_hash": "sha256:7"}})
+    assert r.json() == {"container": {"name": ["mlcube with this name already exists."]}}
     r = mo.post("/models/", body)
     assert r.status_code == 400 and r.json() == {"name": ["model with this name already exists."]}
     r = mo.post("/models/", {"name": "n", "type": "CONTAINER", "container": {"name": "z"}})
