@@ -14,12 +14,11 @@ from runner.model import Ref, RemoteBenchmark
 
 
 def _observe(opts, clients, console):
+    from runner.load import load
     from runner.observe import observe
     from runner.plan import select
     from runner.reconcile import _state_root
     from runner.validate import validate
-
-    from runner.load import load
 
     docs = load(opts.manifests, variables=opts.variables, environ=clients.environ)
     state_root = _state_root(docs, opts)
@@ -88,7 +87,7 @@ def results(opts, clients, console) -> int:
 def _benchmark_filter(value: str | None, manifest, obs) -> int | None:
     if value is None:
         return None
-    for key, record in obs.refs.items():
+    for record in obs.refs.values():
         if isinstance(record, RemoteBenchmark) and value in (str(record.id), record.name):
             return record.id
     names = sorted({str(b.benchmark) for d in manifest.datasets for b in d.benchmarks})

@@ -202,6 +202,11 @@ class FakeApi:
         row = {"id": len(self.world["dataset_assocs"]) + 1, **copy.deepcopy(dict(body)), "approval_status": status,
                "initiated_by": self.owner, "created_at": stamp, "modified_at": stamp,
                "approved_at": stamp if status == "APPROVED" else None}
+        if self.uncertain_posts:
+            self.uncertain_posts -= 1
+            if self.uncertain_lands:
+                self.world["dataset_assocs"].append(row)
+            raise ServerWriteUncertain("POST /datasets/benchmarks/: no answer within 30 s")
         self.world["dataset_assocs"].append(row)
         return copy.deepcopy(row)
 
