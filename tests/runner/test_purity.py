@@ -11,7 +11,7 @@ import pytest
 FORBIDDEN = ("requests", "urllib3", "docker", "server", "sqlite3", "rich", "jsonschema", "jinja2")
 
 
-@pytest.mark.parametrize("module", ["runner.plan", "runner.report", "runner.views"])
+@pytest.mark.parametrize("module", ["runner.plan", "runner.participation", "runner.report", "runner.views"])
 def test_pure_modules_import_no_side_effect_libraries(module):
     code = (f"import sys, json; import {module}; "
             f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {list(FORBIDDEN)!r})))")
