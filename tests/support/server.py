@@ -62,12 +62,17 @@ def _stop(server, thread: threading.Thread) -> None:
     # waitress has no public stop for a server started with run(). Its loop runs while its channel
     # map is not empty: stop accepting, empty the map until the loop thread ends, stop the workers,
     # and only then close the sockets (closing them under a running select() is a race).
+    # Its select() waits up to asyncore_loop_timeout: the trigger (a pipe in the map) wakes it at once.
     server.accepting = False
     channels = []
     deadline = time.monotonic() + 10
     while thread.is_alive() and time.monotonic() < deadline:
         channels += list(server._map.values())
         server._map.clear()
+        try:
+            server.trigger.pull_trigger()
+        except OSError:
+            pass
         thread.join(timeout=0.05)
     server.task_dispatcher.shutdown()
     for channel in channels:
@@ -97,7 +102,9 @@ def live_server(
     app = make_app(settings)
     try:
         tokens = seed_demo(app, load_components(components)) if seed else {}
-        server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads, asyncore_loop_timeout=0.2,
+        # asyncore_loop_timeout is a whole number of seconds (waitress casts it with int(): 0.2 became 0, a
+        # select() that never waited, one core spinning for as long as the server ran); _stop wakes the loop.
+        server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads, asyncore_loop_timeout=1,
                                         ident="medperf-server")
         thread = threading.Thread(target=server.run, name="medperf-server", daemon=True)
         thread.start()
