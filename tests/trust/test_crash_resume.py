@@ -1,0 +1,217 @@
+"""Crash resume (DESIGN 4): `medperf-apply apply` SIGKILLed at every step boundary and inside every long step,
+then applied again: the run converges, no server record exists twice, no state-dir file is half-written.
+
+Kill points are black-box: the event log (a step started or ended), the Docker engine (a task's container
+is running), the runner's open files (it is reading the raw data: hashing), and the recording proxy holding
+the server's answer to a write (the server has the record; the runner never learnt of it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.proxy import FaultProxy
+from tests.trust.conftest import (
+    cli_command,
+    manifest_text,
+    no_traceback,
+    reap_containers,
+    require_images,
+    running_containers,
+)
+
+pytestmark = [pytest.mark.docker]
+
+KILLED: list[str] = []  # every kill point tried in this session (the closing figures)
+
+
+def _lock_holder(trial, proc):
+    def held() -> bool:
+        try:
+            return f'"pid": {proc.pid}' in (trial.state_dir / "lock").read_text()
+        except OSError:
+            return False
+    return held
+
+
+def _reading_under(folder: Path, proc):
+    """True while the process has a file under `folder` open (the hasher reads the raw data)."""
+    def reading() -> bool:
+        try:
+            fds = os.listdir(f"/proc/{proc.pid}/fd")
+        except OSError:
+            return False
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{proc.pid}/fd/{fd}").startswith(str(folder)):
+                    return True
+            except OSError:
+                continue
+        return False
+    return reading
+
+
+def _check_invariants(trial, where: str) -> None:
+    assert trial.half_written() == [], f"after the kill at {where}: half-written files"
+    assert trial.duplicates() == [], f"after the kill at {where}: duplicated server records"
+
+
+def _converged(trial, where: str, *, expect: int = 0, took_over: bool = True) -> None:
+    r = trial.run("apply")
+    assert r.code == expect, f"resume after the kill at {where} did not converge:\n{r.out}\n{r.err}"
+    assert no_traceback(r.out + r.err)
+    assert ("took over the lock of a run that died" in r.err) is took_over, r.err
+    from runner.state import Journal
+
+    assert Journal(trial.state_dir / "journal.jsonl").unfinished() == [], "an unfinished step was left open"
+    if expect == 0:
+        again = trial.run("plan")
+        assert again.code == 0 and "No changes." in again.out, again.out + again.err
+    _check_invariants(trial, where)
+
+
+# The dataset half: each point -> how to arm it (a condition to kill at). Two chains: every resumed run is
+# killed at the next point, and the last one converges. Each chain's points are ordered so that each is
+# reached by the run after the previous kill, whatever that kill interrupted.
+def _arm(point: str, trial, proxy, docker_client):
+    if point == "observing (lock held, before the plan)":
+        return lambda proc: _lock_holder(trial, proc)
+    if point.startswith("step start: ") or point.startswith("step end: "):
+        kind, action = point.split(": ")
+        ev = "step_start" if kind == "step start" else "step_end"
+        return lambda proc: trial.event_seen(ev, key=f"/{action}")
+    if point.startswith("container: "):
+        task = point.split(": ")[1]
+        return lambda proc: lambda: bool(running_containers(docker_client, trial.root, task))
+    if point.startswith("answer held: "):
+        method, path, body = {
+            "answer held: POST /datasets/ (register)": ("POST", r"/api/v0/datasets/", None),
+            "answer held: PUT report started": ("PUT", r"/api/v0/datasets/\d+/", rb'"started"'),
+            "answer held: PUT set operational": ("PUT", r"/api/v0/datasets/\d+/", rb'"OPERATION"'),
+        }[point]
+        hold = proxy.hold(method, path, body)
+        return lambda proc: hold.reached.is_set
+    raise AssertionError(point)
+
+
+CHAINS = {
+    "holds-and-containers": (
+        "observing (lock held, before the plan)",
+        "answer held: POST /datasets/ (register)",
+        "answer held: PUT report started",
+        "container: prepare",
+        "container: sanity_check",
+        "container: statistics",
+        "answer held: PUT set operational",
+    ),
+    "step-boundaries": (
+        "step start: register",
+        "step end: register",
+        "step start: prepare",
+        "step end: prepare",
+        "step start: set_operational",
+        "step end: set_operational",
+    ),
+}
+
+
+@pytest.mark.parametrize("chain", list(CHAINS))
+def test_dataset_half_killed_at_every_point_then_converges(chain, trial_factory, registry, docker_client):
+    require_images()
+    with FaultProxy(registry.url) as proxy:
+        trial = trial_factory(proxy, cases=16)
+        killed = True
+        for point in CHAINS[chain]:
+            proc = trial.spawn("apply")
+            last = point == CHAINS[chain][-1]
+            killed = trial.kill_when(proc, _arm(point, trial, proxy, docker_client)(proc), point, may_finish=last)
+            if not killed:
+                continue  # the run ended (converged) before its very last event could be caught
+            KILLED.append(point)
+            proxy.release_all()
+            reap_containers(docker_client, trial.root)
+            _check_invariants(trial, point)
+            assert trial.counts()["datasets"] <= 1
+        _converged(trial, chain, took_over=killed)
+        (ds,) = trial.srv_datasets()
+        assert ds["state"] == "OPERATION" and ds["generated_metadata"]["num_cases"] == 16
+
+
+def test_killed_while_hashing_a_large_folder(trial_factory, registry, docker_client):
+    """SIGKILL while the hasher reads the raw data; the resumed run registers MedPerf's exact hash."""
+    from tests.runner.test_cli import independent_hash
+
+    with FaultProxy(registry.url) as proxy:
+        trial = trial_factory(proxy, cases=4, text=manifest_text(state="registered"))
+        images = trial.root / "raw" / "images"
+        for i in range(64):  # 64 MB: long enough to be caught reading it
+            (images / f"big{i:04d}.png").write_bytes(os.urandom(1 << 20))
+        proc = trial.spawn("apply")
+        trial.kill_when(proc, _reading_under(trial.root / "raw", proc), "hashing the raw data", timeout=60)
+        KILLED.append("inside hashing (raw data)")
+        _check_invariants(trial, "hashing")
+        assert trial.counts()["datasets"] == 0  # nothing was registered with a partial hash
+        _converged(trial, "hashing")
+        (ds,) = trial.srv_datasets()
+        expected = independent_hash(images, trial.root / "raw" / "labels")
+        assert ds["input_data_hash"] == expected == ds["generated_uid"]
+
+
+# -- the participation half: one chain of kills, each resumed run killed at the next point ---------------------
+
+@pytest.mark.slow
+def test_participation_killed_at_every_point_then_converges(trial_factory, registry, docker_client):
+    require_images()
+    from tests.support.server import TESTBO
+
+    with FaultProxy(registry.url) as proxy:
+        trial = trial_factory(proxy, cases=16, text=manifest_text(benchmarks=True))
+
+        def kill(label: str, condition) -> None:
+            proc = trial.spawn("apply")
+            trial.kill_when(proc, condition(proc), label)
+            KILLED.append(label)
+            proxy.release_all()
+            reap_containers(docker_client, trial.root)
+            _check_invariants(trial, label)
+
+        def held(method, path, body=None):
+            h = proxy.hold(method, path, body)
+            return lambda proc: h.reached.is_set
+
+        def container(task):
+            return lambda proc: lambda: bool(running_containers(docker_client, trial.root, task))
+
+        kill("answer held: POST /results/ (reference model record)", held("POST", r"/api/v0/results/"))
+        kill("container: infer (reference model, association test)", container("infer"))
+        kill("container: evaluate (association test)", container("evaluate"))
+        kill("answer held: POST /datasets/benchmarks/ (association request)",
+             held("POST", r"/api/v0/datasets/benchmarks/"))
+        r = trial.run("apply")
+        assert r.code == 3 and no_traceback(r.out + r.err), r.out + r.err  # waits at the approval gate
+        _check_invariants(trial, "gate")
+
+        approve = subprocess.run(
+            [*cli_command(), "association", "approve", "--benchmark", "chestxray", "--dataset", "mytestdata",
+             "--server", trial.url, "--state-dir", str(trial.root / "bo-state")], env={**trial.env, "MEDPERF_TOKEN": trial.srv.tokens[TESTBO]},
+            capture_output=True, text=True, timeout=60)
+        assert approve.returncode == 0, approve.stdout + approve.stderr
+
+        kill("step start: run_model (after approval)", lambda proc: trial.event_seen("step_start", key="run_model"))
+        kill("answer held: POST /results/ (model record)", held("POST", r"/api/v0/results/"))
+        kill("container: infer (model run)", container("infer"))
+        kill("answer held: PUT /results/N/ (submission)", held("PUT", r"/api/v0/results/\d+/", rb'"partial"'))
+        _converged(trial, "submission")
+        with trial.db() as conn:
+            rows = conn.execute("SELECT model, finalized FROM results ORDER BY model").fetchall()
+        assert rows == [(1, 1), (2, 1)], rows  # one record per model, each submitted once
+
+
+def test_report_kill_points(capsys):
+    """Print the session's kill points (run last in this module; shown with -s)."""
+    print(f"\nkill points tried: {len(KILLED)}: " + "; ".join(KILLED), file=sys.stderr)
