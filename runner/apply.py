@@ -146,9 +146,9 @@ class Applier:
         if step.change is Change.GATE:
             return StepResult(step.key, Outcome.PENDING, 0.0, step.reason)
         if waiting is not None:
-            if step.action is Action.RUN_MODEL:
-                return StepResult(waiting.key, waiting.outcome, 0.0, waiting.message, run=self._row(
-                    step, error="" if waiting.outcome is Outcome.PENDING else waiting.message))
+            if step.action is Action.RUN_MODEL and waiting.outcome is Outcome.SKIPPED:  # in the table as not run
+                return StepResult(waiting.key, waiting.outcome, 0.0, waiting.message,
+                                  run=self._row(step, error=f"not run: {waiting.message}"))
             return waiting
         start = self.clock()
         try:

@@ -69,11 +69,18 @@ class RichProgress:
     """Progress bars for hashing and container tasks: elapsed time and the container's last log line."""
 
     def __init__(self, stream: TextIO):
+        import threading
+
         self._stream = stream
         self._progress = None
         self._tasks: dict[str, Any] = {}
+        self._lock = threading.Lock()  # --parallel model runs start their bars from several threads
 
     def _bar(self):
+        with self._lock:
+            return self._make_bar()
+
+    def _make_bar(self):
         if self._progress is None:
             from rich.console import Console as RichConsole
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

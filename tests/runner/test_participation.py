@@ -405,3 +405,21 @@ def test_ctrl_c_during_a_model_run_exits_130_and_resumes_with_the_same_record(ws
 def test_wait_is_for_apply_only(ws):
     r = ws.run("plan", str(ws.manifest), "--wait")
     assert r.code == 64
+
+
+def test_association_by_dataset_name_and_json_output(ws):
+    _participating(ws)
+    r = ws.run("apply", str(ws.manifest), "--yes", "--output", "json")
+    assert r.code == 3
+    doc = json.loads(r.out)
+    gate = next(s for s in doc["steps"] if s["action"] == "await_approval")
+    assert gate["result"]["outcome"] == "pending" and "requested" in gate["result"]["message"]
+    ref_run = next(s for s in doc["steps"] if s["action"] == "run_model")
+    assert ref_run["result"]["run"] == {"dataset": "mytestdata", "benchmark": "chestxray", "model": 1,
+                                        "result_id": 1, "partial": False, "from_cache": True, "error": ""}
+    ws.environ["MEDPERF_SERVER"] = "http://registry.test:8000"
+    r = ws.run("association", "approve", "--benchmark", "chestxray", "--dataset", "mytestdata", "--output", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["approval_status"] == "APPROVED"
+    r = ws.run("association", "reject", "-b", "chestxray", "-d", "nosuchdata")
+    assert r.code == 1 and "no dataset named 'nosuchdata' has asked to join benchmark 1" in r.err
