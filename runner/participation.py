@@ -122,6 +122,9 @@ def participation_steps(spec: DatasetSpec, b: BenchmarkSpec, obs: Observation, d
     # run models
     listed = obs.benchmark_models.get(bench.id)
     known, unknown_rest = _models(spec, b, bench, listed, obs, where)
+    if b.models != "all" and listed is None:
+        notes.append(Note(f"benchmark {label}: the server lists the benchmark's models once the association is "
+                          "approved; the manifest's models are checked against them then", spec.name))
     if not approved and not awaits:
         others = [m for m in known if m != ref] or unknown_rest
         if others:
