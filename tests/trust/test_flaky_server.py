@@ -1,0 +1,125 @@
+"""A flaky registry (DESIGN 4, retries): the fault proxy breaks a share of the API requests (5xx before and
+after the server acted, 429, resets before and after, stalls past the read timeout, slow answers); apply
+converges with bounded retries and creates nothing twice. A registry that stays down: exit 1, one clear
+message after the bounded retries, no traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections import Counter
+
+import pytest
+import requests
+
+from runner.cli import real_clients
+from tests.support.proxy import FAULTS, FaultProxy
+from tests.trust.conftest import manifest_text, no_traceback, require_images
+
+INJECTED: Counter = Counter()
+RUNS: list[int] = []
+
+
+def short_timeouts(env):
+    """The CLI's real clients, with read timeouts and backoff scaled down for a test (bounds unchanged)."""
+    base = real_clients(env)
+
+    def api(server, state):
+        client = base.api(server, state)
+        client.timeout = (2.0, 1.0)  # the proxy's stall (1.5 s) is a read timeout
+        client.backoff_base, client.backoff_cap = 0.05, 0.4
+        return client
+
+    return dataclasses.replace(base, api=api)
+
+
+def apply_until(trial, wanted: int, runs: int = 6) -> int:
+    """Apply (in-process, real clients) until the exit code is `wanted`; return the number of runs."""
+    outputs = []
+    for n in range(1, runs + 1):
+        r = trial.run_inprocess("apply", clients=short_timeouts(trial.env))
+        assert no_traceback(r.out + r.err), r.out + r.err
+        assert r.code in (wanted, 1), r.out + r.err
+        outputs.append(r.err[-600:])
+        if r.code == wanted:
+            return n
+    pytest.fail(f"no convergence to exit {wanted} in {runs} runs:\n" + "\n---\n".join(outputs))
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [3, 11])
+def test_tutorial_converges_through_a_flaky_proxy_without_duplicates(seed, trial_factory, registry, docker_client):
+    require_images()
+    from tests.support.server import TESTBO
+
+    with FaultProxy(registry.url, rate=0.3, seed=seed, stall=1.5, slow=0.2) as proxy:
+        trial = trial_factory(proxy, cases=16, text=manifest_text(benchmarks=True))
+        first = apply_until(trial, 3)  # up to the approval gate
+        assert trial.duplicates() == []
+        r = requests.put(f"{registry.api}/datasets/{trial.srv_datasets()[0]['id']}/benchmarks/1/",
+                         json={"approval_status": "APPROVED"}, headers=registry.headers(TESTBO), timeout=10)
+        assert r.status_code == 200, r.text
+        second = apply_until(trial, 0)
+        RUNS.extend([first, second])
+        INJECTED.update(proxy.injected)
+        assert sum(proxy.injected.values()) >= 5, proxy.injected  # the faults really happened
+        assert trial.duplicates() == [] and trial.half_written() == []
+        with trial.db() as conn:
+            rows = conn.execute("SELECT model, finalized FROM results ORDER BY model").fetchall()
+            (state,) = conn.execute("SELECT state FROM datasets").fetchone()
+        assert rows == [(1, 1), (2, 1)] and state == "OPERATION"
+        # every body the server received went through the ledger first
+        sent = [e for e in proxy.exchanges if e.method in ("POST", "PUT") and e.forwarded]
+        assert len(trial.ledger_bodies()) >= len({(e.method, e.path, e.body) for e in sent})
+
+
+@pytest.mark.parametrize("methods", [("GET",), ("POST", "PUT")], ids=["reads", "writes"])
+def test_every_fault_kind_alone_is_retried_then_converges(methods, trial_factory, registry):
+    """Registration only (no container): each fault kind hits the first two reads (or writes) of a run."""
+    for kind in FAULTS:
+        with FaultProxy(registry.url, rate=1.0, faults=(kind,), stall=1.5, slow=0.2, max_faults=2,
+                        methods=methods) as proxy:
+            text = manifest_text(state="registered").replace("name: mytestdata", f"name: ds-{kind}")
+            trial = trial_factory(proxy, cases=3, text=text, name=f"w-{kind}")
+            apply_until(trial, 0)
+            INJECTED.update({f"{k} ({'/'.join(methods)})": n for k, n in proxy.injected.items()})
+            assert proxy.injected[kind] >= 1, kind
+        assert trial.duplicates() == [], kind
+    with trial.db() as conn:
+        assert conn.execute("SELECT count(*) FROM datasets").fetchone()[0] == len(FAULTS)  # one each
+
+
+def test_a_server_that_stays_down_fails_clearly_after_bounded_retries(trial_factory, registry):
+    """The real CLI, its real timeouts and backoff: every answer is 503."""
+    with FaultProxy(registry.url) as proxy:
+        trial = trial_factory(proxy, cases=3)
+        proxy.down = True
+        start = time.monotonic()
+        r = trial.run("apply")
+        took = time.monotonic() - start
+        assert r.code == 1, r.out + r.err
+        assert no_traceback(r.out + r.err)
+        assert "failed 5 times" in r.err and "HTTP 503" in r.err, r.err
+        assert "check that the server is running" in r.err
+        per_path = Counter(e.path.split("?")[0] for e in proxy.exchanges)
+        assert max(per_path.values()) == 5, per_path  # bounded: 5 attempts, not more
+        assert took < 60
+        assert trial.ledger_bodies() == [] and trial.counts()["datasets"] == 0
+        INJECTED["down (503 every time)"] += len(proxy.exchanges)
+
+
+def test_nothing_listens_fails_clearly(trial_factory, registry):
+    from tests.infra.fault_server import free_port
+
+    trial = trial_factory(None, cases=3)
+    trial.env["MEDPERF_SERVER"] = f"http://127.0.0.1:{free_port()}"
+    r = trial.run("plan")
+    assert r.code == 1 and no_traceback(r.out + r.err)
+    assert "cannot connect" in r.err and "check that the server is running" in r.err, r.err
+
+
+def test_report_faults():
+    print(f"\nfaults injected: {sum(INJECTED.values())} {dict(INJECTED)}; runs to converge: {RUNS}", file=sys.stderr)
