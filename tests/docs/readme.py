@@ -76,6 +76,10 @@ def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     return {s: a for a in parser._actions for s in a.option_strings}
 
 
+def _positionals(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [a for a in parser._actions if not a.option_strings and not isinstance(a, argparse._SubParsersAction)]
+
+
 def check_cli(cmd: Command, parser: argparse.ArgumentParser, *, implicit: str | None = None) -> list[str]:
     """Problems with `cmd` against the real argparse tree: unknown sub-commands, flags or choices.
 
@@ -86,7 +90,7 @@ def check_cli(cmd: Command, parser: argparse.ArgumentParser, *, implicit: str | 
     words = [w.strip("[]") for w in cmd.args]
     words = [w for w in words if w and w != "..."]
     level, path, chosen = parser, [cmd.program], False
-    i = 0
+    i, pos = 0, 0  # pos: index of the next positional of `level`
     while i < len(words):
         word = words[i]
         i += 1
@@ -111,14 +115,25 @@ def check_cli(cmd: Command, parser: argparse.ArgumentParser, *, implicit: str | 
                 for extra in names[1:]:  # each alternative gets the same remaining words checked
                     problems += check_cli(Command(cmd.program, (*path[1:], extra, *words[i:]), cmd.line, cmd.text),
                                           parser)
-                level, path = subs[names[0]], [*path, names[0]]
+                level, path, pos = subs[names[0]], [*path, names[0]], 0
                 chosen = not _subparsers(level)
                 continue
             if implicit and level is parser and re.fullmatch(r"MANIFEST|.*[/.].*", word):  # a path, not a typo'd command
-                level, path, chosen = subs[implicit], [*path, implicit], True
+                level, path, chosen, pos = subs[implicit], [*path, implicit], True, 1
                 continue  # the word is the implicit command's positional
             problems.append(f"{' '.join(path)} has no sub-command {word!r} (has {', '.join(sorted(subs))})")
             break
+        positionals = _positionals(level)
+        if pos < len(positionals):
+            action = positionals[pos]
+            if action.choices is not None:
+                bad = [v for v in word.split("|") if v not in action.choices]
+                if bad:
+                    problems.append(f"{' '.join(path)}: {', '.join(bad)} not among {sorted(action.choices)}")
+            if action.nargs not in ("+", "*", argparse.REMAINDER):
+                pos += 1
+        elif positionals or not word.isupper():
+            problems.append(f"{' '.join(path)} takes no further argument {word!r}")
     if not problems and _subparsers(level) and not chosen and cmd.args:
         problems.append(f"{' '.join(path)} needs a sub-command")
     return problems
@@ -176,3 +191,24 @@ def schema_fields(schema: dict) -> dict[str, dict]:
 
     walk(schema, "")
     return out
+
+
+def block_after(markdown: str, marker: str) -> str:
+    """The text of the first fenced block after `marker`."""
+    at = markdown.index(marker)
+    opening = markdown.index("```", at)
+    body = markdown.index("\n", opening) + 1
+    return markdown[body:markdown.index("```", body)]
+
+
+def shown_in(block: str, output: str) -> list[str]:
+    """Lines of a README block missing from real output; `...` stands for text that varies (times, ids)."""
+    missing = []
+    for line in block.splitlines():
+        line = line.rstrip()
+        if not line:
+            continue
+        fixed = [part for part in line.split("...") if part.strip()]
+        if not all(part in output for part in fixed):
+            missing.append(line)
+    return missing

@@ -1,0 +1,90 @@
+"""`make demo` end to end in a copy of the repository, on a free port: both results submitted (finalized on
+the server), the tutorial manifest then plans to nothing, a second run converged, `make demo-clean` leaves
+no server and no demo files."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import time
+
+import pytest
+import requests
+
+from runner.cli import main
+from tests.docs.demo import make_copy, pid_alive
+from tests.docs.readme import README, block_after, shown_in
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture
+def copy(tmp_path, docker_client):
+    copy = make_copy(tmp_path / "repo")
+    yield copy
+    pid = copy.server_pid()  # whatever happened, our server does not outlive the test
+    if pid and pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            if not pid_alive(pid):
+                break
+            time.sleep(0.1)
+
+
+def _get(copy, path: str, token: str) -> dict:
+    r = requests.get(f"{copy.url}/api/v0{path}", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    r.raise_for_status()
+    return r.json()
+
+
+@pytest.mark.timeout(420)
+def test_make_demo_submits_both_results_runs_twice_and_cleans_up(copy):
+    started = time.monotonic()
+    first = copy.run("make", "--no-print-directory", "demo", timeout=360)
+    first_s = time.monotonic() - started
+    out = first.stdout + first.stderr
+    assert first.returncode == 0, out[-6000:]
+    assert "exit 3, as expected" in out, "the first apply stops at the approval gate"
+    assert "approve the association as the benchmark owner" in out
+    assert "make demo-clean" in out
+    readme = README.read_text(encoding="utf-8")
+    for marker in ("The first plan, on a freshly seeded server", "the second apply's plan is:"):
+        assert shown_in(block_after(readme, marker), first.stdout) == [], f"README's plan after {marker!r} is stale"
+    header = block_after(readme, "`medperf-apply results` prints them").splitlines()[0]
+    assert header in first.stdout and "b1m1d1" in first.stdout and "b1m2d1" in first.stdout
+
+    tokens = json.loads((copy.demo_dir / "tokens.json").read_text())
+    do, bo = tokens["testdo@example.com"], tokens["testbo@example.com"]
+    mine = _get(copy, "/me/results/", do)["results"]
+    assert len(mine) == 2 and all(r["finalized"] for r in mine), mine
+    assert sorted(r["model"] for r in mine) == [1, 2]
+    assert all(r["results"] for r in mine), "submitted results carry the metrics"
+    owner_view = _get(copy, "/benchmarks/1/results/", bo)["results"]
+    assert sorted(r["id"] for r in owner_view) == sorted(r["id"] for r in mine)
+
+    env = copy.env(MEDPERF_SERVER=copy.url, MEDPERF_TOKEN=do, MEDPERF_APPLY_HOME=str(copy.demo_dir / "state"))
+    o, e = io.StringIO(), io.StringIO()
+    code = main(["plan", str(copy.root / "manifests" / "chestxray-tutorial.yaml")], stdout=o, stderr=e,
+                stdin=io.StringIO(""), environ=env)
+    assert code == 0, o.getvalue() + e.getvalue()
+
+    pid = copy.server_pid()
+    started = time.monotonic()
+    second = copy.run("make", "--no-print-directory", "demo", timeout=240)
+    second_s = time.monotonic() - started
+    out2 = second.stdout + second.stderr
+    assert second.returncode == 0, out2[-6000:]
+    assert "already running" in out2 and "already seeded" in out2 and "already converged" in out2
+    assert "approve the association" not in out2
+    assert copy.server_pid() == pid
+    assert len(_get(copy, "/me/results/", do)["results"]) == 2, "nothing was submitted twice"
+    print(f"make demo: first run {first_s:.1f} s, second run {second_s:.1f} s")
+
+    clean = copy.run("make", "--no-print-directory", "demo-clean", timeout=60)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert not pid_alive(pid), "the demo server is still running"
+    assert not copy.demo_dir.exists() and not (copy.root / "medperf_tutorial").exists()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{copy.url}/version", timeout=5)
