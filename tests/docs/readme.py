@@ -28,14 +28,28 @@ def code_texts(markdown: str) -> list[tuple[int, str]]:
     """(line number, text) of every line of a fenced block and of every inline code span outside them."""
     out: list[tuple[int, str]] = []
     fenced = False
+    prose: list[tuple[int, str]] = []  # the current paragraph: a code span may continue on the next line
+
+    def flush() -> None:
+        if prose:
+            text = " ".join(line.strip() for _, line in prose)
+            out.extend((prose[0][0], span) for span in re.findall(r"`([^`]+)`", text))
+            prose.clear()
+
     for n, line in enumerate(markdown.splitlines(), 1):
         if line.lstrip().startswith("```"):
+            flush()
             fenced = not fenced
             continue
         if fenced:
             out.append((n, line))
+        elif line.strip() and not line.lstrip().startswith(("- ", "| ")):
+            prose.append((n, line))
         else:
-            out.extend((n, span) for span in re.findall(r"`([^`\n]+)`", line))
+            flush()
+            if line.strip():
+                prose.append((n, line))
+    flush()
     return out
 
 
