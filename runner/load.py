@@ -22,6 +22,10 @@ except ImportError:  # pragma: no cover - libyaml missing
     from yaml import SafeLoader as _Loader
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
+MAX_MANIFEST_BYTES = 4 << 20  # a manifest is a page of YAML; anything this big is the wrong file
+MAX_DEPTH = 64  # the schema nests 6 levels; deeper is a mistake (and Python's recursion limit is near)
+MAX_NODES = 200_000  # nodes after expanding aliases: stops "billion laughs" before it eats the memory
+YAML_HINT = "check the indentation, quoting and brackets at that line (YAML)"
 
 JsonPath = tuple  # of str keys and int indexes
 
@@ -103,14 +107,35 @@ def load(paths: Sequence[str | Path], *, variables: Mapping[str, Any] | None = N
     """Read, render and parse every manifest document under `paths`."""
     environ = os.environ if environ is None else environ
     docs: list[Document] = []
-    for path in expand(paths):
-        try:
-            source = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ManifestError(f"cannot read manifest: {e}", where=str(path)) from e
+    files = expand(paths)
+    for path in files:
+        source = _read(path)
         text = render(source, str(path), variables or {}, environ)
         docs.extend(parse(text, str(path)))
+    if files and not docs:
+        raise ManifestError("holds no YAML document (the file is empty or only comments)", where=f"{files[-1]}:1",
+                            hint="write a manifest there (apiVersion: medperf-apply/v1, kind: DataOwner, server, "
+                                 "datasets), e.g. from manifests/chestxray-tutorial.yaml")
     return docs
+
+
+def _read(path: Path) -> str:
+    """The manifest's text: UTF-8, of a manifest's size; errors name the file and the line."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"is {size:,} bytes: larger than a manifest can be ({MAX_MANIFEST_BYTES:,})",
+                                where=f"{path}:1", hint="is this the right file? give the YAML manifest, not data")
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ManifestError(f"cannot read manifest: {e.strerror or e}", where=str(path),
+                            hint="check the path and its permissions") from e
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ManifestError(f"not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})", where=f"{path}:{line}",
+                            hint="a manifest is UTF-8 YAML text: is this the right file? (re-save it as UTF-8)") from e
 
 
 def render(source: str, filename: str, variables: Mapping[str, Any], environ: Mapping[str, str]) -> str:
@@ -127,7 +152,8 @@ def render(source: str, filename: str, variables: Mapping[str, Any], environ: Ma
         template = env.get_template(filename)
         return template.render(env=dict(environ), vars=dict(variables))
     except jinja2.TemplateSyntaxError as e:
-        raise ManifestError(f"template syntax error: {e.message}", where=f"{filename}:{e.lineno}") from e
+        raise ManifestError(f"template syntax error: {e.message}", where=f"{filename}:{e.lineno}",
+                            hint="close every {{ ... }} and {% ... %}; write a literal {{ as {{ '{{' }}") from e
     except jinja2.UndefinedError as e:
         line = _template_line(filename)
         raise ManifestError(
@@ -137,7 +163,13 @@ def render(source: str, filename: str, variables: Mapping[str, Any], environ: Ma
                  "or give a default: {{ env.NAME | default('...') }}",
         ) from e
     except jinja2.TemplateError as e:
-        raise ManifestError(f"template error: {e}", where=filename) from e
+        line = _template_line(filename)
+        raise ManifestError(f"template error: {e}", where=f"{filename}:{line}" if line else f"{filename}:1",
+                            hint="fix the template expression at that line") from e
+    except Exception as e:  # an expression that fails while rendering ({{ 1/0 }}, a bad filter argument...)
+        line = _template_line(filename)
+        raise ManifestError(f"template: {type(e).__name__}: {e}", where=f"{filename}:{line}" if line else
+                            f"{filename}:1", hint="fix the template expression at that line") from e
 
 
 def _undefined_name(message: str, source: str, line: int | None) -> str:
@@ -174,30 +206,51 @@ def parse(text: str, filename: str) -> list[Document]:
             node = loader.get_node()
             positions: dict[JsonPath, tuple[int, int]] = {}
             key_positions: dict[JsonPath, tuple[int, int]] = {}
-            _walk(node, (), positions, key_positions)
+            _walk(node, (), positions, key_positions, filename, [0])
             data = loader.construct_document(node)
             if data is not None:
                 docs.append(Document(data, filename, index, text, positions, key_positions))
             index += 1
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
-        raise ManifestError(f"not valid YAML: {e.problem or e.context}", where=where) from e
+        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else f"{filename}:1"
+        raise ManifestError(f"not valid YAML: {e.problem or e.context}", where=where, hint=YAML_HINT) from e
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow (NUL, other control characters)
+        line = text.count("\n", 0, max(0, e.position)) + 1
+        shown = repr(chr(e.character)) if isinstance(e.character, int) else repr(e.character)
+        raise ManifestError(f"not valid YAML: character {shown} is not allowed", where=f"{filename}:{line}",
+                            hint="remove the control character (is this a text file?)") from e
     except yaml.YAMLError as e:
-        raise ManifestError(f"not valid YAML: {e}", where=filename) from e
+        raise ManifestError(f"not valid YAML: {e}", where=f"{filename}:1", hint=YAML_HINT) from e
     finally:
         loader.dispose()
     return docs
 
 
-def _walk(node: yaml.Node, path: JsonPath, positions: dict, key_positions: dict) -> None:
-    positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+def _walk(node: yaml.Node, path: JsonPath, positions: dict, key_positions: dict, filename: str = "?",
+          count: list[int] | None = None) -> None:
+    """Record the position of every node; refuse duplicate keys, absurd nesting and alias bombs."""
+    line, col = node.start_mark.line + 1, node.start_mark.column + 1
+    if count is not None:
+        count[0] += 1
+        if count[0] > MAX_NODES:
+            raise ManifestError(f"expands to more than {MAX_NODES:,} values (aliases of aliases?)",
+                                where=f"{filename}:{line}", hint="a manifest is small: remove the repeated aliases")
+    if len(path) > MAX_DEPTH:
+        raise ManifestError(f"nested more than {MAX_DEPTH} levels deep", where=f"{filename}:{line}:{col}",
+                            hint="a manifest nests a few levels: check the brackets and indentation")
+    positions[path] = (line, col)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
             child = (*path, key)
+            if child in key_positions and isinstance(key_node, yaml.ScalarNode):
+                first = key_positions[child][0]
+                raise ManifestError(f"key {key!r} appears twice in the same mapping (first at line {first})",
+                                    where=f"{filename}:{key_node.start_mark.line + 1}:{key_node.start_mark.column + 1}",
+                                    hint="YAML would silently keep only the last one: remove one of them")
             key_positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            _walk(value_node, child, positions, key_positions)
+            _walk(value_node, child, positions, key_positions, filename, count)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, (*path, i), positions, key_positions)
+            _walk(item, (*path, i), positions, key_positions, filename, count)
