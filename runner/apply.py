@@ -21,10 +21,11 @@ from runner.errors import (
     ServerWriteUncertain,
     StateError,
 )
-from runner.model import Action, Change, Manifest, ModelRun, Observation, Outcome, Plan, Step, StepResult
+from runner.model import Action, Change, Manifest, Observation, Outcome, Plan, Step, StepResult
 from runner.observe import find_dataset
 from runner.plan import PREPARE_TASKS, REGISTER_FIELDS, SET_OPERATIONAL_FIELDS
 from runner.ports import Api, Hasher, NoProgress, Progress
+from runner.records import ModelRun
 
 
 class ConsentDeclined(MedperfApplyError):

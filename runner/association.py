@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import EXIT_OK, MedperfApplyError, ServerError, UsageError
-from runner.model import FORMAT_VERSION, Ref, RemoteBenchmark, ServerSpec, latest_associations
+from runner.model import FORMAT_VERSION, Ref, RemoteBenchmark, ServerSpec
+from runner.records import latest_associations
 
 DECISIONS = {"approve": "APPROVED", "reject": "REJECTED"}
 

@@ -11,19 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ServerError
-from runner.model import (
-    LocalResult,
-    Manifest,
-    Observation,
-    Ref,
-    RemoteBenchmark,
-    RemoteContainer,
-    RemoteDataset,
-    approved_models,
-    latest_associations,
-    latest_results,
-)
+from runner.model import Manifest, Observation, Ref, RemoteBenchmark, RemoteContainer, RemoteDataset
 from runner.ports import Api, Hasher, NoProgress, Progress
+from runner.records import LocalResult, approved_models, latest_associations, latest_results
 
 MAX_CONCURRENT_GETS = 6
 

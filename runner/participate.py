@@ -10,8 +10,9 @@ from typing import Any
 
 from runner.errors import AssociationRejected, MedperfApplyError, ServerError, ServerWriteUncertain
 from runner.execution import Computed, ModelExecution, RunFailed, cached, create_record
-from runner.model import ModelRun, Outcome, Step
+from runner.model import Outcome, Step
 from runner.observe import find_association
+from runner.records import ModelRun
 
 PENDING, APPROVED, REJECTED = "PENDING", "APPROVED", "REJECTED"
 

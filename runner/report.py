@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runner.model import FORMAT_VERSION, Action, Change, ModelRun, Outcome, Plan, Step, StepResult
+from runner.model import FORMAT_VERSION, Action, Change, Outcome, Plan, Step, StepResult
 from runner.plan import REGISTER_CONSTANTS
+from runner.records import ModelRun
 
 LABEL_COLUMN = 26  # where a step's detail starts, as in DESIGN 3's example
 

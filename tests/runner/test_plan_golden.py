@@ -10,19 +10,9 @@ import yaml
 
 from runner import errors
 from runner.load import parse
-from runner.model import (
-    Change,
-    LocalDataset,
-    LocalResult,
-    Observation,
-    RemoteBenchmark,
-    RemoteContainer,
-    RemoteDataset,
-    approved_models,
-    latest_associations,
-    latest_results,
-)
+from runner.model import Change, LocalDataset, Observation, RemoteBenchmark, RemoteContainer, RemoteDataset
 from runner.plan import plan
+from runner.records import LocalResult, approved_models, latest_associations, latest_results
 from runner.validate import build, schema_problems
 from tests.runner.fakes import tutorial_world
 
