@@ -14,16 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import (
-    ContainerError,
     DriftError,
     Interrupted,
     MedperfApplyError,
     ServerWriteUncertain,
-    StateError,
 )
 from runner.model import Action, Change, Manifest, Observation, Outcome, Plan, Step, StepResult
 from runner.observe import find_dataset
-from runner.plan import PREPARE_TASKS, REGISTER_FIELDS, SET_OPERATIONAL_FIELDS
+from runner.plan import REGISTER_FIELDS, SET_OPERATIONAL_FIELDS
 from runner.ports import Api, Hasher, NoProgress, Progress
 from runner.records import ModelRun
 
@@ -179,9 +177,9 @@ class Applier:
         return None
 
     def _do(self, step: Step) -> str:
-        from runner import participate
+        from runner import participate, preparation
 
-        handler = {Action.REGISTER: self._register, Action.PREPARE: self._prepare,
+        handler = {Action.REGISTER: self._register, Action.PREPARE: lambda s: preparation.prepare(self, s),
                    Action.SET_OPERATIONAL: self._set_operational,
                    Action.ASSOCIATE: lambda s: participate.associate(self, s),
                    Action.RUN_MODEL: lambda s: participate.run_model(self, s),
@@ -304,101 +302,6 @@ class Applier:
             self._ids[spec.name] = ds_id
             self._write_raw_yaml(ds_id, step)
         return f"dataset {ds_id}"
-
-    # -- prepare ----------------------------------------------------------------------------------------------
-
-    def _report(self, ds_id: int, status: str) -> None:
-        """MedPerf's preparation status report; failures to send it are only noted, as MedPerf does."""
-        try:
-            self.api.update(f"datasets/{ds_id}/", {"report": {"progress": {}, "execution_status": status}})
-        except MedperfApplyError as e:
-            if type(e).__name__ == "PrivacyViolation":
-                raise
-            self.warnings.append(f"dataset {ds_id}: could not send status {status}: {e}")
-
-    def _prepare(self, step: Step) -> str:
-        from runner.container_spec import ContainerSpec
-
-        spec = self.manifest.dataset(step.dataset)
-        ds_id = self._dataset_id(step)
-        record = self.obs.containers.get(int(step.args["container"]))
-        if record is None:
-            raise StepFailed(f"container {step.args['container']} was not observed on the server")
-        container = ContainerSpec.from_record(record.record)
-        root = self.state.dataset_dir(ds_id)
-        data, labels, metadata = root / "data", root / "labels", root / "metadata"
-        ready, statistics, logs = root / ".ready", root / "statistics.yaml", root / "logs"
-        with_metadata = container.declares("prepare", "metadata_path")
-        with_report = container.declares("prepare", "report_file")
-        try:
-            for d in (data, labels, logs) + ((metadata,) if with_metadata else ()):
-                d.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StateError(f"cannot create {e.filename}: {e.strerror}", where=str(root)) from e
-        if not (root / "raw.yaml").exists():
-            self._write_raw_yaml(ds_id, step)
-        runner = self._container_runner()
-        runner.check_image(container)
-        tasks = [t for t in step.args.get("tasks", PREPARE_TASKS)]
-        if ready.exists():
-            tasks = [t for t in tasks if t != "prepare"]  # MedPerf: a ready dataset only re-checks
-        ran: list[str] = []
-        with self._journal(step, dataset_id=ds_id, tasks=tasks):
-            for task in tasks:
-                volumes: dict[str, Path] = {}
-                if task == "prepare":
-                    volumes = {"data_path": spec.data_path, "labels_path": spec.labels_path,
-                               "output_path": data, "output_labels_path": labels}
-                    if with_report:
-                        volumes["report_file"] = root / "report.yaml"
-                else:
-                    volumes = {"data_path": data, "labels_path": labels}
-                    if task == "statistics":
-                        statistics.unlink(missing_ok=True)
-                        volumes["output_path"] = statistics
-                if with_metadata:
-                    volumes["metadata_path"] = metadata
-                self._run_task(step, ds_id, container, runner, task, volumes, logs / f"{task}.log",
-                               report=(task == "prepare"))
-                ran.append(task)
-            stats = _read_statistics(statistics)
-            if not stats:
-                ready.unlink(missing_ok=True)
-                raise StepFailed(f"dataset {spec.name}: the statistics task wrote no statistics "
-                                 f"({statistics} is empty); the dataset can be prepared again",
-                                 log_path=str(logs / "statistics.log"))
-            from runner.state import write_atomic
-
-            write_atomic(ready, b"")
-        return f"dataset {ds_id}: {', '.join(ran)} done"
-
-    def _run_task(self, step: Step, ds_id: int, container, runner, task: str, volumes: dict, log_path: Path,
-                  *, report: bool) -> None:
-        spec_name = step.dataset
-        if report:
-            self._report(ds_id, "started")
-        try:
-            runner.run_task(container, task, volumes, log_path=log_path,
-                            on_line=self.progress.task(f"{spec_name}: {task}"))
-        except (Interrupted, KeyboardInterrupt):
-            (self.state.dataset_dir(ds_id) / ".ready").unlink(missing_ok=True)
-            if report:
-                self._report(ds_id, "interrupted")
-            raise
-        except MedperfApplyError as e:
-            (self.state.dataset_dir(ds_id) / ".ready").unlink(missing_ok=True)
-            if report:
-                self._report(ds_id, "failed")
-            code = getattr(e, "container_exit_code", None)
-            log = getattr(e, "log_path", None) or str(log_path)
-            what = f"exited with code {code}" if code is not None else str(e)
-            last = getattr(e, "last_lines", ())
-            tail = ("; last lines: " + " | ".join(last[-3:])) if last and isinstance(e, ContainerError) else ""
-            raise StepFailed(f"dataset {spec_name}: task {task} of {container.name} {what}{tail}; log: {log}; "
-                             "the dataset stays re-preparable: fix the cause and apply again",
-                             log_path=str(log)) from e
-        if report:
-            self._report(ds_id, "finished")
 
     def _consent(self, step: Step, body: Mapping[str, Any]) -> None:
         """Ask once, showing exactly what will be sent, when the manifest has not said (a terminal only)."""
