@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
 from runner.clients.api import ApiClient
 from runner.errors import PrivacyViolation, ServerError, ServerUnavailable, ServerWriteUncertain
@@ -100,7 +100,7 @@ def test_nothing_listening_is_server_unavailable(tmp_path):
     with client(url, max_attempts=2) as api, pytest.raises(ServerUnavailable) as e:
         api.get("me/")
     assert "cannot connect" in str(e.value) and url in str(e.value)
-    assert isinstance(e.value.__cause__, Exception) and not isinstance(e.value, requests.RequestException)
+    assert isinstance(e.value.__cause__, Exception) and not isinstance(e.value, (OSError, http.client.HTTPException))
 
 
 def test_slow_answers_and_resets_are_retried_for_get(server):
@@ -286,5 +286,62 @@ def test_a_request_that_cannot_be_built_is_permanent_and_translated(server):
     with ApiClient(server.url, "tok\nen", timeout=FAST, sleep=Sleeps()) as api, pytest.raises(ServerError) as e:
         api.get("benchmarks/1/")
     assert "cannot be sent" in str(e.value) and not isinstance(e.value, ServerUnavailable)
-    assert isinstance(e.value.__cause__, requests.RequestException)
+    assert api.request_count == 1  # permanent: not retried
     assert server.seen == []
+
+
+def test_a_keep_alive_connection_the_server_closed_while_idle_is_not_written_to():
+    """The server answers, then closes the idle connection (its keep-alive timeout): the next POST opens a new
+    connection instead of failing on the dead one as a write that may have landed."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    posts = []
+
+    def serve():
+        for _ in range(2):
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                                   if line.lower().startswith(b"content-length")), b"0"))
+                while len(body) < length:
+                    body += conn.recv(65536)
+                posts.append(head.split(b" ")[0])
+                reply = b'{"id": 7}'
+                conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: "
+                             + str(len(reply)).encode() + b"\r\n\r\n" + reply)
+                time.sleep(0.1)  # then close it while the client holds it idle
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        with client(f"http://127.0.0.1:{port}") as api:
+            assert api.create("datasets/", REGISTER) == {"id": 7}
+            time.sleep(0.3)
+            assert api.create("datasets/", REGISTER) == {"id": 7}
+            assert api.request_count == 2
+        assert posts == [b"POST", b"POST"]
+    finally:
+        t.join(timeout=5)
+        listener.close()
+
+
+def test_http_proxy_from_the_environment_is_used_and_no_proxy_bypasses_it(server, monkeypatch):
+    for k in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://user:p%40ss@127.0.0.1:{server.port}")
+    with client("http://registry.invalid:8000") as api:  # resolvable only through the proxy
+        assert api.get("benchmarks/1/")["name"] == "chestxray"
+    seen = server.seen[-1]
+    assert seen.headers["Proxy-Authorization"] == "Basic dXNlcjpwQHNz"  # user:p@ss
+    assert seen.headers["Authorization"] == "Bearer tok-123"
+    monkeypatch.setenv("NO_PROXY", "registry.invalid")
+    with client("http://registry.invalid:8000", max_attempts=1) as api, pytest.raises(ServerUnavailable):
+        api.get("benchmarks/1/")
+    assert len(server.seen) == 1
