@@ -1,0 +1,145 @@
+"""Bad input beyond the manifest: a registry answering garbage, HTML or the wrong shapes is reported, not crashed
+on; bad data folders fail in the prepare task with the container's message and lose nothing (the dataset stays
+re-preparable, nothing is sent beyond the registration and its status reports).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+
+import pytest
+
+from runner.cli import main
+from tests.infra.fault_server import Answer, FaultServer
+from tests.trust.conftest import make_data, manifest_text, no_traceback, require_images
+
+
+def page(items):
+    return {"count": len(items), "next": None, "previous": None, "results": items}
+
+
+SHAPE_BUG = ("observe/model take a well-formed JSON answer of the wrong shape for a record: KeyError, TypeError or "
+             "ValueError in RemoteDataset.from_record & co. surface as 'internal error' (issue 5's files)")
+
+GARBAGE = {
+    "html page": (Answer(200, raw=b"<html><body>Welcome to nginx</body></html>", content_type="text/html"),
+                  "not MedPerf's API"),
+    "json object, not a page": (Answer(200, {"unexpected": True}), "is this a MedPerf v0 server?"),
+    "truncated json": (Answer(200, raw=b'{"count": 1, "results": ['), "not MedPerf's API"),
+    "empty body": (Answer(200, raw=b""), "is this a MedPerf v0 server?"),
+    "json null": (Answer(200, raw=b"null"), "is this a MedPerf v0 server?"),
+    "binary": (Answer(200, raw=bytes(range(256)), content_type="application/octet-stream"), "not MedPerf's API"),
+    "html 404 (wrong base url)": (Answer(404, raw=b"<html>Not Found</html>", content_type="text/html"),
+                                  "not MedPerf's API"),
+    "html 502 (a gateway)": (Answer(502, raw=b"<html>Bad gateway</html>", content_type="text/html"), "failed 5 times"),
+    "redirect to https": (Answer(301, raw=b"", headers={"Location": "https://elsewhere/"}), "redirected"),
+    "odd 400 body": (Answer(400, [1, {"x": [None]}]), "refused (HTTP 400)"),
+    "page of records without ids": (Answer(200, page([{"weird": 1}])), "server"),
+    "page of strings": (Answer(200, page(["x", 3, None])), "server"),
+    "page of records of the wrong types": (Answer(200, page([{"id": "seven", "name": 5, "state": [],
+                                                              "data_preparation_mlcube": "x"}])), "server"),
+    "json number": (Answer(200, raw=b"42"), "server"),
+    "json list of numbers": (Answer(200, raw=b"[1, 2, 3]"), "server"),
+}
+SHAPES = {"page of records without ids", "page of strings", "page of records of the wrong types", "json number",
+          "json list of numbers"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=SHAPE_BUG))
+                                  if c in SHAPES else c for c in GARBAGE])
+def test_a_registry_answering_garbage_is_reported(case, tmp_path):
+    make_data(tmp_path / "raw", 3)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(manifest_text())
+    answer, expected = GARBAGE[case]
+    with FaultServer() as fs:
+        fs.push(*([answer] * 60))
+        for command in ("plan",) if "502" in case else ("plan", "apply"):  # 502: retried with the real backoff
+            err = io.StringIO()
+            argv = [command, str(manifest), "--state-dir", str(tmp_path / "state")]
+            code = main(argv + (["--yes"] if command == "apply" else []), stdout=io.StringIO(), stderr=err, stdin=io.StringIO(""),
+                        environ={"MEDPERF_TOKEN": "t", "MEDPERF_SERVER": fs.url})
+            assert code == 1, err.getvalue()
+            assert no_traceback(err.getvalue()), err.getvalue()
+            assert expected in err.getvalue() and fs.url in err.getvalue(), err.getvalue()
+    assert not (tmp_path / "state" / "ledger.jsonl").exists()  # nothing was sent to it
+
+
+# -- bad data folders: the prepare task fails with the container's message, and nothing is lost ----------------
+
+def _layout(kind: str, raw):
+    images, labels = raw / "images", raw / "labels"
+    if kind == "empty folders":
+        shutil.rmtree(images)
+        shutil.rmtree(labels)
+        images.mkdir()
+        labels.mkdir()
+        return "labels file not found", None
+    if kind == "labels.csv in the images folder":
+        shutil.move(labels / "labels.csv", images / "labels.csv")
+        return "labels file not found", lambda: shutil.move(images / "labels.csv", labels / "labels.csv")
+    if kind == "images in a subfolder":
+        (images / "sub").mkdir()
+        for p in list(images.glob("*.png")):
+            shutil.move(p, images / "sub" / p.name)
+
+        def fix():
+            for p in list((images / "sub").glob("*.png")):
+                shutil.move(p, images / p.name)
+            (images / "sub").rmdir()
+        return "missing from the data folder", fix
+    if kind == "labels.csv with other columns":
+        text = (labels / "labels.csv").read_text().replace("Image ID,Label", "id,finding", 1)
+        (labels / "labels.csv").write_text(text)
+        return "has no column", None
+    if kind == "a corrupt image":
+        victim = sorted(images.glob("*.png"))[0]
+        victim.write_bytes(victim.read_bytes()[:40])
+        return "cannot identify image file", None
+    raise AssertionError(kind)
+
+
+BAD_DATA = ("empty folders", "labels.csv in the images folder", "images in a subfolder", "labels.csv with other columns",
+            "a corrupt image")
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("kind", BAD_DATA)
+def test_bad_data_fails_in_prepare_and_loses_nothing(kind, trial_factory, docker_client):
+    require_images()
+    trial = trial_factory(None, cases=6)
+    message, fix = _layout(kind, trial.root / "raw")
+    for attempt in (1, 2):  # the failed dataset is prepared again on the next run, the same way
+        r = trial.run_inprocess("apply")
+        assert r.code == 1, r.out + r.err
+        assert no_traceback(r.out + r.err)
+        failed = [line for line in r.out.splitlines() if line.startswith("failed") and "prepare" in line]
+        assert failed and message in failed[0] and "exited with code" in failed[0], r.out
+        assert "re-preparable" in failed[0]
+        if attempt == 2:
+            assert "+ prepare" in r.out  # planned again, not forgotten
+    (ds,) = trial.srv_datasets()
+    assert ds["state"] == "DEVELOPMENT" and ds["report"]["execution_status"] == "failed"
+    assert trial.counts()["datasets"] == 1
+    assert not (trial.state_dir / "datasets" / str(ds["id"]) / ".ready").exists()
+    for entry in trial.ledger_bodies():  # the registration and its status reports only
+        assert (entry["method"], entry["path"]) in (("POST", "datasets/"), ("PUT", f"datasets/{ds['id']}/")), entry
+        if entry["method"] == "PUT":
+            assert set(entry["body"]) == {"report"}, entry
+    if fix is not None:  # the same files (the same hash) in the right place: it converges, under its first id
+        fix()
+        r = trial.run_inprocess("apply")
+        assert r.code == 0, r.out + r.err
+        (again,) = trial.srv_datasets()
+        assert again["id"] == ds["id"] and again["state"] == "OPERATION"
+
+
+def test_a_dangling_symlink_in_the_data_is_named_before_anything_is_sent(trial_factory):
+    trial = trial_factory(None, cases=3)
+    os.symlink(trial.root / "nowhere.png", trial.root / "raw" / "images" / "ghost.png")
+    r = trial.run_inprocess("apply")
+    assert r.code == 1 and no_traceback(r.out + r.err), r.out + r.err
+    assert "ghost.png" in r.err
+    assert trial.ledger_bodies() == [] and trial.counts()["datasets"] == 0
