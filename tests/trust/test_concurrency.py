@@ -1,0 +1,81 @@
+"""Two applies on one state dir (DESIGN 4, lock): the second fails fast naming the holder's pid, or waits with
+--lock-timeout and then finds the work done; a stale lock of a dead process is taken over. Real processes,
+the real registry; the first run is held mid-write by the proxy so that the overlap is certain.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+from tests.support.proxy import FaultProxy
+from tests.trust.conftest import manifest_text, no_traceback
+
+
+def _held_first_run(trial, proxy):
+    hold = proxy.hold("POST", r"/api/v0/datasets/")
+    first = trial.spawn("apply")
+    assert hold.reached.wait(60), "the first run never reached its POST"
+    return first, hold
+
+
+def test_second_apply_fails_fast_with_the_holders_pid(trial_factory, registry):
+    with FaultProxy(registry.url) as proxy:
+        trial = trial_factory(proxy, cases=3, text=manifest_text(state="registered"))
+        first, hold = _held_first_run(trial, proxy)
+        start = time.monotonic()
+        second = trial.run("apply")
+        assert time.monotonic() - start < 15
+        assert second.code == 1 and no_traceback(second.out + second.err), second.out + second.err
+        assert f"locked by pid {first.pid}" in second.err and "lock-timeout" in second.err, second.err
+        plan = trial.run("plan")  # read-only: no lock needed, and it sees the truth (the POST landed)
+        assert plan.code in (0, 2) and no_traceback(plan.out + plan.err), plan.out + plan.err
+        hold.release()
+        done = trial.finish(first)
+        assert done.code == 0, done.out + done.err
+        assert trial.counts()["datasets"] == 1 and trial.duplicates() == []
+
+
+def test_second_apply_waits_with_lock_timeout_then_finds_it_done(trial_factory, registry):
+    with FaultProxy(registry.url) as proxy:
+        trial = trial_factory(proxy, cases=3, text=manifest_text(state="registered"))
+        first, hold = _held_first_run(trial, proxy)
+        second = trial.spawn("apply", "--lock-timeout", "60")
+        time.sleep(1.5)
+        assert second.poll() is None, "the second run did not wait for the lock"
+        threading.Timer(0.5, hold.release).start()
+        r1, r2 = trial.finish(first), trial.finish(second)
+        assert r1.code == 0 and r2.code == 0, r1.err + r2.err
+        assert "Recap: 1 ok, 0 changed" in r2.out, r2.out  # the work was done by the first: nothing twice
+        assert "took over" not in r2.err  # a released lock is not a stale one
+        assert trial.counts()["datasets"] == 1 and trial.duplicates() == []
+
+
+def test_lock_timeout_expires_with_a_clear_message(trial_factory, registry):
+    with FaultProxy(registry.url) as proxy:
+        trial = trial_factory(proxy, cases=3, text=manifest_text(state="registered"))
+        first, hold = _held_first_run(trial, proxy)
+        start = time.monotonic()
+        second = trial.run("apply", "--lock-timeout", "2")
+        waited = time.monotonic() - start
+        assert second.code == 1 and 2 <= waited < 20, (waited, second.err)
+        assert f"pid {first.pid}" in second.err and "after waiting 2 s" in second.err, second.err
+        hold.release()
+        assert trial.finish(first).code == 0
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(trial_factory, registry):
+    trial = trial_factory(None, cases=3, text=manifest_text(state="registered"))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trial.state_dir.mkdir(parents=True)
+    (trial.state_dir / "lock").write_text(json.dumps({"pid": dead.pid, "host": "vm", "started": "2026-01-01T00:00:00Z",
+                                                      "run_id": "deadbeef"}))
+    r = trial.run("apply")
+    assert r.code == 0 and no_traceback(r.out + r.err), r.out + r.err
+    assert f"took over the lock of a run that died (pid {dead.pid}" in r.err, r.err
+    again = trial.run("apply")
+    assert again.code == 0 and "took over" not in again.err  # released cleanly this time
