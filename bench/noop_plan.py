@@ -39,24 +39,24 @@ from support.world import (  # noqa: E402
 STAGES = (1, 10, 100)  # approved models besides the reference model
 
 
-def time_plans(world, runs: int) -> tuple[list[float], list[int]]:
+def time_plans(world, runs: int, *, bytecode: bool = True) -> tuple[list[float], list[int]]:
     times, requests = [], []
     log = world.root / "plan-events.jsonl"
     for _ in range(runs):
         log.unlink(missing_ok=True)
-        r = world.medperf_apply("plan", *world.common(), "--event-log", str(log))
+        r = world.medperf_apply("plan", *world.common(), "--event-log", str(log), bytecode=bytecode)
         expect(r, 0, "no-op plan (0 = nothing to do)")
         times.append(r.seconds)
         requests.append(next(e["requests"] for e in events(log) if e["event"] == "plan"))
     return times, requests
 
 
-def startup_floor(runs: int) -> float:
+def startup_floor(world, runs: int) -> float:
     """The interpreter alone, with the venv's site (as the console script starts)."""
     times = []
     for _ in range(runs):
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        subprocess.run([sys.executable, "-c", "pass"], check=True, env=world.env())
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -107,8 +107,11 @@ def main() -> int:
         approve(world)
         expect(world.medperf_apply("apply", "--yes", *world.common()), 0, "second apply (converges)")
         print(f"converge with real containers (apply, approve, apply): {time.perf_counter() - t:.1f} s")
-        floor = startup_floor(args.runs)
+        floor = startup_floor(world, args.runs)
         print(f"python start-up alone (venv, `-c pass`): median {floor * 1000:.0f} ms")
+        cold, _ = time_plans(world, 3, bytecode=False)
+        print(f"no-op plan without compiled bytecode (PYTHONDONTWRITEBYTECODE, as on this machine): median "
+              f"{statistics.median(cold) * 1000:.0f} ms; the figures below keep bytecode, as an installed package does")
         ds = my_dataset_id(world)
         have, figures = 1, {}
         for stage in STAGES:

@@ -76,13 +76,20 @@ class World:
     state: Path
     sessions: dict[str, requests.Session] = field(default_factory=dict)
 
-    def env(self, email: str = TESTDO) -> dict[str, str]:
-        return {**os.environ, "MEDPERF_SERVER": self.url, "MEDPERF_TOKEN": self.tokens[email], "NO_COLOR": "1"}
+    def env(self, email: str = TESTDO, *, bytecode: bool = True) -> dict[str, str]:
+        """The data owner's environment. `bytecode`: compiled modules are kept (in a temp folder), as after
+        `pip install`; this machine sets PYTHONDONTWRITEBYTECODE, which would recompile runner/ every run."""
+        env = {**os.environ, "MEDPERF_SERVER": self.url, "MEDPERF_TOKEN": self.tokens[email], "NO_COLOR": "1"}
+        if bytecode:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(self.root / "pycache")
+        return env
 
-    def medperf_apply(self, *args: str, email: str = TESTDO, timeout: float = 900) -> Run:
+    def medperf_apply(self, *args: str, email: str = TESTDO, timeout: float = 900, bytecode: bool = True) -> Run:
         """Run the console script in a fresh process; return its exit code, wall time and output."""
         t = time.perf_counter()
-        p = subprocess.run([EXE, *args], env=self.env(email), capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run([EXE, *args], env=self.env(email, bytecode=bytecode), capture_output=True, text=True,
+                           timeout=timeout)
         return Run(p.returncode, time.perf_counter() - t, p.stdout, p.stderr)
 
     def common(self) -> list[str]:
