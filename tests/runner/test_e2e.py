@@ -179,7 +179,7 @@ def test_the_tutorial_end_to_end_gate_approval_runs_submit_then_new_models(tutor
     bad = _register_model(srv, "always_fails", failing, priority=10)
     m5 = _register_model(srv, "chestxray_linear_v3", {**linear, "parameters_config": {**linear["parameters_config"],
                                                                                         "variant": 3}})
-    code, out, err = tutorial.run("apply", "--yes")
+    code, out, err = tutorial.run("apply", "--yes", "--parallel", "2")  # the two new models at once
     assert code == 1, out + err
     table = out.split("Model runs of dataset mytestdata in benchmark chestxray:")[-1]
     rows = [ln.split() for ln in table.splitlines()[3:] if ln.startswith("  ") and not ln.startswith("    ")]
