@@ -11,7 +11,7 @@ import bottle
 
 from server.auth import Authenticator
 from server.db import Connection, Database
-from server.errors import ApiError, ParseError
+from server.errors import ApiError, ParseError, TooLarge
 from server.settings import Settings
 
 log = logging.getLogger("medperf_server")
@@ -33,8 +33,11 @@ class Ctx:
             self.conn.begin_write()
 
     def body(self):
-        """The parsed JSON body ({} when empty); 400 when it is not JSON."""
-        raw = self.request.body.read()
+        """The parsed JSON body ({} when empty); 400 when it is not JSON, 413 when it is too large."""
+        limit = self.settings.max_body_bytes
+        raw = self.request.body.read(limit + 1)  # a chunked body has no Content-Length to check first
+        if len(raw) > limit:
+            raise TooLarge(limit)
         if not raw.strip():
             return {}
         try:
@@ -81,6 +84,9 @@ class ApiPlugin:
 
         def wrapper(*args, **kwargs):
             request = bottle.request
+            if request.content_length > settings.max_body_bytes:  # refused before a connection or a read
+                e = TooLarge(settings.max_body_bytes)
+                return error_response(e.status, e.body)
             conn = db.acquire()
             broken = False
             try:

@@ -45,6 +45,15 @@ class NotFound(ApiError):
     default_detail = "Not found."
 
 
+class TooLarge(ApiError):
+    """413 for a request body over Settings.max_body_bytes (MedPerf's Django refuses those too)."""
+
+    status = 413
+
+    def __init__(self, limit: int):
+        super().__init__({"detail": f"Request body is larger than the server accepts ({limit} bytes)."})
+
+
 class ParseError(ApiError):
     """400 for a body that is not JSON."""
 

@@ -28,6 +28,8 @@ class Settings:
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_email_claim: str = DEFAULT_EMAIL_CLAIM
+    max_body_bytes: int = 2_621_440
+    """Largest request body accepted (413 beyond): Django's DATA_UPLOAD_MAX_MEMORY_SIZE, as MedPerf runs it."""
     web_ui: bool = True
     """Serve the read-only HTML overview at `/` (public fields and finalized results only)."""
     extra: dict = field(default_factory=dict)
@@ -37,6 +39,8 @@ class Settings:
             raise ValueError("set either jwt_public_key or jwt_jwks_url, not both")
         if self.page_size < 1:
             raise ValueError("page_size must be positive")
+        if self.max_body_bytes < 1:
+            raise ValueError("max_body_bytes must be positive")
 
     @property
     def jwt_enabled(self) -> bool:
