@@ -126,13 +126,19 @@ demo() {
     say "already running (pid $pid)"
   else
     version_up && fail 1 "something else answers on port $port: set MEDPERF_DEMO_PORT to a free port"
+    server_log_start=$(cat "$server_log" 2>/dev/null | wc -l)
     nohup "$bin/medperf-server" --db "$db" run --host 127.0.0.1 --port "$port" </dev/null >>"$server_log" 2>&1 &
     echo $! >"$pidfile"
     say "started (pid $!)"
   fi
   for _ in $(seq 1 150); do
     version_up && break
-    pid_alive >/dev/null || { tail -n 20 "$server_log" | sed 's/^/  | /' >&2; fail 1 "the server exited"; }
+    if ! pid_alive >/dev/null; then
+      tail -n +$((${server_log_start:-0} + 1)) "$server_log" | tail -n 20 | sed 's/^/  | /' >&2
+      tail -n +$((${server_log_start:-0} + 1)) "$server_log" | grep -q "Address already in use" &&
+        fail 1 "port $port is taken by another program: set MEDPERF_DEMO_PORT to a free port"
+      fail 1 "the server exited"
+    fi
     sleep 0.2
   done
   version_up || fail 1 "the server did not answer $url/version within 30 s"

@@ -88,3 +88,17 @@ def test_make_demo_submits_both_results_runs_twice_and_cleans_up(copy):
     assert not copy.demo_dir.exists() and not (copy.root / "medperf_tutorial").exists()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{copy.url}/version", timeout=5)
+
+
+@pytest.mark.timeout(240)
+def test_a_taken_port_stops_the_demo_at_the_server_step_saying_so(copy):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", copy.port))
+        taken.listen()
+        p = copy.run("bash", "scripts/demo.sh", timeout=200)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert f"port {copy.port} is taken by another program: set MEDPERF_DEMO_PORT" in p.stderr
+    assert "server failed (exit 1)" in p.stderr and "server.log" in p.stderr
+    assert not (copy.demo_dir / "tokens.json").exists(), "nothing was seeded"
