@@ -246,3 +246,40 @@ def test_saved_plan_against_the_real_server(tmp_path):
         assert code == 1 and "stale" in err
         code, out, err = run("plan", str(manifest))
         assert code == 0, out + err
+
+
+def test_apply_wait_polls_until_the_owner_approves_on_the_real_server(tutorial):
+    """`apply --wait`: runs to the gate, polls the real server until the benchmark owner's command approves,
+    then plans the benchmark's models and finishes in the same run."""
+    import threading
+    import time
+
+    from tests.support.server import TESTBO
+
+    srv = tutorial.srv
+    approved: list[int] = []
+
+    def owner():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            rows = requests.get(f"{srv.api}/me/datasets/associations/", headers=srv.headers(TESTBO),
+                                timeout=10).json()["results"]
+            if rows:
+                out_, err_ = io.StringIO(), io.StringIO()
+                approved.append(main(["association", "approve", "-b", "1", "-d", str(rows[0]["dataset"]),
+                                      "--state-dir", str(tutorial.root / "bo-state")], stdout=out_, stderr=err_,
+                                     stdin=io.StringIO(""), environ={**tutorial.env,
+                                                                     "MEDPERF_TOKEN": srv.tokens[TESTBO]}))
+                return
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=owner, daemon=True)
+    thread.start()
+    code, out, err = tutorial.run("apply", "--yes", "--wait", "--timeout", "2m")
+    thread.join(timeout=10)
+    assert approved == [0]
+    assert code == 0, out + err
+    assert "approved by the benchmark owner after waiting" in out
+    assert "planning the benchmark's models" in out
+    results = tutorial.get("me/results/")["results"]
+    assert sorted(r["model"] for r in results) == [1, 2] and all(r["finalized"] for r in results)
