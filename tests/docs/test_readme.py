@@ -156,3 +156,26 @@ def test_block_matching_treats_dots_as_varying_text_only():
     assert shown_in("    = associate           associated (APPROVED, approved ...)", output) == []
     assert shown_in("    = associate           associated (PENDING, ...)", output) != []
     assert shown_in("    + run model 9         infer", output) != []
+
+
+def _all_options(parser) -> set[str]:
+    import argparse
+
+    found = {s for a in parser._actions for s in a.option_strings}
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for sub in a.choices.values():
+                found |= _all_options(sub)
+    return found
+
+
+def test_every_bare_flag_mentioned_belongs_to_one_of_the_commands():
+    from tests.docs.readme import code_texts
+
+    medperfs_own = {"--ignore-model-errors"}  # MedPerf's CLI flag, named for comparison
+    known = _all_options(apply_parser()) | _all_options(server_parser()) | medperfs_own
+    import re
+
+    flags = {m.group(0) for _, span in code_texts(TEXT) if (m := re.match(r"--[a-z][a-z-]*", span))}
+    assert len(flags) > 15
+    assert flags - known == set()
