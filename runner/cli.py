@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(exit 0 nothing to do, 2 changes)")
     p.add_argument("manifests", nargs="+", metavar="MANIFEST")
     p.add_argument("-o", "--out", metavar="FILE", help="save the plan as JSON, to apply exactly later")
+    p.add_argument("--request-again", action="store_true", help="request a REJECTED association anew (once, "
+                   "after talking to the benchmark owner)")
     a = sub.add_parser("apply", parents=[common], help="show the plan, ask once (unless --yes), do it")
     a.add_argument("manifests", nargs="+", metavar="MANIFEST", help="manifest files or folders, and optionally "
                    "a saved plan.json last")
@@ -70,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --wait: give up waiting after this long (default 6h; e.g. 90s, 30m, 6h)")
     a.add_argument("--parallel", type=_positive, default=1, metavar="N", help="run up to N models at once "
                    "(default 1)")
+    a.add_argument("--request-again", action="store_true", help="request a REJECTED association anew (once, "
+                   "after talking to the benchmark owner)")
     v = sub.add_parser("validate", parents=[common], help="offline: schema and paths only")
     v.add_argument("manifests", nargs="+", metavar="MANIFEST")
     st = sub.add_parser("status", parents=[common], help="observed state: datasets, associations, each model's "
@@ -137,7 +141,7 @@ def parse(argv: Sequence[str]):
                    state_dir=ns.state_dir, lock_timeout=ns.lock_timeout, yes=ns.yes,
                    wait=getattr(ns, "wait", False), wait_timeout=getattr(ns, "timeout", 6 * 3600.0),
                    parallel=getattr(ns, "parallel", 1), benchmark=getattr(ns, "benchmark", None),
-                   format=getattr(ns, "format", "table"))
+                   format=getattr(ns, "format", "table"), request_again=getattr(ns, "request_again", False))
     if command not in ("apply",) and (getattr(ns, "wait", False)):
         raise UsageError("--wait applies to apply only")
     return opts, ns.debug

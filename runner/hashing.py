@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
 import sqlite3
 import threading
@@ -77,9 +78,11 @@ class HashCache:
     """Remembers file digests by (path, size, mtime_ns, ctime_ns, inode) in a sqlite file; thread-safe.
 
     One row per hashed folder holds all its files (JSON), so a warm lookup is one read, not one per file.
+    One row per set of folders hashed together holds the digest with a fingerprint of every file's stat:
+    an unchanged re-plan is the walk, one SHA-256 of the stats and one read.
     """
 
-    _SCHEMA = 2
+    _SCHEMA = 3
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -113,7 +116,10 @@ class HashCache:
                 if db.execute("PRAGMA user_version").fetchone()[0] != self._SCHEMA:
                     db.execute("DROP TABLE IF EXISTS files")  # the per-file layout of schema 1
                     db.execute("DROP TABLE IF EXISTS folders")
+                    db.execute("DROP TABLE IF EXISTS digests")
                     db.execute("CREATE TABLE folders (top TEXT PRIMARY KEY, files TEXT NOT NULL)")
+                    db.execute("CREATE TABLE digests (tops TEXT PRIMARY KEY, stats TEXT NOT NULL, "
+                               "digest TEXT NOT NULL)")
                     db.execute(f"PRAGMA user_version={self._SCHEMA}")
                 db.execute("COMMIT")
         except sqlite3.Error:
@@ -139,6 +145,20 @@ class HashCache:
         with self._lock:
             try:
                 self._db.execute("INSERT OR REPLACE INTO folders (top, files) VALUES (?, ?)", (top, data))
+            except sqlite3.Error:
+                pass  # a cache that cannot be written costs speed, never correctness
+
+    def digest(self, tops: str, stats: str) -> str | None:
+        """The folders' digest remembered with exactly this fingerprint of their files' stats, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT stats, digest FROM digests WHERE tops = ?", (tops,)).fetchone()
+        return row[1] if row is not None and row[0] == stats else None
+
+    def save_digest(self, tops: str, stats: str, digest: str) -> None:
+        with self._lock:
+            try:
+                self._db.execute("INSERT OR REPLACE INTO digests (tops, stats, digest) VALUES (?, ?, ?)",
+                                 (tops, stats, digest))
             except sqlite3.Error:
                 pass  # a cache that cannot be written costs speed, never correctness
 
@@ -197,9 +217,18 @@ def folders_hash(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> str:
     """Return MedPerf's hash of the folders, reading only files the cache cannot answer for."""
-    tops = [os.path.abspath(os.fspath(p)) for p in paths]
-    tops = [t for t in dict.fromkeys(tops) if os.path.isdir(t)]  # a missing path contributes nothing
+    given = [os.path.abspath(os.fspath(p)) for p in paths]
+    tops = [t for t in dict.fromkeys(given) if os.path.isdir(t)]  # a missing path contributes nothing
     walked = {top: _walk(top) for top in tops}
+    total = sum(e[1] for found in walked.values() for e in found)
+    key = stats = None
+    if cache is not None:
+        key, stats = json.dumps(given), _fingerprint(walked)
+        known = cache.digest(key, stats)
+        if known is not None:  # not one file's stat changed since this digest was made
+            if on_progress is not None:
+                on_progress(total, total)
+            return known
     remembered = {top: cache.load(top) for top in tops} if cache is not None else {}
 
     digests: dict[str, str] = {}  # path -> digest, for every file
@@ -216,10 +245,10 @@ def folders_hash(
                 queued.add(e[0])
                 to_hash.append(e)
 
-    total = sum(e[1] for found in walked.values() for e in found)
     done = total - sum(e[1] for e in to_hash)
     if on_progress is not None:
         on_progress(done, total)
+    trusted = True  # every file's digest is remembered against its stat: the whole digest may be too
     if to_hash:
         started_ns = time.time_ns()
         _hash_all(to_hash, digests, workers or _default_workers(), on_progress, done, total)
@@ -227,17 +256,29 @@ def folders_hash(
             hashed = {e[0] for e in to_hash}
             for top, found in walked.items():
                 cut = len(top) + 1
-                cache.save(top, {
+                rows = {
                     e[0][cut:]: [e[1], e[2], e[3], e[4], digests[e[0]]]
                     for e in found
                     # a file modified just before it was read may change again unseen by its stat;
                     # one that changed while it was read has a digest of neither version
                     if e[2] < started_ns - _RACY_WINDOW_NS and (e[0] not in hashed or _unchanged(e))
-                })
+                }
+                trusted = trusted and len(rows) == len(found)
+                cache.save(top, rows)
 
     # every occurrence counts: the same folder given twice counts its files twice, as in MedPerf
-    return combine(digests[e[0]] for top in (os.path.abspath(os.fspath(p)) for p in paths)
-                   if top in walked for e in walked[top])
+    digest = combine(digests[e[0]] for top in given if top in walked for e in walked[top])
+    if cache is not None and trusted:
+        cache.save_digest(key, stats, digest)
+    return digest
+
+
+def _fingerprint(walked: Mapping[str, list[_Stat]]) -> str:
+    """SHA-256 of every file's (path, size, mtime_ns, ctime_ns, inode), independent of listing order."""
+    h = hashlib.sha256()
+    for top in sorted(walked):
+        h.update(marshal.dumps(sorted(walked[top]), 2))  # version 2: no back-references, so the same bytes
+    return h.hexdigest()
 
 
 def _hash_all(todo: list[_Stat], digests: dict[str, str], workers: int,

@@ -182,8 +182,9 @@ def await_approval(app, step: Step) -> tuple[Outcome, str]:
 def _rejected(step: Step, ds_id: int) -> AssociationRejected:
     return AssociationRejected(
         f"the benchmark owner REJECTED the association of dataset {step.dataset} ({ds_id}) with benchmark "
-        f"{step.benchmark}", hint="talk to the benchmark owner; to send a new request (as `medperf dataset associate` "
-        "does after a rejection), set association: requested for this benchmark and apply once")
+        f"{step.benchmark}", hint="talk to the benchmark owner; once they agree, send a new request (as `medperf "
+        f"dataset associate` does after a rejection) with `medperf-apply apply MANIFEST --request-again --target "
+        f"dataset/{step.dataset}/benchmark/{step.benchmark}`")
 
 
 def _duration(seconds: float) -> str:

@@ -26,7 +26,7 @@ PENDING, APPROVED, REJECTED = "PENDING", "APPROVED", "REJECTED"
 
 
 def participation_steps(spec: DatasetSpec, b: BenchmarkSpec, obs: Observation, dataset_steps: list[Step], *,
-                         interactive: bool) -> tuple[list[Step], list[Note]]:
+                        interactive: bool, request_again: bool = False) -> tuple[list[Step], list[Note]]:
     """Steps for one benchmark of a dataset: associate, await approval, run models, submit (DESIGN 3-4)."""
     from runner.plan import resolve, step_key  # plan.py imports this module: its helpers are read at call time
     bench = resolve(Ref("benchmark", b.benchmark), obs, where=b.where, dataset=spec.name)
@@ -57,13 +57,15 @@ def participation_steps(spec: DatasetSpec, b: BenchmarkSpec, obs: Observation, d
     notes: list[Note] = []
 
     # associate
-    if status == REJECTED and b.association is AssociationGoal.APPROVED:
+    if status == REJECTED and not request_again:
+        # Never asked again on its own (a nightly CI run would re-request after every rejection).
         raise AssociationRejected(
             f"dataset {spec.name} ({ds_id}): the association request with benchmark {bench.name} ({bench.id}) was "
             f"REJECTED (decided {assoc.approved_at or assoc.created_at}); it is not requested again on its own",
             where=where,
-            hint="talk to the benchmark owner; to send a new request (as `medperf dataset associate` does after a "
-                 "rejection), set association: requested for this benchmark and apply once")
+            hint=f"talk to the benchmark owner; once they agree, send a new request (as `medperf dataset associate` "
+                 f"does after a rejection) with `medperf-apply apply MANIFEST --request-again --target "
+                 f"dataset/{spec.name}/benchmark/{label}`")
     skip = bench.skip_compatibility_tests
     associating = status not in (PENDING, APPROVED)
     if not associating:
@@ -80,7 +82,8 @@ def participation_steps(spec: DatasetSpec, b: BenchmarkSpec, obs: Observation, d
         else:
             detail = f"runs model {ref} (reference) + evaluator"
         reason = "not requested yet" if status is None else \
-            f"the last request was REJECTED ({assoc.approved_at or assoc.created_at}): requested again"
+            f"the last request was REJECTED ({assoc.approved_at or assoc.created_at}): requested again " \
+            "(--request-again)"
         args = {**common, "reference_model": ref, "evaluator": bench.data_evaluator_mlcube, "skip_test": skip,
                 "result_id": ref_res.id if ref_res is not None else None,
                 "name": f"b{bench.id}m{ref}d{d_text}", "ignore_model_errors": b.ignore_model_errors}

@@ -57,8 +57,12 @@ def step_key(dataset: str, action: Action, benchmark: str | None = None, model: 
     return key
 
 
-def plan(manifest: Manifest, obs: Observation, *, interactive: bool = False, targets: Sequence[str] = ()) -> Plan:
-    """Return the ordered steps that take the server and the state dir to what the manifest asks."""
+def plan(manifest: Manifest, obs: Observation, *, interactive: bool = False, targets: Sequence[str] = (),
+         request_again: bool = False) -> Plan:
+    """Return the ordered steps that take the server and the state dir to what the manifest asks.
+
+    request_again (--request-again): a REJECTED association is requested anew instead of stopping the plan.
+    """
     selected = select(manifest, targets)
     steps: list[Step] = []
     notes: list[Note] = []
@@ -74,7 +78,8 @@ def plan(manifest: Manifest, obs: Observation, *, interactive: bool = False, tar
         for b in spec.benchmarks:
             if selected[spec.name] is not None and str(b.benchmark) not in selected[spec.name]:
                 continue
-            b_steps, b_notes = participation_steps(spec, b, obs, ds_steps, interactive=interactive)
+            b_steps, b_notes = participation_steps(spec, b, obs, ds_steps, interactive=interactive,
+                                                   request_again=request_again)
             steps.extend(b_steps)
             notes.extend(b_notes)
     if not targets:

@@ -36,6 +36,7 @@ class Options:
     parallel: int = 1  # model runs at once
     benchmark: str | None = None  # results --benchmark
     format: str = "table"  # results --format table|yaml|json
+    request_again: bool = False  # plan/apply --request-again: a REJECTED association is requested anew
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,8 @@ def _observe_and_plan(opts, clients, console, manifest, state, selected, make_pl
     api = clients.api(manifest.server, state)
     progress = console.progress()
     obs = observe(manifest, api=api, state=state, hasher=clients.hasher, names=set(selected), progress=progress)
-    return make_plan(manifest, obs, interactive=_interactive(opts, console), targets=opts.targets), obs, api
+    return make_plan(manifest, obs, interactive=_interactive(opts, console), targets=opts.targets,
+                     request_again=opts.request_again), obs, api
 
 
 def _plan(opts, clients, console, events, manifest, state, selected, make_plan) -> int:
@@ -226,7 +228,8 @@ def _apply(opts, clients, console, events, manifest, state, selected, make_plan,
             console.say("The association was approved during this run: planning the benchmark's models.")
             obs = observe(manifest, api=api, state=state, hasher=clients.hasher, names=set(selected),
                           progress=console.progress())
-            second = make_plan(manifest, obs, interactive=_interactive(opts, console), targets=opts.targets)
+            second = make_plan(manifest, obs, interactive=_interactive(opts, console), targets=opts.targets,
+                               request_again=opts.request_again)
             console.say(report.plan_text(second, color=console.color))
             events.emit("plan", has_changes=second.has_changes, steps=[s.to_dict() for s in second.steps],
                         requests=obs.requests, second_pass=True)

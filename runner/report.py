@@ -65,6 +65,8 @@ def detail(step: Step) -> str:
         text = f"{text}; {sends_text(step.sends)}" if text else sends_text(step.sends)
     if step.consent:
         text += f"   (asks consent.{step.consent} first)"
+    if step.action is Action.ASSOCIATE and step.reason.startswith("the last request"):
+        text += f"   [{step.reason}]"
     return text
 
 

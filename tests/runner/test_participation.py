@@ -192,6 +192,14 @@ def test_a_rejection_fails_at_once(ws):
     ws.clock.on_sleep = lambda n: ws.api.approve(1, status="REJECTED")
     r = ws.run("apply", str(ws.manifest), "--yes", "--wait")
     assert r.code == 1 and "REJECTED the association" in r.out and len(ws.clock.sleeps) == 1
+    # once the owner agrees: a new request, on the data owner's explicit word only
+    r = ws.run("apply", str(ws.manifest), "--yes")
+    assert r.code == 1 and "--request-again" in r.err
+    r = ws.run("apply", str(ws.manifest), "--yes", "--request-again", "--target", "dataset/mytestdata/benchmark/chestxray")
+    assert r.code == 3, r.out + r.err
+    assert "requested again (--request-again)" in r.out
+    assert [row["approval_status"] for row in ws.api.world["dataset_assocs"]] == ["REJECTED", "PENDING"]
+    assert ws.runner.tasks_run().count("infer") == 1  # the compatibility test's run is reused (from cache)
 
 
 def test_association_requested_is_satisfied_by_pending(ws):

@@ -92,12 +92,14 @@ def test_golden_plan_case(case_path, tmp_path):
     expect = case["expect"]
     if "error" in expect:
         with pytest.raises(errors.MedperfApplyError) as info:
-            plan(manifest, copy.deepcopy(obs), interactive=case.get("interactive", False))
+            plan(manifest, copy.deepcopy(obs), interactive=case.get("interactive", False),
+                 request_again=case.get("request_again", False))
         assert type(info.value).__name__ == expect["error"]
         for text in expect.get("error_contains", []):
             assert text in str(info.value)
         return
-    result = plan(manifest, obs, interactive=case.get("interactive", False))
+    result = plan(manifest, obs, interactive=case.get("interactive", False),
+                  request_again=case.get("request_again", False))
     assert [f"{s.change.value} {s.key}" for s in result.steps] == expect["steps"]
     for key, text in (expect.get("reasons") or {}).items():
         step = next(s for s in result.steps if s.key == key)
