@@ -280,3 +280,19 @@ def test_nested_and_repeated_folders(tree, tmp_path, monkeypatch):
     counter = OpenCounter(monkeypatch, tree)
     assert folders_hash([data, inner, data]) == expected
     assert len(counter.opened) == len(set(counter.opened))  # each file read once, counted as often as listed
+
+
+def test_an_unchanged_re_plan_is_answered_by_the_remembered_digest(tree, tmp_path, monkeypatch):
+    paths = [tree / "data", tree / "labels"]
+    expected = medperf_reference(paths)
+    with HashCache(tmp_path / "cache.sqlite") as cache:
+        assert folders_hash(paths, cache=cache) == expected
+        loads = []
+        real_load = cache.load
+        monkeypatch.setattr(cache, "load", lambda top: loads.append(top) or real_load(top))
+        assert folders_hash(paths, cache=cache) == expected
+        assert loads == []  # no per-file rows read: the stats' fingerprint matched
+        assert folders_hash([tree / "labels", tree / "data"], cache=cache) == expected  # other order, own row
+        os.utime(tree / "labels" / "labels.csv", (OLD + 30, OLD + 30))  # one stat changed
+        assert folders_hash(paths, cache=cache) == expected
+        assert loads  # the per-file rows answered it
