@@ -121,7 +121,8 @@ def main() -> int:
 
     size = sum(os.path.getsize(os.path.join(r, n)) for r, _d, ns in os.walk(tree) for n in ns)
     mib = size / 2**20
-    print(f"tree: {mib:.0f} MiB in {args.files} files, {cpus} CPUs, digest {ref[:16]}... (equals MedPerf's algorithm)")
+    print(f"tree: {mib:.0f} MiB in {args.files} files, {cpus} CPUs, digest {ref[:16]}... (equals MedPerf's algorithm); "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"MedPerf's algorithm, plain (1 run) {t_ref:7.3f} s  {mib / t_ref:7.0f} MiB/s")
     print(f"sha256sum via xargs (median of {args.repeat})  {t_sum:7.3f} s  {mib / t_sum:7.0f} MiB/s")
     print(f"folders_hash, no cache            {t_cold:7.3f} s  {mib / t_cold:7.0f} MiB/s")
