@@ -90,6 +90,9 @@ def validate(body, name: str, *, partial: bool = False) -> dict:
                 _place(errors, path + [prop], _message(error))
             continue
         _place(errors, path or ["non_field_errors"], _message(error))
+    for key, value in body.items():
+        if isinstance(value, str) and "\x00" in value:  # PostgreSQL TEXT cannot hold it; DRF refuses it too
+            _place(errors, [key], "Null characters are not allowed.")
     if errors:
         raise Invalid(errors)
     fields = schemas.load(name)["properties"]

@@ -114,6 +114,8 @@ def filters(ctx, allowed: set[str]) -> dict:
         value = ctx.request.query.get(key)
         if value is None or value == "":
             continue
+        if "\x00" in value:
+            raise Invalid({key: ["Null characters are not allowed."]})
         if key in INT_FILTERS:
             try:
                 out[key] = int(value)
