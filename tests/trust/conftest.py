@@ -23,6 +23,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+# The server suite's fixtures: `world` (a seeded registry in-process, one client per actor) on SQLite and on
+# PostgreSQL, reused rather than copied.
+from tests.server.conftest import db_url, pg_database, world  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / ".venv" / "bin" / "medperf-apply"
 COMPONENTS = REPO / "examples" / "chestxray" / "build" / "components.json"
