@@ -64,6 +64,7 @@ class Applier:
     poll_initial: float = 5.0  # --wait polls after 5 s, doubling up to 60 s
     poll_cap: float = 60.0
     parallel: int = 1  # model runs at once (--parallel N)
+    notify: Callable[[str], None] = lambda text: None  # a human line while a step runs (e.g. "waiting since...")
     approved_now: list[str] = field(default_factory=list)  # await steps that became approved during this run
     _assoc: dict[tuple[int, int], tuple[str, str]] = field(default_factory=dict)  # requested now: status, when
     _rows: dict[tuple[str, str, int], ModelRun] = field(default_factory=dict)  # summary rows by (ds, bench, model)

@@ -164,6 +164,9 @@ def await_approval(app, step: Step) -> tuple[Outcome, str]:
     start = app.clock()
     deadline = start + app.wait_timeout
     delay = app.poll_initial
+    app.notify(f"waiting for the benchmark owner to approve dataset {step.dataset} ({ds_id}) in benchmark "
+               f"{step.benchmark}{since_text}: polling every {_duration(app.poll_initial)} to "
+               f"{_duration(app.poll_cap)}, for at most {_duration(app.wait_timeout)}")
     while True:
         remaining = deadline - app.clock()
         if remaining <= 0:
@@ -191,7 +194,7 @@ def _duration(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
-    if seconds >= 60:
+    if seconds >= 120:
         return f"{seconds / 60:.1f} min"
     return f"{seconds:.0f} s"
 

@@ -199,7 +199,11 @@ def _apply(opts, clients, console, events, manifest, state, selected, make_plan,
         if step.change is Change.TODO:
             events.emit("step_start", key=step.key, action=step.action.value, dataset=step.dataset)
 
+    quiet: set[str] = set()  # steps pass one already reported as ok: pass two does not repeat them
+
     def on_end(step: Step, result) -> None:
+        if result.outcome is Outcome.OK and step.key in quiet:
+            return
         console.say(report.step_line(step, result, color=console.color))
         events.emit("step_end", **result.to_dict())
 
@@ -215,7 +219,7 @@ def _apply(opts, clients, console, events, manifest, state, selected, make_plan,
                        ask=ask if _interactive(opts, console) else None, on_start=on_start, on_end=on_end,
                        wait_timeout=opts.wait_timeout if opts.wait else None, sleep=clients.sleep,
                        poll_initial=clients.poll[0], poll_cap=clients.poll[1], parallel=max(1, opts.parallel),
-                       clock=clients.clock)
+                       clock=clients.clock, notify=console.say)
 
     applier = make_applier(the_plan, obs)
     results: list = []
@@ -234,6 +238,7 @@ def _apply(opts, clients, console, events, manifest, state, selected, make_plan,
             events.emit("plan", has_changes=second.has_changes, steps=[s.to_dict() for s in second.steps],
                         requests=obs.requests, second_pass=True)
             first_keys = {r.key for r in results}
+            quiet.update(first_keys)
             applier = make_applier(second, obs)
             results = _merge(results, applier.run())
             the_plan = Plan(steps=the_plan.steps + tuple(s for s in second.steps if s.key not in first_keys),

@@ -169,6 +169,8 @@ def test_wait_polls_with_backoff_until_the_owner_approves(ws):
     assert r.code == 0, r.out + r.err
     assert ws.clock.sleeps == [5.0, 10.0, 20.0]
     assert "approved by the benchmark owner after waiting 35 s" in r.out
+    assert "waiting for the benchmark owner to approve dataset mytestdata (1) in benchmark chestxray (requested " \
+           "2026-11-23T10:00:00002Z): polling every 5 s to 60 s, for at most 10.0 min" in r.out
     assert all(res["finalized"] for res in ws.api.world["results"].values())
     assert len(ws.api.world["results"]) == 2
 
