@@ -149,6 +149,16 @@ def test_the_tutorial_end_to_end_gate_approval_runs_submit_then_new_models(tutor
     assert set(results[2]["results"]) == {"Accuracy", "AUC"} and results[2]["metadata"] == {"partial": False}
     assert "Total number of models: 2" in out and "1 ran successfully" in out
 
+    code, out, err = tutorial.run("status", "--output", "json")
+    assert code == 0, err
+    (bench,) = json.loads(out)["datasets"][0]["benchmarks"]
+    assert bench["association"] == "APPROVED"
+    assert [(m["model"], m["result"]) for m in bench["models"]] == [(2, "submitted"), (1, "submitted")]
+    code, out, err = tutorial.run("results", "--format", "json")
+    assert code == 0, err
+    local = {r["model"]: r for r in json.loads(out)["results"]}
+    assert {m: local[m]["results"] for m in local} == {m: results[m]["results"] for m in results}
+
     # 4. a third apply does nothing: no request that changes anything, exit 0
     sent = len(tutorial.ledger())
     code, out, err = tutorial.run("apply", "--yes")
