@@ -74,6 +74,7 @@ class World:
     tokens: dict[str, str]
     manifest: Path
     state: Path
+    pycache: Path
     sessions: dict[str, requests.Session] = field(default_factory=dict)
 
     def env(self, email: str = TESTDO, *, bytecode: bool = True) -> dict[str, str]:
@@ -82,7 +83,7 @@ class World:
         env = {**os.environ, "MEDPERF_SERVER": self.url, "MEDPERF_TOKEN": self.tokens[email], "NO_COLOR": "1"}
         if bytecode:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
-            env["PYTHONPYCACHEPREFIX"] = str(self.root / "pycache")
+            env["PYTHONPYCACHEPREFIX"] = str(self.pycache)
         return env
 
     def medperf_apply(self, *args: str, email: str = TESTDO, timeout: float = 900, bytecode: bool = True) -> Run:
@@ -113,9 +114,31 @@ class World:
             s.close()
 
 
+WARM_MODULES = ("runner.cli", "runner.reconcile", "runner.load", "runner.validate", "runner.observe", "runner.plan",
+                "runner.apply", "runner.report", "runner.clients.api", "runner.clients.containers", "runner.state",
+                "runner.hashing", "runner.privacy", "jinja2", "yaml", "jsonschema", "docker", "requests")
+
+
+def warm_bytecode(pycache: Path) -> None:
+    """Compile what the commands import into `pycache` (as `pip install` compiles a package), before timing."""
+    import pkgutil
+
+    import runner
+
+    names = list(WARM_MODULES) + [m.name for m in pkgutil.walk_packages(runner.__path__, "runner.")]
+    code = "import importlib, sys\nfor n in sys.argv[1:]:\n    try: importlib.import_module(n)\n" \
+           "    except Exception: pass"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-c", code, *names], env={**env, "PYTHONPYCACHEPREFIX": str(pycache)},
+                   check=True, capture_output=True)
+
+
 @contextmanager
-def tutorial_world(prefix: str, *, threads: int = 8) -> Iterator[World]:
-    """A fresh seeded server (real example components), the tutorial manifest and toy data in a temp dir."""
+def tutorial_world(prefix: str, *, threads: int = 8, pycache: Path | None = None) -> Iterator[World]:
+    """A fresh seeded server (real example components), the tutorial manifest and toy data in a temp dir.
+
+    `pycache`: where the commands keep compiled bytecode (shared by the worlds of one bench run); by default
+    a folder of this world, warmed before it is yielded."""
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp, \
             live_server(components=COMPONENTS, threads=threads) as srv:
         root = Path(tmp)
@@ -124,7 +147,11 @@ def tutorial_world(prefix: str, *, threads: int = 8) -> Iterator[World]:
         manifest.write_text(MANIFEST.read_text())
         subprocess.run([sys.executable, str(REPO / "examples" / "chestxray" / "make_data.py"), "--out",
                         str(root / "medperf_tutorial" / "sample_raw_data")], check=True, capture_output=True)
-        world = World(root=root, url=srv.url, tokens=dict(srv.tokens), manifest=manifest, state=root / "state")
+        if pycache is None:
+            pycache = root / "pycache"
+            warm_bytecode(pycache)
+        world = World(root=root, url=srv.url, tokens=dict(srv.tokens), manifest=manifest, state=root / "state",
+                      pycache=pycache)
         try:
             yield world
         finally:
