@@ -26,6 +26,8 @@ class Ctx:
     settings: Settings
     request: bottle.BaseRequest
     db: Database
+    authenticator: Authenticator
+    """The API's authenticator, for the web page's session cookie (routes registered with auth=False)."""
 
     def write(self):
         """Start the serialized write transaction now (routes registered with late_write=True)."""
@@ -77,8 +79,9 @@ class ApiPlugin:
         needs_auth = route.config.get("auth", True)
         raw = route.config.get("raw", False)
         # Writes run in one serialized transaction from the start, so a rule's check and the write it
-        # guards cannot interleave with another request. A route registered with late_write=True does
-        # its reads first and calls ctx.write() just before writing (POST /results/, the hot path).
+        # guards cannot interleave with another request. A route registered with late_write=True parses,
+        # validates and checks permissions first and calls ctx.write() before it reads the state its rule
+        # checks (POST /results/, the hot path): the lock then covers the check and the write, no more.
         writes = route.method in ("POST", "PUT", "PATCH", "DELETE") and not route.config.get("late_write", False)
         db, authenticator, settings = self.db, self.authenticator, self.settings
 
@@ -93,7 +96,7 @@ class ApiPlugin:
                 user = authenticator.authenticate(conn, request.get_header("Authorization")) if needs_auth else None
                 if writes:
                     conn.begin_write()
-                out = callback(Ctx(conn, user, settings, request, db), *args, **kwargs)
+                out = callback(Ctx(conn, user, settings, request, db, authenticator), *args, **kwargs)
                 conn.commit()
             except ApiError as e:
                 conn.rollback()

@@ -31,7 +31,7 @@ class Settings:
     max_body_bytes: int = 2_621_440
     """Largest request body accepted (413 beyond): Django's DATA_UPLOAD_MAX_MEMORY_SIZE, as MedPerf runs it."""
     web_ui: bool = True
-    """Serve the read-only HTML overview at `/` (public fields and finalized results only)."""
+    """Serve the web page at `/` (+ POST /login, /logout): signed in with an API token, what the API shows that user."""
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
