@@ -501,16 +501,18 @@ def get_result(conn: Connection, result_id: int) -> dict | None:
 
 def result_creation_facts(conn: Connection, benchmark_id: int, model_id: int, dataset_id: int) -> dict | None:
     """What POST /results/ checks, in one round trip: None if the benchmark does not exist, else
-    reference_model, model_exists, and the latest dataset and model association statuses (or None)."""
+    reference_model, model_exists, dataset_exists, and the latest dataset and model association
+    statuses (or None). Call it inside the write transaction that inserts the result."""
     return conn.one(
         "SELECT b.reference_model AS reference_model,"
         " (SELECT 1 FROM models m WHERE m.id = ?) AS model_exists,"
+        " (SELECT 1 FROM datasets d WHERE d.id = ?) AS dataset_exists,"
         " (SELECT a.approval_status FROM benchmark_datasets a WHERE a.dataset = ? AND a.benchmark = b.id"
         "  ORDER BY a.created_at DESC, a.id DESC LIMIT 1) AS dataset_status,"
         " (SELECT a.approval_status FROM benchmark_models a WHERE a.model = ? AND a.benchmark = b.id"
         "  ORDER BY a.created_at DESC, a.id DESC LIMIT 1) AS model_status"
         " FROM benchmarks b WHERE b.id = ?",
-        (model_id, dataset_id, model_id, benchmark_id),
+        (model_id, dataset_id, dataset_id, model_id, benchmark_id),
     )
 
 

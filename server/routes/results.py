@@ -18,20 +18,22 @@ def post_result(ctx):
     body = validate(raw, "api-result")
     if dataset is None:  # an admin naming a dataset that does not exist
         dataset = related(ctx.conn, store.get_dataset, body["dataset"], "dataset")
+    # The association states are read under the write lock, in the transaction of the insert: a revoke
+    # (or a dataset deletion) either commits before the read or waits until the result is committed.
+    ctx.write()
     facts = store.result_creation_facts(ctx.conn, body["benchmark"], body["model"], dataset["id"])
     if facts is None:
         raise invalid_pk("benchmark", body["benchmark"])
     if not facts["model_exists"]:
         raise invalid_pk("model", body["model"])
+    if not facts["dataset_exists"]:  # deleted by an admin since the permission check above
+        raise invalid_pk("dataset", dataset["id"])
     rules.check_result_create(
         {"reference_model": facts["reference_model"]},
         body["model"],
         {"approval_status": facts["dataset_status"]} if facts["dataset_status"] else None,
         {"approval_status": facts["model_status"]} if facts["model_status"] else None,
     )
-    # The checks above read committed state without the write lock, as MedPerf's server does; a result
-    # has no uniqueness rule, so only the insert itself needs the serialized transaction.
-    ctx.write()
     return 201, store.insert_result(ctx.conn, {**body, "owner": ctx.user["id"]})
 
 
