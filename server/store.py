@@ -160,10 +160,13 @@ def _where(table: str, filters: dict | None) -> tuple[str, tuple]:
 
 
 def _page(conn: Connection, table: str, where: str, params: tuple, order: str, limit: int, offset: int):
-    """(total count, one page of rows): one query, with the total from a window count."""
+    """(total count, one page of rows): one query, the total from an uncorrelated subquery (evaluated once, from
+    the index). A window count (COUNT(*) OVER ()) materialized every matching row for each page: 2.7 ms instead
+    of 0.1 ms for one page of 700 results on SQLite (bench/server.py lists /me/results/ as it grows)."""
     rows = conn.all(
-        f"SELECT *, COUNT(*) OVER () AS page_total_ FROM {table}{where} ORDER BY {order} LIMIT ? OFFSET ?",
-        params + (limit, offset),
+        f"SELECT *, (SELECT COUNT(*) FROM {table}{where}) AS page_total_ FROM {table}{where} "
+        f"ORDER BY {order} LIMIT ? OFFSET ?",
+        params + params + (limit, offset),
     )
     if rows:
         count = rows[0]["page_total_"]
