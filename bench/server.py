@@ -56,6 +56,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far, from /proc (the server runs in its own process)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 @contextmanager
 def served(db_url: str, threads: int, workdir: Path):
     """`medperf-server seed` then `medperf-server run` in its own process (as deployed); yield (port, tokens)."""
@@ -77,7 +86,7 @@ def served(db_url: str, threads: int, workdir: Path):
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise SystemExit("bench: the server did not start") from None
                 time.sleep(0.05)
-        yield port, json.loads(tokens_file.read_text())
+        yield port, json.loads(tokens_file.read_text()), proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -114,10 +123,11 @@ def prepare(port: int, tokens: dict) -> None:
 
 
 def run_backend(label: str, db_url: str, server_threads: int, workdir: Path) -> dict:
-    with served(db_url, server_threads, workdir) as (port, tokens):
+    with served(db_url, server_threads, workdir) as (port, tokens, pid):
         prepare(port, tokens)
         deadline = time.monotonic() + WALL_CAP_S
         latencies: list[float] = []
+        by_call: list[tuple[str, float]] = []
         errors: list[str] = []
         lock = threading.Lock()
         start = threading.Barrier(CLIENTS + 1)
@@ -130,7 +140,7 @@ def run_backend(label: str, db_url: str, server_threads: int, workdir: Path) -> 
         def client(i: int):
             c = Client(port, tokens[TESTDO])
             c.call("GET", "/me/")  # open the keep-alive connection before timing
-            mine, bad = [], []
+            mine, bad, kinds = [], [], []
             start.wait()
             for _ in range(ROUNDS):
                 if time.monotonic() > deadline:
@@ -144,28 +154,41 @@ def run_backend(label: str, db_url: str, server_threads: int, workdir: Path) -> 
                         ok, detail = False, f"{method} {path} -> {type(e).__name__}"
                         c = Client(port, tokens[TESTDO])
                     mine.append(time.perf_counter() - t0)
+                    kinds.append(f"{method} {path}")
                     if not ok:
                         bad.append(detail)
             with lock:
                 latencies.extend(mine)
+                by_call.extend(zip(kinds, mine, strict=True))
                 errors.extend(bad)
 
         with ThreadPoolExecutor(CLIENTS) as pool:
             futures = [pool.submit(client, i) for i in range(CLIENTS)]
             start.wait()
             t0 = time.perf_counter()
+            cpu0 = _cpu_seconds(pid), time.process_time()
             for f in futures:
                 f.result()
             elapsed = time.perf_counter() - t0
+            cpu1 = _cpu_seconds(pid), time.process_time()
 
     ms = sorted(x * 1000 for x in latencies)
+    calls_text = []
+    for call in dict.fromkeys(k for k, _ in by_call):
+        xs = sorted(x * 1000 for k, x in by_call if k == call)
+        calls_text.append(f"{call} p50 {statistics.median(xs):.1f} p99 {xs[min(len(xs) - 1, int(round(0.99 * len(xs))) - 1)]:.1f}")
     p99 = ms[min(len(ms) - 1, int(round(0.99 * len(ms))) - 1)]
+    n = max(1, len(latencies))
+    server_ms, client_ms = (cpu1[0] - cpu0[0]) * 1000 / n, (cpu1[1] - cpu0[1]) * 1000 / n
     figures = {"backend": label, "threads": server_threads, "requests": len(ms), "p50": statistics.median(ms), "p99": p99, "max": ms[-1],
                "rps": len(ms) / elapsed, "errors": len(errors), "first_error": errors[0] if errors else ""}
     print(f"{label:10s} {figures['requests']} requests by {CLIENTS} clients ({server_threads} server threads): "
           f"p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms, max {figures['max']:.1f} ms, "
           f"{figures['rps']:.0f} req/s, errors {figures['errors']}"
           + (f" (first: {figures['first_error']})" if errors else "") + f"; load {load_average()}", flush=True)
+    print(f"{'':10s} by call (ms): " + "; ".join(calls_text), flush=True)
+    print(f"{'':10s} CPU per request: server process {server_ms:.2f} ms, the 16 clients {client_ms:.2f} ms "
+          f"(2 cores: at most {2000 / (server_ms + client_ms):.0f} req/s if nothing else ran)", flush=True)
     return figures
 
 
