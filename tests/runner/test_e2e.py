@@ -210,6 +210,18 @@ def test_the_tutorial_end_to_end_gate_approval_runs_submit_then_new_models(tutor
     assert {(e["method"], privacy.normalize(e["path"]).split("/")[0]) for e in ledger} == {
         ("POST", "datasets"), ("PUT", "datasets"), ("POST", "results"), ("PUT", "results")}
     assert sum(1 for e in ledger if e["path"] == "datasets/benchmarks/") == 1
+    # and the ledger accounts for every write the server holds
+    server_results = tutorial.get("me/results/")["results"]
+    assert sum(1 for e in ledger if e["method"] == "POST" and e["path"] == "results/") == len(server_results) == 5
+    submitted = sorted(int(e["path"].split("/")[1]) for e in ledger if e["method"] == "PUT"
+                       and e["path"].startswith("results/") and "results" in e["body"])
+    assert submitted == sorted(r["id"] for r in server_results if r["finalized"])
+    for r in server_results:
+        if r["finalized"]:
+            body = next(e["body"] for e in ledger if e["path"] == f"results/{r['id']}/" and "results" in e["body"])
+            assert body == {"results": r["results"], "metadata": r["metadata"]}
+    assert [e["body"] for e in ledger if e["path"].endswith(f"/benchmarks/1/") and e["method"] == "PUT"] == \
+        [{"approval_status": "APPROVED"}]
 
     # drift: a raw file changed after registration stops the plan with both hashes
     old = ds["input_data_hash"]
