@@ -220,7 +220,7 @@ def test_the_tutorial_end_to_end_gate_approval_runs_submit_then_new_models(tutor
         if r["finalized"]:
             body = next(e["body"] for e in ledger if e["path"] == f"results/{r['id']}/" and "results" in e["body"])
             assert body == {"results": r["results"], "metadata": r["metadata"]}
-    assert [e["body"] for e in ledger if e["path"].endswith(f"/benchmarks/1/") and e["method"] == "PUT"] == \
+    assert [e["body"] for e in ledger if e["path"].endswith("/benchmarks/1/") and e["method"] == "PUT"] == \
         [{"approval_status": "APPROVED"}]
 
     # drift: a raw file changed after registration stops the plan with both hashes
