@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from server import rules
@@ -10,8 +11,23 @@ from server.errors import Forbidden, Invalid, NotFound
 API = "/api/v0"
 
 
+INT64_MAX = 2**63 - 1  # ids are BIGINT: a larger one names nothing (and SQLite/PostgreSQL cannot bind it)
+
+
+def _ids_in_range(callback):
+    """An id in the path beyond BIGINT is 404, as any id that names nothing, not a database overflow (500)."""
+    @functools.wraps(callback)
+    def checked(*args, **kwargs):
+        if any(isinstance(v, int) and not -INT64_MAX <= v <= INT64_MAX for v in kwargs.values()):
+            raise NotFound()
+        return callback(*args, **kwargs)
+    return checked
+
+
 def add(app, method: str, path: str, callback, **config):
     """Register `callback` under API + path, with and without the trailing slash (MedPerf uses both)."""
+    if "<" in path:
+        callback = _ids_in_range(callback)
     full = API + path
     app.route(full, method, callback, **config)
     if full.endswith("/"):
@@ -121,6 +137,8 @@ def filters(ctx, allowed: set[str]) -> dict:
                 out[key] = int(value)
             except ValueError as e:
                 raise Invalid({key: ["Enter a number."]}) from e
+            if not -INT64_MAX <= out[key] <= INT64_MAX:
+                raise Invalid({key: ["Enter a number."]})
         elif key in BOOL_FILTERS:
             out[key] = value.lower() in ("true", "1")
         else:
