@@ -425,7 +425,7 @@ def user_has_approved_dataset_in(conn: Connection, user_id: int, benchmark_id: i
 
 
 def all_latest_dataset_associations(conn: Connection) -> list[dict]:
-    """The latest row of every (dataset, benchmark) pair (for the web overview)."""
+    """The latest row of every (dataset, benchmark) pair (the web page shows them to an admin)."""
     rows = conn.all(
         "SELECT a.* FROM benchmark_datasets a WHERE NOT EXISTS ("
         " SELECT 1 FROM benchmark_datasets b WHERE b.dataset = a.dataset AND b.benchmark = a.benchmark"
@@ -530,11 +530,6 @@ def list_results_of_owner(conn: Connection, owner: int, limit: int, offset: int)
 
 def list_results_of_benchmark(conn: Connection, benchmark_id: int, limit: int, offset: int):
     return _page(conn, "results", " WHERE benchmark = ?", (benchmark_id,), "id", limit, offset)
-
-
-def finalized_results_of_benchmark(conn: Connection, benchmark_id: int) -> list[dict]:
-    rows = conn.all("SELECT * FROM results WHERE benchmark = ? AND finalized = 1 ORDER BY id", (benchmark_id,))
-    return [_decode("results", r) for r in rows]
 
 
 def update_result(conn: Connection, result_id: int, changes: dict) -> dict:

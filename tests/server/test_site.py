@@ -133,11 +133,16 @@ def test_sign_in_refuses_a_wrong_token_and_a_form_from_another_site(hospitals):
     r = hospitals.session.post(SITE + "/login", data={"token": "mpa_not-a-token"}, allow_redirects=False)
     assert r.status_code == 401 and "Set-Cookie" not in r.headers and "not valid" in r.text
     r = hospitals.session.post(SITE + "/login", data={"token": hospitals.tokens[TESTDO]},
-                               headers={"Origin": "https://elsewhere.example"}, allow_redirects=False)
+                               headers={"Sec-Fetch-Site": "cross-site", "Origin": "https://elsewhere.example"},
+                               allow_redirects=False)
     assert r.status_code == 403 and "Set-Cookie" not in r.headers
-    r = hospitals.session.post(SITE + "/login", data={"token": hospitals.tokens[TESTDO]},
-                               headers={"Origin": SITE}, allow_redirects=False)
-    assert r.status_code == 303
+    r = hospitals.session.post(SITE + "/logout", headers={"Sec-Fetch-Site": "cross-site"}, allow_redirects=False)
+    assert r.status_code == 403 and "Set-Cookie" not in r.headers
+    # the page's own form; and one behind a proxy that rewrote Host (Origin no longer matches it)
+    for origin in (SITE, "https://registry.hospital.example"):
+        r = hospitals.session.post(SITE + "/login", data={"token": hospitals.tokens[TESTDO]},
+                                   headers={"Sec-Fetch-Site": "same-origin", "Origin": origin}, allow_redirects=False)
+        assert r.status_code == 303
     # a cookie whose token no longer authenticates: the form again, and the cookie is dropped
     r = hospitals.session.get(SITE + "/", headers={"Cookie": "medperf_token=mpa_revoked"})
     assert "no longer valid" in r.text and r.headers["Set-Cookie"].startswith('medperf_token=""')
@@ -149,6 +154,7 @@ def test_a_data_owner_sees_their_dataset_and_results_but_no_other_owners(hospita
     assert "Signed in as testdo@example.com" in html and "chestxray" in html
     assert "&lt;b&gt;mydata&lt;/b&gt;" in html and DO_DATASET not in html
     assert f"<td>{DO_AUC}</td>" in html and "the results you submitted" in html
+    assert hospitals.tokens[TESTDO] not in html  # the page never writes the token back
     for other in (DO2_DATASET, DO2_AUC, UNSUBMITTED_AUC, "alert(1)", "all submitted results"):
         assert other not in html, other
     html = page(hospitals, TESTDO2)
