@@ -8,10 +8,8 @@ import fcntl
 import json
 import os
 import socket
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,6 +49,8 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # imported here: a plan that writes nothing does not pay for it
+
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise StateError(f"cannot write: {e.strerror or e}", where=str(path),
@@ -223,6 +223,8 @@ class Journal(_JsonLines):
 
     def begin(self, step_key: str, **info: Any) -> str:
         """Record that a step starts; return its entry id."""
+        import uuid
+
         entry_id = uuid.uuid4().hex[:16]
         self._append({"event": "begin", "id": entry_id, "step": step_key, "time": _now(), **info})
         return entry_id
@@ -323,6 +325,8 @@ class StateDir:
     def lock(self, *, timeout: float = 0.0, run_id: str | None = None,
              poll_interval: float = 0.2) -> Iterator[Lock]:
         """Hold the state dir's lock for one run; wait up to timeout seconds for another run to finish."""
+        import uuid
+
         info = LockInfo(pid=os.getpid(), host=socket.gethostname(), started=_now(),
                         run_id=run_id or uuid.uuid4().hex[:12])
         try:
