@@ -6,6 +6,7 @@ through the stat cache meanwhile. Nothing is sent, pulled or run.
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,24 @@ def _missing(e: ServerError) -> bool:
     return getattr(e, "status", None) == 404
 
 
+@contextlib.contextmanager
+def shaped(api: Api, what: str):
+    """A well-formed JSON answer of the wrong shape for a record is the server's error, said as such (no crash)."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ServerError(f"the server's answer to GET /{what} does not hold MedPerf records "
+                          f"({type(e).__name__}: {e})", where=getattr(api, "base_url", None),
+                          hint="is this a MedPerf v0 server? check server.url") from e
+
+
 def fetch_ref(api: Api, ref: Ref) -> RemoteBenchmark | RemoteContainer | None:
     """The record a reference names, or None when the server has none."""
+    with shaped(api, "benchmarks/" if ref.kind == "benchmark" else "mlcubes/"):
+        return _fetch_ref(api, ref)
+
+
+def _fetch_ref(api: Api, ref: Ref) -> RemoteBenchmark | RemoteContainer | None:
     collection = "benchmarks" if ref.kind == "benchmark" else "mlcubes"
     make = RemoteBenchmark.from_record if ref.kind == "benchmark" else RemoteContainer.from_record
     if isinstance(ref.value, int):
@@ -59,7 +76,8 @@ def fetch_ref(api: Api, ref: Ref) -> RemoteBenchmark | RemoteContainer | None:
 
 def fetch_container(api: Api, container_id: int) -> RemoteContainer | None:
     try:
-        return RemoteContainer.from_record(api.get(f"mlcubes/{container_id}/"))
+        with shaped(api, f"mlcubes/{container_id}/"):
+            return RemoteContainer.from_record(api.get(f"mlcubes/{container_id}/"))
     except ServerError as e:
         if _missing(e):
             return None
@@ -91,7 +109,8 @@ def fetch_benchmark_models(api: Api, benchmark_id: int) -> tuple[int, ...] | Non
     MedPerf answers 403 to a data owner none of whose datasets is approved in the benchmark: "not yet".
     """
     try:
-        return approved_models(api.list(f"benchmarks/{benchmark_id}/models/"))
+        with shaped(api, f"benchmarks/{benchmark_id}/models/"):
+            return approved_models(api.list(f"benchmarks/{benchmark_id}/models/"))
     except ServerError as e:
         if getattr(e, "status", None) == 403:
             return None
@@ -161,12 +180,16 @@ def observe(manifest: Manifest, *, api: Api, state, hasher: Hasher, names: set[s
             c = f.result()
             if c is not None:
                 containers[i] = c
-        mine = tuple(sorted((RemoteDataset.from_record(r) for r in f_mine.result()), key=lambda d: d.id))
-        associations = latest_associations(f_assoc.result()) if f_assoc else {}
-        results = latest_results(f_results.result()) if f_results else {}
+        with shaped(api, "me/datasets/"):
+            mine = tuple(sorted((RemoteDataset.from_record(r) for r in f_mine.result()), key=lambda d: d.id))
+        with shaped(api, "me/datasets/associations/"):
+            associations = latest_associations(f_assoc.result()) if f_assoc else {}
+        with shaped(api, "me/results/"):
+            results = latest_results(f_results.result()) if f_results else {}
         bench_models = {i: f.result() for i, f in f_models.items()}
-        model_names = {str(r["name"]): int(r["id"]) for r in (f_names.result() if f_names else [])
-                       if isinstance(r, dict) and r.get("name") and r.get("id") is not None}
+        with shaped(api, "models/"):
+            model_names = {str(r["name"]): int(r["id"]) for r in (f_names.result() if f_names else [])
+                           if isinstance(r, dict) and r.get("name") and r.get("id") is not None}
         hashes = f_hash.result()
     progress.done()
     return Observation(

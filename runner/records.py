@@ -12,6 +12,13 @@ from typing import Any
 from runner.model import _int_or_none
 
 
+def _record(r: Any) -> Mapping[str, Any]:
+    """A server record must be a JSON object (a wrong shape raises, and observe says the server is wrong)."""
+    if not isinstance(r, Mapping):
+        raise TypeError(f"a record is a {type(r).__name__}, not an object")
+    return r
+
+
 @dataclass(frozen=True)
 class RemoteAssociation:
     """The latest association row of one (dataset, benchmark) pair (MedPerf: history kept, latest wins)."""
@@ -37,9 +44,7 @@ def latest_associations(rows) -> dict[tuple[int, int], RemoteAssociation]:
     """(dataset, benchmark) -> the latest row by created_at (then id), as MedPerf's client and server decide."""
     out: dict[tuple[int, int], tuple[tuple, RemoteAssociation]] = {}
     for r in rows:
-        if not isinstance(r, Mapping) or r.get("dataset") is None or r.get("benchmark") is None:
-            continue
-        a = RemoteAssociation.from_record(r)
+        a = RemoteAssociation.from_record(_record(r))
         order = (a.created_at, int(r.get("id") or 0))
         key = (a.dataset, a.benchmark)
         if key not in out or order >= out[key][0]:
@@ -62,8 +67,7 @@ def approved_models(rows) -> tuple[int, ...]:
     latest: dict[int, tuple[tuple, BenchmarkModel]] = {}
     first_seen: dict[int, int] = {}
     for i, r in enumerate(rows):
-        if not isinstance(r, Mapping) or _int_or_none(r.get("model")) is None:
-            continue
+        r = _record(r)
         m = BenchmarkModel(model=int(r["model"]), approval_status=str(r.get("approval_status") or ""),
                            priority=int(r.get("priority") or 0), created_at=str(r.get("created_at") or ""))
         first_seen.setdefault(m.model, i)
@@ -102,12 +106,7 @@ def latest_results(rows) -> dict[tuple[int, int, int], RemoteResult]:
     """(benchmark, model, dataset) -> my latest execution record by created_at (then id)."""
     out: dict[tuple[int, int, int], RemoteResult] = {}
     for r in rows:
-        if not isinstance(r, Mapping):
-            continue
-        try:
-            res = RemoteResult.from_record(r)
-        except (KeyError, TypeError, ValueError):
-            continue
+        res = RemoteResult.from_record(_record(r))
         key = (res.benchmark, res.model, res.dataset)
         if key not in out or (res.created_at, res.id) >= (out[key].created_at, out[key].id):
             out[key] = res

@@ -433,3 +433,17 @@ def test_association_by_dataset_name_and_json_output(ws):
     assert json.loads(r.out)["approval_status"] == "APPROVED"
     r = ws.run("association", "reject", "-b", "chestxray", "-d", "nosuchdata")
     assert r.code == 1 and "no dataset named 'nosuchdata' has asked to join benchmark 1" in r.err
+
+
+def test_records_of_the_wrong_shape_are_the_servers_error_not_a_crash(ws):
+    _participating(ws)
+    real_list = ws.api.list
+
+    def odd(path):
+        return [{"id": "seven", "benchmark": 1}] if path == "me/results/" else real_list(path)
+
+    ws.api.list = odd
+    r = ws.run("plan", str(ws.manifest))
+    assert r.code == 1 and "internal error" not in r.err
+    assert "the server's answer to GET /me/results/ does not hold MedPerf records" in r.err
+    assert "is this a MedPerf v0 server?" in r.err
