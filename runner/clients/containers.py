@@ -23,6 +23,7 @@ from runner.additional_files import empty_additional_files, fetch_additional_fil
 from runner.container_spec import RUNNER_KEYS, ContainerSpec, Volume
 from runner.errors import ContainerError, ContainerSpecError, DockerUnavailable, ImageMismatch, Interrupted
 
+OWNER_LABEL = "medperf-apply.owner"  # the runner's cache dir (in the state dir): whose containers these are
 NOBODY = 65534  # the uid:gid containers run as when the caller is root: a container never runs as root
 LAST_LINES = 20
 _EOF = object()
@@ -66,6 +67,8 @@ class DockerRunner:
         self.uid = uid if uid is not None else (NOBODY if caller_is_root else os.getuid())
         self.gid = gid if gid is not None else (NOBODY if caller_is_root else os.getgid())
         self.gpus = gpus
+        self._owner = str(self.cache_dir.absolute())
+        self.orphans_removed = 0
 
     # -- the engine -------------------------------------------------------------------------------
 
@@ -79,7 +82,23 @@ class DockerRunner:
             except Exception as e:  # the SDK raises DockerException or requests errors alike
                 raise DockerUnavailable(f"no Docker engine answers: {e}", hint=_DOCKER_HINT) from e
             self._client = client
+            self._remove_orphans(client)
         return self._client
+
+    def _remove_orphans(self, client) -> None:
+        """Remove task containers of this state dir left by a run that was killed (SIGKILL cannot stop them).
+
+        The caller holds the state dir's lock, so no other run of this state dir has containers: any found
+        belong to a dead run (still running, writing into outputs a resumed step is about to rewrite, or exited
+        and never removed).
+        """
+        try:
+            left = client.containers.list(all=True, sparse=True, filters={"label": f"{OWNER_LABEL}={self._owner}"})
+        except Exception:  # listing is a courtesy: the task itself reports an unusable engine
+            return
+        for container in left:
+            _remove(container)
+        self.orphans_removed += len(left)
 
     def check_image(self, spec: ContainerSpec) -> str:
         """Return the local image's identity if it equals spec.image_hash; ImageMismatch naming both otherwise.
@@ -154,7 +173,7 @@ class DockerRunner:
                 environment=dict(cfg.environment) or None,
                 user=f"{self.uid}:{self.gid}",
                 name=name,
-                labels={"medperf-apply.task": task, "medperf-apply.container": spec.name},
+                labels={"medperf-apply.task": task, "medperf-apply.container": spec.name, OWNER_LABEL: self._owner},
                 network_mode="none",
                 mounts=mounts,
                 security_opt=["no-new-privileges"],
