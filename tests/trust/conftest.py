@@ -286,10 +286,16 @@ def trial_factory(tmp_path, registry):
 
 def running_containers(docker_client, root: Path, task: str | None = None) -> list:
     """Task containers started by medperf-apply whose mounts lie under `root` (this test's, not another's)."""
+    import docker
+
     filters = {"label": f"medperf-apply.task={task}" if task else "medperf-apply.task"}
+    try:  # sparse: the list's own data, no second lookup of a container that may be gone by then
+        found = docker_client.containers.list(all=task is None, filters=filters, sparse=True)
+    except docker.errors.NotFound:
+        return []
     out = []
-    for c in docker_client.containers.list(all=task is None, filters=filters):
-        sources = [m.get("Source", "") for m in c.attrs.get("Mounts", [])]
+    for c in found:
+        sources = [m.get("Source", "") for m in c.attrs.get("Mounts") or []]
         if any(s.startswith(str(root)) for s in sources):
             out.append(c)
     return out
@@ -297,7 +303,7 @@ def running_containers(docker_client, root: Path, task: str | None = None) -> li
 
 def reap_containers(docker_client, root: Path, timeout: float = 60) -> int:
     """Wait for this test's orphaned task containers (their runner was killed) to end, remove them; how many."""
-    orphans = [c for c in running_containers(docker_client, root) if c.status in ("running", "created")]
+    orphans = [c for c in running_containers(docker_client, root) if c.attrs.get("State") in ("running", "created")]
     deadline = time.monotonic() + timeout
     for c in orphans:
         try:
