@@ -185,7 +185,7 @@ demo() {
   MEDPERF_TOKEN=$do_token "$bin/medperf-apply" results "$manifest" || fail $?
 
   printf '\n'
-  say "done in $((SECONDS - started)) s. The server keeps running on $url (web page at $url/)."
+  say "done in $((SECONDS - started)) s. The server keeps running on $url (web page at $url/: sign in with a token from $tokens)."
   say "as the data owner:  export MEDPERF_SERVER=$url MEDPERF_APPLY_HOME=$state"
   say "                    export MEDPERF_TOKEN=\$(.venv/bin/python -c 'import json; print(json.load(open(\"$tokens\"))[\"testdo@example.com\"])')"
   say "                    .venv/bin/medperf-apply plan $manifest    # exits 0: nothing to do"
