@@ -2,34 +2,64 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from server import rules, store
 from server.db import now
 from server.routes import add, found, list_page, paginated, related
 from server.validation import validate
 
+
+@dataclass(frozen=True)
+class _Subject:
+    """What differs between a dataset's and a model's association with a benchmark."""
+
+    field: str  # "dataset" | "model": the body key and the auto-approval fields' prefix
+    schema: str
+    get: Callable
+    can_request: Callable
+    check_create: Callable
+    latest: Callable
+    insert: Callable
+
+
+_DATASET = _Subject("dataset", "api-dataset-association", store.get_dataset, rules.can_request_dataset_association,
+                    rules.check_dataset_association_create, store.latest_dataset_association,
+                    store.insert_dataset_association)
+_MODEL = _Subject("model", "api-model-association", store.get_model, rules.can_request_model_association,
+                  rules.check_model_association_create, store.latest_model_association,
+                  store.insert_model_association)
+
+
+def _request_association(ctx, subject: _Subject):
+    """POST a new association row; its status follows the history and the benchmark's auto-approval mode."""
+    body = validate(ctx.body(), subject.schema)
+    entity = related(ctx.conn, subject.get, body[subject.field], subject.field)
+    benchmark = related(ctx.conn, store.get_benchmark, body["benchmark"], "benchmark")
+    rules.require(subject.can_request(ctx.user, entity, benchmark))
+    subject.check_create(entity, benchmark)
+    status = rules.association_status_on_create(
+        initiator=ctx.user,
+        requested=body.get("approval_status", rules.PENDING),
+        latest=subject.latest(ctx.conn, entity["id"], benchmark["id"]),
+        subject_owner=store.get_user(ctx.conn, entity["owner"]),
+        benchmark=benchmark,
+        mode_field=f"{subject.field}_auto_approval_mode",
+        allow_list_field=f"{subject.field}_auto_approval_allow_list",
+    )
+    row = subject.insert(ctx.conn, {
+        subject.field: entity["id"], "benchmark": benchmark["id"], "initiated_by": ctx.user["id"],
+        "metadata": body["metadata"], "approval_status": status, "approved_at": rules.approved_at_for(status, now()),
+    })
+    return 201, row
+
+
 # ---------------------------------------------------------------- datasets
 
 
 def post_dataset_association(ctx):
-    body = validate(ctx.body(), "api-dataset-association")
-    dataset = related(ctx.conn, store.get_dataset, body["dataset"], "dataset")
-    benchmark = related(ctx.conn, store.get_benchmark, body["benchmark"], "benchmark")
-    rules.require(rules.can_request_dataset_association(ctx.user, dataset, benchmark))
-    rules.check_dataset_association_create(dataset, benchmark)
-    status = rules.association_status_on_create(
-        initiator=ctx.user,
-        requested=body.get("approval_status", rules.PENDING),
-        latest=store.latest_dataset_association(ctx.conn, dataset["id"], benchmark["id"]),
-        subject_owner=store.get_user(ctx.conn, dataset["owner"]),
-        benchmark=benchmark,
-        mode_field="dataset_auto_approval_mode",
-        allow_list_field="dataset_auto_approval_allow_list",
-    )
-    row = store.insert_dataset_association(ctx.conn, {
-        "dataset": dataset["id"], "benchmark": benchmark["id"], "initiated_by": ctx.user["id"],
-        "metadata": body["metadata"], "approval_status": status, "approved_at": rules.approved_at_for(status, now()),
-    })
-    return 201, row
+    return _request_association(ctx, _DATASET)
 
 
 def list_dataset_associations(ctx, dataset_id):
@@ -75,25 +105,7 @@ def delete_dataset_association(ctx, dataset_id, benchmark_id):
 
 
 def post_model_association(ctx):
-    body = validate(ctx.body(), "api-model-association")
-    model = related(ctx.conn, store.get_model, body["model"], "model")
-    benchmark = related(ctx.conn, store.get_benchmark, body["benchmark"], "benchmark")
-    rules.require(rules.can_request_model_association(ctx.user, model, benchmark))
-    rules.check_model_association_create(model, benchmark)
-    status = rules.association_status_on_create(
-        initiator=ctx.user,
-        requested=body.get("approval_status", rules.PENDING),
-        latest=store.latest_model_association(ctx.conn, model["id"], benchmark["id"]),
-        subject_owner=store.get_user(ctx.conn, model["owner"]),
-        benchmark=benchmark,
-        mode_field="model_auto_approval_mode",
-        allow_list_field="model_auto_approval_allow_list",
-    )
-    row = store.insert_model_association(ctx.conn, {
-        "model": model["id"], "benchmark": benchmark["id"], "initiated_by": ctx.user["id"],
-        "metadata": body["metadata"], "approval_status": status, "approved_at": rules.approved_at_for(status, now()),
-    })
-    return 201, row
+    return _request_association(ctx, _MODEL)
 
 
 def list_model_associations(ctx, model_id):
