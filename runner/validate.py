@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from collections.abc import Sequence
@@ -91,6 +90,8 @@ def schema_problems(docs: Sequence[Document]) -> list[Problem]:
 
 
 def _explain(doc: Document, e) -> list[Problem]:
+    import difflib  # only an invalid manifest needs suggestions
+
     path = tuple(e.absolute_path)
     jp = json_path(path)
     where = doc.where(path)
