@@ -97,6 +97,29 @@ class EngineWatch:
         self.client.close()
 
 
+def engine_floor(image: str, runs: int = 3) -> float:
+    """Median wall time of one container running `true` with the runner's sandbox: create, start, wait, remove."""
+    import docker
+
+    client = docker.from_env(timeout=60)
+    times = []
+    try:
+        for _ in range(runs):
+            t = time.perf_counter()
+            c = client.containers.create(image, command=["true"], network_mode="none", cap_drop=["ALL"],
+                                         security_opt=["no-new-privileges"], user="65534:65534",
+                                         labels={"medperf-apply.bench": "engine-floor"})
+            try:
+                c.start()
+                c.wait(timeout=60)
+            finally:
+                c.remove(force=True)
+            times.append(time.perf_counter() - t)
+    finally:
+        client.close()
+    return sorted(times)[len(times) // 2]
+
+
 def run_phase(log: Path) -> tuple[float, int]:
     """Wall time from the first run_model start to the last run_model end in an event log, and how many ran."""
     starts, ends = [], []
@@ -178,6 +201,11 @@ def report(pycache: Path, args) -> int:
     print(f"no task ran twice: {'yes' if not twice else 'NO: ' + ', '.join(twice)} (evaluate once per model, "
           f"{models} models); containers created by the converged re-apply: {t['again']}")
     print(f"load average after the tutorial: {load_average()}")
+    floor = engine_floor("medperf-apply/chestxray-prep:latest")
+    bound = own + len(rows) * floor
+    print(f"engine floor: a container running `true` (create, start, wait, remove) takes {floor:.2f} s; "
+          f"container time + {len(rows)} x that = {bound:.1f} s, the least any runner could take "
+          f"({t['total'] / bound:.2f}x of it)")
     ratio = t["total"] / own if own else float("inf")
     par_text = "not measured"
     if not args.no_parallel:
