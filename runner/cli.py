@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 1)")
     a.add_argument("--request-again", action="store_true", help="request a REJECTED association anew (once, "
                    "after talking to the benchmark owner)")
+    a.add_argument("--task-timeout", type=_seconds, default=None, metavar="DURATION",
+                   help="stop any container task that runs longer than this (wall clock; default: no limit)")
+    a.add_argument("--task-idle-timeout", type=_seconds, default=None, metavar="DURATION",
+                   help="stop any container task that prints nothing for this long (default: no limit)")
     v = sub.add_parser("validate", parents=[common], help="offline: schema and paths only")
     v.add_argument("manifests", nargs="+", metavar="MANIFEST")
     st = sub.add_parser("status", parents=[common], help="observed state: datasets, associations, each model's "
@@ -141,7 +145,9 @@ def parse(argv: Sequence[str]):
                    state_dir=ns.state_dir, lock_timeout=ns.lock_timeout, yes=ns.yes,
                    wait=getattr(ns, "wait", False), wait_timeout=getattr(ns, "timeout", 6 * 3600.0),
                    parallel=getattr(ns, "parallel", 1), benchmark=getattr(ns, "benchmark", None),
-                   format=getattr(ns, "format", "table"), request_again=getattr(ns, "request_again", False))
+                   format=getattr(ns, "format", "table"), request_again=getattr(ns, "request_again", False),
+                   task_timeout=getattr(ns, "task_timeout", None),
+                   task_idle_timeout=getattr(ns, "task_idle_timeout", None))
     if command not in ("apply",) and (getattr(ns, "wait", False)):
         raise UsageError("--wait applies to apply only")
     return opts, ns.debug
@@ -166,7 +172,8 @@ def read_token(server, environ: Mapping[str, str]) -> str:
     return token
 
 
-def real_clients(environ: Mapping[str, str]):
+def real_clients(environ: Mapping[str, str], *, task_timeout: float | None = None,
+                 task_idle_timeout: float | None = None):
     """The real edges: the registry client (privacy check + ledger before every body), Docker, the hash."""
     from runner.hashing import folders_hash
     from runner.reconcile import Clients
@@ -185,7 +192,7 @@ def real_clients(environ: Mapping[str, str]):
     def make_runner(state):
         from runner.clients.containers import DockerRunner
 
-        return DockerRunner(state.root / "containers")
+        return DockerRunner(state.root / "containers", timeout=task_timeout, inactivity_timeout=task_idle_timeout)
 
     return Clients(state=StateDir, api=make_api, runner=make_runner, hasher=folders_hash, environ=environ)
 
@@ -216,7 +223,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
             from runner.association import decide
 
             return decide(opts, clients or real_clients(environ), console)
-        return reconcile(opts, clients or real_clients(environ), console)
+        return reconcile(opts, clients or real_clients(environ, task_timeout=opts.task_timeout,
+                                                        task_idle_timeout=opts.task_idle_timeout), console)
     except KeyboardInterrupt:
         console.error("interrupted; nothing half-done is lost: run again to resume")
         return _fail(console, "interrupted", EXIT_INTERRUPTED)

@@ -36,6 +36,8 @@ class Options:
     parallel: int = 1  # model runs at once
     benchmark: str | None = None  # results --benchmark
     format: str = "table"  # results --format table|yaml|json
+    task_timeout: float | None = None  # apply --task-timeout: wall clock per container task
+    task_idle_timeout: float | None = None  # apply --task-idle-timeout: no output for this long stops a task
     request_again: bool = False  # plan/apply --request-again: a REJECTED association is requested anew
 
 

@@ -60,8 +60,10 @@ class DockerRunner:
     """
 
     def __init__(self, cache_dir: Path, *, client=None, uid: int | None = None, gid: int | None = None,
-                 gpus: str | None = None):
+                 gpus: str | None = None, timeout: float | None = None, inactivity_timeout: float | None = None):
         self.cache_dir = Path(cache_dir)
+        self.timeout = timeout  # defaults for run_task calls that give none (medperf-apply --task-timeout)
+        self.inactivity_timeout = inactivity_timeout
         self._client = client
         caller_is_root = os.getuid() == 0
         self.uid = uid if uid is not None else (NOBODY if caller_is_root else os.getuid())
@@ -143,6 +145,9 @@ class DockerRunner:
                  inactivity_timeout: float | None = None, timeout: float | None = None) -> TaskRun:
         """Run `task` of `spec` with MedPerf's mounts; stream its output to log_path and on_line; always remove it."""
         import docker
+
+        timeout = self.timeout if timeout is None else timeout
+        inactivity_timeout = self.inactivity_timeout if inactivity_timeout is None else inactivity_timeout
 
         where = f"container {spec.name}"
         cfg = spec.task(task)  # ContainerSpecError if the container has no such task

@@ -174,6 +174,17 @@ def test_busy_task_stops_at_the_wall_clock_timeout(hostile, runner, tmp_path, do
     assert _leftover_containers(docker_client, hostile) == []
 
 
+def test_runner_default_timeouts_apply_when_a_call_gives_none(hostile, docker_client, tmp_path):
+    """medperf-apply --task-idle-timeout / --task-timeout set these defaults for every task of a run."""
+    runner = DockerRunner(tmp_path / "cache", client=docker_client, inactivity_timeout=2, timeout=60)
+    started = time.monotonic()
+    with pytest.raises(ContainerError) as info:
+        runner.run_task(hostile, "hang", {}, log_path=tmp_path / "hang.log")
+    assert time.monotonic() - started < 20
+    assert "inactivity timeout" in str(info.value)
+    assert _leftover_containers(docker_client, hostile) == []
+
+
 def test_ctrl_c_stops_and_removes_the_container(hostile, runner, tmp_path, docker_client):
     def interrupt(line):
         raise KeyboardInterrupt

@@ -452,3 +452,21 @@ def test_statistics_are_sent_json_safe(ws):
     ws.runner.stats = {"num_cases": 3, "mean": float("nan"), "max": float("inf")}
     assert ws.run("apply", str(ws.manifest), "--yes").code == 0
     assert ws.api.world["datasets"][1]["generated_metadata"] == {"num_cases": 3, "mean": "nan", "max": "Infinity"}
+
+
+def test_task_timeouts_reach_the_container_runner(tmp_path):
+    from runner.cli import parse, real_clients
+    from runner.state import StateDir
+
+    opts, _ = parse(["apply", "m.yaml", "--task-timeout", "2h", "--task-idle-timeout", "15m"])
+    assert (opts.task_timeout, opts.task_idle_timeout) == (7200.0, 900.0)
+    clients = real_clients({}, task_timeout=opts.task_timeout, task_idle_timeout=opts.task_idle_timeout)
+    runner = clients.runner(StateDir(tmp_path))
+    assert (runner.timeout, runner.inactivity_timeout) == (7200.0, 900.0)
+    default, _ = parse(["apply", "m.yaml"])
+    assert (default.task_timeout, default.task_idle_timeout) == (None, None)
+
+
+def test_a_task_timeout_that_is_not_a_duration_is_a_usage_error(ws):
+    r = ws.run("apply", str(ws.manifest), "--task-timeout", "soon")
+    assert r.code == 64 and "not a duration" in r.err
