@@ -187,7 +187,12 @@ class Trial:
 
     # -- what exists ----------------------------------------------------------------------------------------
 
-    def db(self) -> sqlite3.Connection:
+    def db(self):
+        """A DB-API connection to the server's database (SQLite read-only, or PostgreSQL)."""
+        if self.srv.db_url.startswith("postgresql"):
+            import psycopg
+
+            return psycopg.connect(self.srv.db_url, autocommit=True)
         return sqlite3.connect(f"file:{self.srv.db_url}?mode=ro", uri=True, timeout=10)
 
     def counts(self) -> dict[str, int]:
@@ -257,12 +262,22 @@ def require_images():
 
 
 @pytest.fixture
-def registry():
-    """A seeded registry with the chest X-ray components, on loopback."""
+def registry(request):
+    """A seeded registry with the chest X-ray components, on loopback: SQLite, or PostgreSQL when a test
+    parametrizes it indirectly with "postgresql"."""
     from tests.support.server import live_server
 
-    with live_server(components=COMPONENTS if COMPONENTS.exists() else None) as srv:
-        yield srv
+    url, drop = None, None
+    if getattr(request, "param", "sqlite") == "postgresql":
+        from tests.server.conftest import _fresh_pg_schema
+
+        url, drop = _fresh_pg_schema(request.getfixturevalue("pg_database"))
+    try:
+        with live_server(url, components=COMPONENTS if COMPONENTS.exists() else None) as srv:
+            yield srv
+    finally:
+        if drop:
+            drop()
 
 
 @pytest.fixture

@@ -79,6 +79,14 @@ def test_tutorial_converges_through_a_flaky_proxy_without_duplicates(seed, trial
         assert len(trial.ledger_bodies()) >= len({(e.method, e.path, e.body) for e in sent})
 
 
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.parametrize("registry", ["postgresql"], indirect=True)
+def test_tutorial_through_a_flaky_proxy_on_postgresql(registry, trial_factory, docker_client):
+    """The same, in front of a PostgreSQL-backed registry (its write lock meets retried, overlapping writes)."""
+    test_tutorial_converges_through_a_flaky_proxy_without_duplicates(SEEDS[0], trial_factory, registry, docker_client)
+
+
 @pytest.mark.parametrize("methods", [("GET",), ("POST", "PUT")], ids=["reads", "writes"])
 def test_every_fault_kind_alone_is_retried_then_converges(methods, trial_factory, registry):
     """Registration only (no container): each fault kind hits the first two reads (or writes) of a run."""
