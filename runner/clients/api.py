@@ -120,7 +120,17 @@ class ApiClient:
 
     def create(self, path: str, body: Mapping) -> dict:
         """POST a new resource; never repeated unless it certainly did not reach the server."""
-        return self._send("POST", path, body)
+        record = self._send("POST", path, body)
+        rid = record.get("id") if isinstance(record, Mapping) else None
+        if not isinstance(rid, int) or isinstance(rid, bool):
+            # MedPerf answers a create with the new record. Without its id, the server may still have made it:
+            # the caller observes before deciding anything, as for a lost answer.
+            shown = json.dumps(record, default=str)[:80]
+            raise ServerWriteUncertain(
+                f"POST /{self._relative(path)} was answered without the new record's id ({shown})",
+                where=self.base_url, hint="it is not sent again blindly: run again, and the current state is "
+                                          "observed first; if this repeats, is server.url a MedPerf v0 server?")
+        return dict(record)
 
     def update(self, path: str, body: Mapping) -> dict:
         """PUT (partial update) a resource; idempotent, so retried on temporary faults."""
