@@ -16,7 +16,7 @@ Faults (seeded, at `rate`, at most `max_faults`, only on /api/v0/ paths):
 
 `hold(method, regex)` forwards the next matching request, keeps the server's answer and waits until
 `release()` (or its own bound): a test kills the client meanwhile, between the server's write and the
-client's. `down = True` answers every request 503 (a server that stays down).
+client's. `garble(method, regex, answer)` forwards it and answers `answer` instead of the server's body. `down = True` answers every request 503 (a server that stays down).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class Hold:
     body: re.Pattern | None = None
     reached: threading.Event = field(default_factory=threading.Event)
     released: threading.Event = field(default_factory=threading.Event)
+    replace: bytes | None = None  # answer this instead of the server's body (a garbled answer to a write)
     exchange: Exchange | None = None
     upstream_status: int | None = None
     upstream_body: bytes = b""
@@ -98,6 +99,14 @@ class FaultProxy:
         """Hold the server's answer to the next `method` request whose path fully matches `regex` (and whose
         body matches the `body` regex, when given)."""
         h = Hold(method, re.compile(regex), re.compile(body) if body is not None else None)
+        with self._lock:
+            self.holds.append(h)
+        return h
+
+    def garble(self, method: str, regex: str, answer: bytes) -> Hold:
+        """Forward the next matching request, then answer `answer` (same status) instead of the server's body."""
+        h = Hold(method, re.compile(regex), replace=answer)
+        h.released.set()
         with self._lock:
             self.holds.append(h)
         return h
@@ -185,6 +194,8 @@ class FaultProxy:
                     hold.exchange, hold.upstream_status, hold.upstream_body = ex, status, answer
                     hold.reached.set()
                     hold.released.wait(proxy.hold_bound)
+                    if hold.replace is not None:
+                        answer = hold.replace
                     self._answer(ex, status, headers, answer)
                     return
                 json_ct = [("Content-Type", "application/json")]

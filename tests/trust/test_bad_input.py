@@ -137,3 +137,42 @@ def test_a_dangling_symlink_in_the_data_is_named_before_anything_is_sent(trial_f
     assert r.code == 1 and no_traceback(r.out + r.err), r.out + r.err
     assert "ghost.png" in r.err
     assert trial.ledger_bodies() == [] and trial.counts()["datasets"] == 0
+
+
+# -- a registry that does the write but garbles its answer -------------------------------------------------------
+
+GARBLED = {
+    "POST /datasets/ answered {}": ("POST", r"/api/v0/datasets/", b"{}", False),
+    "POST /datasets/ answered a string id": ("POST", r"/api/v0/datasets/", b'{"id": "x"}', False),
+    "POST /datasets/ answered a list": ("POST", r"/api/v0/datasets/", b"[1]", False),
+    "POST /datasets/ answered null": ("POST", r"/api/v0/datasets/", b"null", False),
+    "PUT /datasets/N/ answered a list": ("PUT", r"/api/v0/datasets/\d+/", b"[]", True),
+    "GET /me/datasets/ answered records without names": (
+        "GET", r"/api/v0/me/datasets/", b'{"count": 1, "next": null, "previous": null, "results": [{"id": 1}]}',
+        False),
+    "POST /results/ answered {}": ("POST", r"/api/v0/results/", b"{}", True),
+    "POST /datasets/benchmarks/ answered a bad status": ("POST", r"/api/v0/datasets/benchmarks/",
+                                                         b'{"approval_status": 5}', True),
+}
+
+
+@pytest.mark.parametrize("case", list(GARBLED))
+def test_a_garbled_answer_to_a_write_is_resolved_by_observing(case, trial_factory, registry, request):
+    """The server did the write but answered garbage: no internal error, no duplicate, the run still converges."""
+    from tests.support.proxy import FaultProxy
+
+    method, path, answer, participation = GARBLED[case]
+    if participation:
+        require_images()
+        request.getfixturevalue("docker_client")
+    with FaultProxy(registry.url) as proxy:
+        text = manifest_text(benchmarks=True) if participation else manifest_text(state="registered")
+        trial = trial_factory(proxy, cases=6, text=text)
+        garbled = proxy.garble(method, path, answer)
+        r = trial.run_inprocess("apply")
+        assert garbled.exchange is not None and garbled.exchange.forwarded  # the server did get it
+        assert no_traceback(r.out + r.err), r.out + r.err
+        assert r.code in ((3,) if participation else (0,)), r.out + r.err
+        again = trial.run_inprocess("apply")
+        assert again.code == r.code and "0 changed" in again.out, again.out + again.err
+        assert trial.duplicates() == [] and trial.counts()["datasets"] == 1
