@@ -120,6 +120,12 @@ def test_no_canary_and_no_local_path_leaves_the_machine(trial_factory, registry,
         assert searched["requests"] > 20 and searched["ledgers"] == 2 and searched["ledger_lines"] >= 10, searched
         print(f"\nprivacy: searched {searched} for {len(needles)} needles: {len(leaks)} leaks", file=sys.stderr)
         assert leaks == []
+        # the tokens are never written anywhere: state dirs, ledgers, logs, event log, the runs' output
+        tokens = [trial.env["MEDPERF_TOKEN"], trial.srv.tokens[TESTBO]]
+        written = [p for p in trial.root.rglob("*") if p.is_file() and "plain" not in p.parts]
+        assert len(written) > 50
+        holding = [str(p) for p in written for t in tokens if t.encode() in p.read_bytes()]
+        assert holding == [], holding
         # what was sent is exactly what DESIGN allows: statistics without ids, metrics without predictions
         sent_bodies = [e for e in proxy.exchanges if e.method in ("POST", "PUT")]
         assert {e.path.split("?")[0].rstrip("/").rsplit("/", 1)[0] for e in sent_bodies} <= {
