@@ -43,9 +43,18 @@ class Ctx:
         if not raw.strip():
             return {}
         try:
-            return json.loads(raw, parse_constant=_refuse_constant)
+            return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
         except ValueError as e:
             raise ParseError(f"JSON parse error - {e}") from e
+        except RecursionError as e:  # [[[[...]]]]: the decoder's recursion limit, not a server error
+            raise ParseError("JSON parse error - nested too deeply") from e
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):  # 1e999: stored, it would be served as non-JSON Infinity
+        raise ValueError(f"{text} is out of range for a JSON number")
+    return value
 
 
 def _refuse_constant(name: str):

@@ -44,7 +44,7 @@ def _positive_int(text, default: int, *, strict: bool) -> int:
         return default
     if value < 0 or (strict and value == 0):
         return default
-    return value
+    return min(value, INT64_MAX)  # SQL's LIMIT/OFFSET are BIGINT: larger is "all" / "past the end" anyway
 
 
 def page_args(ctx) -> tuple[int, int]:
