@@ -236,3 +236,43 @@ def test_a_nul_character_is_refused_not_a_server_error(scene):
     assert r.status_code == 400, r.text
     r = scene.bo.get("/benchmarks/", name="a\u0000b")
     assert r.status_code == 400 and r.json() == {"name": ["Null characters are not allowed."]}, r.text
+
+
+# -- odd requests: paging, nesting, headers, methods ---------------------------------------------------------
+
+ODD_QUERIES = ("limit=99999999999999999999", "offset=99999999999999999999", "limit=-1", "offset=-5", "limit=1e3",
+               "limit=%00", "owner=99999999999999999999", "owner=-99999999999999999999", "name=%00",
+               "is_valid=%00", "limit=0&offset=0")
+BAD_AUTH = ("Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc", "Bearer a b c", "Bearer a\x00b",
+            "Bearer " + "x" * 20000, "Bearer mpa_" + "0" * 40, "Bearer eyJhbGciOiJub25lIn0.e30.")
+
+
+def test_odd_requests_are_answered_in_the_json_shape_never_500(scene):
+    s, api, headers = scene.session, scene.API, scene.do.headers
+    seen = []
+    for q in ODD_QUERIES:
+        for path in ("/benchmarks/", "/datasets/", "/me/results/", "/mlcubes/"):
+            seen.append((f"GET {path}?{q}", s.get(f"{api}{path}?{q}", headers=headers)))
+    for h in BAD_AUTH:
+        seen.append((f"Authorization: {h[:24]!r}", s.get(f"{api}/me/", headers={"Authorization": h})))
+    for method in ("PATCH", "DELETE", "POST", "PUT", "OPTIONS"):
+        seen.append((f"{method} /benchmarks/1/models/", s.request(method, f"{api}/benchmarks/1/models/",
+                                                                  headers=headers)))
+    seen.append(("GET /nowhere/", s.get(f"{api}/nowhere/", headers=headers)))
+    for name, body in {"deeply nested JSON": b"[" * 100_000 + b"]" * 100_000, "not UTF-8": b"\xff\xfe{}",
+                       "NaN": b'{"name": NaN}', "a JSON string": b'"x"', "huge number": b'{"split_seed": 1e999}'
+                       }.items():
+        seen.append((f"POST /datasets/ {name}", s.post(f"{api}/datasets/", data=body,
+                                                        headers={**headers, "Content-Type": "application/json"})))
+    bad = [(what, r.status_code, r.text[:120]) for what, r in seen
+           if r.status_code >= 500 or not r.headers.get("Content-Type", "").startswith("application/json")]
+    assert bad == []
+    assert {r.status_code for what, r in seen if what.startswith("Authorization")} == {401}
+
+
+def test_a_number_that_overflows_is_refused_not_served_back_as_non_json(scene):
+    r = scene.session.put(f"{scene.API}/datasets/1/", data=b'{"user_metadata": {"x": -1e999}}',
+                          headers={**scene.do.headers, "Content-Type": "application/json"})
+    assert r.status_code == 400 and "out of range" in r.json()["detail"], r.text
+    served = scene.do.get("/datasets/1/").text
+    json.loads(served, parse_constant=lambda c: pytest.fail(f"non-JSON {c} served"))
