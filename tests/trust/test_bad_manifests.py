@@ -155,7 +155,6 @@ CASES: dict[str, str | bytes] = {
         "name: mytestdata", "name: other"),
 }
 
-NO_LINE = {"latin-1 bytes", "binary file", "png file"}  # still file:line (of the bad byte): checked below
 
 
 def write_case(root, name: str, content: str | bytes):

@@ -204,8 +204,9 @@ def test_participation_killed_at_every_point_then_converges(trial_factory, regis
             capture_output=True, text=True, timeout=60)
         assert approve.returncode == 0, approve.stdout + approve.stderr
 
-        kill("step start: run_model (after approval)", lambda proc: trial.event_seen("step_start", key="run_model"))
+        # the record first: a kill at the step's start may land after its POST (the event and the POST are ms apart)
         kill("answer held: POST /results/ (model record)", held("POST", r"/api/v0/results/"))
+        kill("step start: run_model (after approval)", lambda proc: trial.event_seen("step_start", key="run_model"))
         kill("container: infer (model run)", container("infer"))
         kill("answer held: PUT /results/N/ (submission)", held("PUT", r"/api/v0/results/\d+/", rb'"partial"'))
         _converged(trial, "submission")
