@@ -144,14 +144,14 @@ def test_dataset_half_killed_at_every_point_then_converges(chain, trial_factory,
         assert ds["state"] == "OPERATION" and ds["generated_metadata"]["num_cases"] == 16
 
 
-def test_killed_while_hashing_a_large_folder(trial_factory, registry, docker_client):
+def test_killed_while_hashing_a_large_folder(trial_factory, registry):
     """SIGKILL while the hasher reads the raw data; the resumed run registers MedPerf's exact hash."""
     from tests.runner.test_cli import independent_hash
 
     with FaultProxy(registry.url) as proxy:
         trial = trial_factory(proxy, cases=4, text=manifest_text(state="registered"))
         images = trial.root / "raw" / "images"
-        for i in range(64):  # 64 MB: long enough to be caught reading it
+        for i in range(128):  # 128 MB: long enough to be caught reading it (it is polled every 10 ms)
             (images / f"big{i:04d}.png").write_bytes(os.urandom(1 << 20))
         proc = trial.spawn("apply")
         trial.kill_when(proc, _reading_under(trial.root / "raw", proc), "hashing the raw data", timeout=60)
