@@ -148,7 +148,10 @@ def validate(docs: Sequence[Document], *, check_paths: bool = True, cache_dir: P
         raise InvalidManifest(sorted(problems, key=lambda p: (p.where.file, p.where.line, p.where.col)))
     if key is not None and not cached:
         try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
+            # The cache lives in the state dir, which may not exist yet: create it private (0700), as StateDir
+            # does, or it would stay world-readable with the prepared data and results later written under it.
+            cache_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            cache_dir.mkdir(exist_ok=True)
             (cache_dir / key).touch()
         except OSError:
             pass  # a cache only
