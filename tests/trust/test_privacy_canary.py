@@ -126,6 +126,8 @@ def test_no_canary_and_no_local_path_leaves_the_machine(trial_factory, registry,
         assert len(written) > 50
         holding = [str(p) for p in written for t in tokens if t.encode() in p.read_bytes()]
         assert holding == [], holding
+        # and locally: the state dir, with the prepared data and results under it, is private to its user
+        assert trial.state_dir.stat().st_mode & 0o077 == 0, oct(trial.state_dir.stat().st_mode)
         # what was sent is exactly what DESIGN allows: statistics without ids, metrics without predictions
         sent_bodies = [e for e in proxy.exchanges if e.method in ("POST", "PUT")]
         assert {e.path.split("?")[0].rstrip("/").rsplit("/", 1)[0] for e in sent_bodies} <= {
