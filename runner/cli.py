@@ -200,6 +200,26 @@ def real_clients(environ: Mapping[str, str], *, task_timeout: float | None = Non
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None,
          stdin: TextIO | None = None, environ: Mapping[str, str] | None = None, clients=None) -> int:
     """Run medperf-apply; return the exit code (the console script exits with it)."""
+    import signal
+    import threading
+
+    # SIGTERM (CI cancelling a job, a service manager stopping it) takes Ctrl-C's path: the running container
+    # is stopped and removed, MedPerf's "interrupted" report is sent, the journal says so, exit 130.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv, stdout=stdout, stderr=stderr, stdin=stdin, environ=environ, clients=clients)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _main(argv, *, stdout, stderr, stdin, environ, clients) -> int:
     from runner.console import Console
 
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -238,13 +238,7 @@ def test_report_kill_points(capsys):
 
 # -- a polite stop: Ctrl-C (SIGINT) or a service manager's SIGTERM inside a container task --------------------
 
-SIGTERM_BUG = ("cli.py installs no SIGTERM handler: a service manager's or CI's stop kills the run outright (exit -15, "
-               "container left running, no 'interrupted' report) though errors.Interrupted promises 'Ctrl-C or SIGTERM: "
-               "stopped cleanly' (issue 5's file until 19:30)")
-
-
-@pytest.mark.parametrize("sig", ["SIGINT", pytest.param("SIGTERM", marks=pytest.mark.xfail(strict=True,
-                                                                                          reason=SIGTERM_BUG))])
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_interrupted_inside_a_container_stops_it_exits_130_and_resumes(sig, trial_factory, registry, docker_client):
     import signal
     import time
