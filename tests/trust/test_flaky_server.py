@@ -7,6 +7,7 @@ message after the bounded retries, no traceback.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import sys
 import time
@@ -15,7 +16,7 @@ from collections import Counter
 import pytest
 import requests
 
-from runner.cli import real_clients
+from runner.cli import main, real_clients
 from tests.support.proxy import FAULTS, FaultProxy
 from tests.trust.conftest import manifest_text, no_traceback, require_images
 
@@ -134,3 +135,23 @@ def test_nothing_listens_fails_clearly(trial_factory, registry):
 
 def test_report_faults():
     print(f"\nfaults injected: {sum(INJECTED.values())} {dict(INJECTED)}; runs to converge: {RUNS}", file=sys.stderr)
+
+
+def test_every_command_facing_a_down_server_fails_clearly(trial_factory, registry):
+    """plan, apply, status, results and association approve: exit 1 after the bounded retries, no traceback."""
+    from tests.support.server import TESTBO
+
+    with FaultProxy(registry.url) as proxy:
+        trial = trial_factory(proxy, cases=3, text=manifest_text(benchmarks=True))
+        proxy.down = True
+        for command in ("plan", "apply", "status", "results"):
+            r = trial.run_inprocess(command, clients=short_timeouts(trial.env))
+            assert r.code == 1 and no_traceback(r.out + r.err), (command, r.out, r.err)
+            assert "HTTP 503" in r.err and "failed 5 times" in r.err, (command, r.err)
+        err = io.StringIO()
+        code = main(["association", "approve", "--benchmark", "chestxray", "--dataset", "mytestdata", "--server",
+                     trial.url, "--state-dir", str(trial.root / "bo")], stdout=io.StringIO(), stderr=err,
+                    stdin=io.StringIO(""), environ={**trial.env, "MEDPERF_TOKEN": registry.tokens[TESTBO]},
+                    clients=short_timeouts(trial.env))
+        assert code == 1 and no_traceback(err.getvalue()) and "503" in err.getvalue(), err.getvalue()
+        INJECTED["down (503 every time)"] += len(proxy.exchanges)
