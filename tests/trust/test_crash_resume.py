@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.support.proxy import FaultProxy
 from tests.trust.conftest import (
@@ -264,3 +265,53 @@ def test_interrupted_inside_a_container_stops_it_exits_130_and_resumes(sig, tria
     (ds,) = trial.srv_datasets()
     assert ds["report"]["execution_status"] == "interrupted"  # MedPerf's status report for a stopped prepare
     _converged(trial, sig, took_over=False)  # released cleanly: nothing to take over
+
+
+# -- chaos: random SIGKILLs while the registry is flaky -----------------------------------------------------
+
+@pytest.mark.slow
+def test_random_kills_on_a_flaky_registry_still_converge(trial_factory, registry, docker_client):
+    """Seeded: each run is SIGKILLed after a random delay (or left alone), 20% of the requests fail; the
+    tutorial still reaches the gate, then (approved) submitted results, with nothing twice."""
+    import random
+    import time
+
+    require_images()
+    from tests.support.server import TESTBO
+
+    rng = random.Random(7)
+    faults = ("503_before", "500_after", "429", "reset_before", "reset_after", "slow")  # stalls: 30 s read timeouts
+    with FaultProxy(registry.url, rate=0.2, seed=7, faults=faults) as proxy:
+        trial = trial_factory(proxy, cases=16, text=manifest_text(benchmarks=True))
+        approved = False
+        for n in range(1, 16):
+            proc = trial.spawn("apply")
+            delay = rng.uniform(0.3, 4.0) if rng.random() < 0.6 else None
+            deadline = time.monotonic() + (delay if delay is not None else 180)
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+                KILLED.append(f"chaos: {delay:.1f} s into run {n}")
+                ORPHANS.append(len(running_containers(docker_client, trial.root)))
+                _check_invariants(trial, f"chaos run {n}")
+                continue
+            r = trial.finish(proc)
+            assert no_traceback(r.out + r.err), r.out + r.err
+            assert r.code in (0, 1, 3), r.out + r.err
+            _check_invariants(trial, f"chaos run {n}")
+            if r.code == 3 and not approved:
+                ds_id = trial.srv_datasets()[0]["id"]
+                resp = requests.put(f"{registry.api}/datasets/{ds_id}/benchmarks/1/",
+                                    json={"approval_status": "APPROVED"}, headers=registry.headers(TESTBO), timeout=10)
+                assert resp.status_code == 200, resp.text
+                approved = True
+            elif r.code == 0 and approved:
+                break
+        else:
+            pytest.fail("the chaos run did not converge in 15 runs")
+        with trial.db() as conn:
+            rows = conn.execute("SELECT model, finalized FROM results ORDER BY model").fetchall()
+        assert rows == [(1, 1), (2, 1)] and trial.duplicates() == []
+        print(f"\nchaos: {n} runs, {sum(proxy.injected.values())} faults {dict(proxy.injected)}", file=sys.stderr)
