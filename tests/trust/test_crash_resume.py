@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ pytestmark = [pytest.mark.docker]
 
 KILLED: list[str] = []  # every kill point tried in this session (the closing figures)
 ORPHANS: list[int] = []  # task containers a killed run left behind
+CHAOS: list[str] = []  # what the chaos run went through
 
 
 def _lock_holder(trial, proc):
@@ -231,12 +231,6 @@ def test_the_next_run_removes_the_containers_a_killed_run_left(trial_factory, re
     assert running_containers(docker_client, trial.root) == []
 
 
-def test_report_kill_points(capsys):
-    """Print the session's kill points (run last in this module; shown with -s)."""
-    print(f"\nkill points tried: {len(KILLED)}: " + "; ".join(KILLED) + f"\norphaned containers: {sum(ORPHANS)}",
-          file=sys.stderr)
-
-
 # -- a polite stop: Ctrl-C (SIGINT) or a service manager's SIGTERM inside a container task --------------------
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
@@ -314,4 +308,4 @@ def test_random_kills_on_a_flaky_registry_still_converge(trial_factory, registry
         with trial.db() as conn:
             rows = conn.execute("SELECT model, finalized FROM results ORDER BY model").fetchall()
         assert rows == [(1, 1), (2, 1)] and trial.duplicates() == []
-        print(f"\nchaos: {n} runs, {sum(proxy.injected.values())} faults {dict(proxy.injected)}", file=sys.stderr)
+        CHAOS.append(f"{n} runs, {sum(proxy.injected.values())} faults {dict(proxy.injected)}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-import sys
 import time
 from collections import Counter
 
@@ -131,10 +130,6 @@ def test_nothing_listens_fails_clearly(trial_factory, registry):
     r = trial.run("plan")
     assert r.code == 1 and no_traceback(r.out + r.err)
     assert "cannot connect" in r.err and "check that the server is running" in r.err, r.err
-
-
-def test_report_faults():
-    print(f"\nfaults injected: {sum(INJECTED.values())} {dict(INJECTED)}; runs to converge: {RUNS}", file=sys.stderr)
 
 
 def test_every_command_facing_a_down_server_fails_clearly(trial_factory, registry):
