@@ -225,3 +225,28 @@ def test_bad_values_files(tmp_path):
         code = main(["plan", str(path), "--values", str(tmp_path / name)], stdout=io.StringIO(), stderr=err,
                     stdin=io.StringIO(""), environ={"MEDPERF_TOKEN": "t"})
         assert code == 1 and no_traceback(err.getvalue()) and name in err.getvalue(), err.getvalue()
+
+
+# The line named must be the offending one (not just any line): the marker's line in the case's text.
+LINE_OF = {
+    "wrong apiVersion": "medperf-apply/v2", "wrong kind": "BenchmarkOwner", "server url not a url": "my server",
+    "unknown server key": "verify:", "empty name": 'name: ""', "name too long": "nnnn", "state unknown": "state: done",
+    "unknown dataset key (typo)": "data_pth", "data_path missing on disk": "raw/nowhere",
+    "labels_path missing on disk": "raw/labelz", "association unknown": "maybe", "results unknown": "results: done",
+    "unknown benchmark key": "priority", "unknown top-level key": "extra:", "consent unknown key": "predictions",
+    "tab indentation": "\tlocation", "duplicate key": "state: registered", "nul byte": "\x00", "control character": "\x07",
+    "undefined vars": "vars.site", "undefined env": "MEDPERF_NOWHERE_SET", "template division by zero": "1 / 0",
+    "unknown filter": "nosuchfilter", "second document invalid": "state: done",
+}
+
+
+@pytest.mark.parametrize("case", list(LINE_OF))
+def test_the_line_named_is_the_offending_line(case, tmp_path):
+    text = CASES[case]
+    marker = LINE_OF[case]
+    line = text[:text.rindex(marker)].count("\n") + 1
+    path = write_case(tmp_path, case, text)
+    err = io.StringIO()
+    main(["plan", str(path), "--state-dir", str(tmp_path / "state")], stdout=io.StringIO(), stderr=err,
+         stdin=io.StringIO(""), environ={"MEDPERF_TOKEN": "t"})
+    assert re.search(rf"manifest\.yaml:{line}\b", err.getvalue()), (line, err.getvalue())
