@@ -2,23 +2,23 @@
 
 Temporary faults (connection errors, timeouts, 429, 5xx) are retried with capped, jittered exponential
 backoff honouring Retry-After; a POST only when it certainly never reached the server. 4xx and answers
-that are not the API are permanent. The transport is the standard library's http.client (keep-alive
-connections in a small pool; HTTP(S)_PROXY/NO_PROXY honoured): `requests` alone took a third of a no-op
-plan's start-up. Transport exceptions are translated here and never leak.
+that are not the API are permanent. requests' exceptions are translated here and never leak.
 """
 
 from __future__ import annotations
 
-import http.client
+import email.utils
 import json
-import os
 import random
-import select
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
 
 from runner.errors import ServerError, ServerUnavailable, ServerWriteUncertain
 
@@ -26,9 +26,9 @@ API_PREFIX = "/api/v0/"
 PAGE_SIZE = 500  # large pages: a no-op plan lists a benchmark's models in one request
 MAX_PAGES = 10_000
 RETRY_AFTER_CAP = 60.0  # a server asking for a longer pause is treated as down
-MAX_IDLE_CONNECTIONS = 8  # room for the pipeline's concurrent GETs
-MAX_REDIRECTS = 5  # GETs follow redirects on the server's own origin only
-_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+MAX_REDIRECTS = 5  # a GET follows at most this many redirects within the server's own origin
 
 
 class _Temporary(Exception):
@@ -50,6 +50,7 @@ class ApiClient:
         base_url: str,
         token: str,
         *,
+        session: requests.Session | None = None,
         timeout: tuple[float, float] = (5.0, 30.0),
         max_attempts: int = 5,
         backoff_base: float = 0.5,
@@ -64,7 +65,6 @@ class ApiClient:
             raise ServerError(f"the server URL {base_url!r} is not an http(s) URL",
                               hint="set server.url in the manifest to e.g. http://127.0.0.1:8000")
         self._origin = (parts.scheme, parts.netloc)
-        self._host, self._port = parts.hostname or "", parts.port
         self._prefix = parts.path.rstrip("/") + API_PREFIX
         self.timeout = timeout
         self.max_attempts = max(1, max_attempts)
@@ -76,15 +76,17 @@ class ApiClient:
         self._random = random.Random()
         self._count_lock = threading.Lock()
         self.request_count = 0
-        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
-                         "User-Agent": "medperf-apply"}
-        self._pool_lock = threading.Lock()
-        self._idle: list[http.client.HTTPConnection] = []
-        self._proxy = _proxy_for(parts.scheme, self._host)
-        if self._proxy and parts.scheme == "http":
-            auth = _proxy_auth(urlsplit(self._proxy if "://" in self._proxy else "http://" + self._proxy))
-            if auth:
-                self._headers["Proxy-Authorization"] = auth
+        self._own_session = session is None
+        if session is None:
+            session = requests.Session()
+            # Room for the pipeline's concurrent GETs; retries are ours, not urllib3's.
+            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=8, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        session.headers["Authorization"] = f"Bearer {token}"
+        session.headers["Accept"] = "application/json"
+        session.headers.setdefault("User-Agent", "medperf-apply")
+        self.session = session
 
     def __repr__(self) -> str:  # never the token
         return f"ApiClient({self.base_url!r})"
@@ -137,10 +139,8 @@ class ApiClient:
         return self._send("PUT", path, body)
 
     def close(self) -> None:
-        with self._pool_lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        if self._own_session:
+            self.session.close()
 
     def __enter__(self) -> ApiClient:
         return self
@@ -233,138 +233,56 @@ class ApiClient:
             delay = max(delay, retry_after)
         return delay
 
-    def _once(self, method: str, url: str, data: bytes | None, headers: Mapping | None) -> Any:
+    def _once(self, method: str, url: str, data: bytes | None, headers: Mapping | None, redirects: int = 0) -> Any:
         with self._count_lock:
             self.request_count += 1
-        all_headers = {**self._headers, **(headers or {})}
-        if any(c in v for v in all_headers.values() for c in "\r\n\0"):
-            raise ServerError(f"{method} {self._display(url)} cannot be sent: a header (the token?) holds a line "
-                              "break", where=self.base_url,
-                              hint="check server.url and the token (no spaces or line breaks)")
-        for _hop in range(MAX_REDIRECTS + 1):
-            status, resp_headers, content = self._exchange(method, url, data, all_headers)
-            location = resp_headers.get("Location", "")
-            if method == "GET" and status in (301, 302, 303, 307, 308) and location:
-                target = urljoin(url, location)
-                parts = urlsplit(target)
-                if (parts.scheme, parts.netloc) == self._origin:
-                    url = target
-                    continue
-            break
-        return self._answer(method, url, status, resp_headers, content)
-
-    # -- the transport: http.client connections in a small keep-alive pool ---------------------------------
-
-    def _exchange(self, method: str, url: str, data: bytes | None,
-                  headers: Mapping[str, str]) -> tuple[int, Any, bytes]:
-        """Send one request and read the whole answer; faults become _Temporary (sent or not) or ServerError."""
-        conn = self._checkout(url)
         try:
-            target = url if (self._proxy and self._origin[0] == "http") else self._path_of(url)
-            try:
-                conn.request(method, target, body=data, headers=headers)
-            except (ValueError, http.client.InvalidURL) as e:  # a request that cannot be built
-                raise ServerError(f"{method} {self._display(url)} cannot be sent: {_short(e)}", where=self.base_url,
-                                  hint="check server.url and the token (no spaces or line breaks)") from e
-            resp = conn.getresponse()
-            content = resp.read()  # the whole body here, so a reset mid-body is caught below
-        except ServerError:
-            conn.close()
-            raise
-        except TimeoutError as e:
-            conn.close()
-            raise _Temporary(f"no answer within {self.timeout[1]:g} s", sent=True) from e
-        except (OSError, http.client.HTTPException) as e:
-            conn.close()
-            raise _Temporary(f"connection lost ({_short(e) or type(e).__name__})", sent=True) from e
-        except BaseException:
-            conn.close()
-            raise
-        if resp.will_close:
-            conn.close()
-        else:
-            self._checkin(conn)
-        return resp.status, resp.headers, content
-
-    def _path_of(self, url: str) -> str:
-        parts = urlsplit(url)
-        return parts.path + (f"?{parts.query}" if parts.query else "")
-
-    def _checkout(self, url: str) -> http.client.HTTPConnection:
-        """An idle connection that is still open, or a new one (connect faults were certainly not sent)."""
-        while True:
-            with self._pool_lock:
-                conn = self._idle.pop() if self._idle else None
-            if conn is None:
-                break
-            if _still_open(conn):
-                return conn
-            conn.close()  # the server closed it while idle (keep-alive timeout): never send on it
-        conn = self._connection()
-        try:
-            conn.connect()
-        except TimeoutError as e:
-            conn.close()
+            # Redirects are followed here, not by requests: only a GET, only within our own origin, so the
+            # token never goes anywhere the manifest does not name.
+            resp = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout,
+                                        allow_redirects=False)
+            content = resp.content  # read the whole body here, so a reset mid-body is caught below
+        except requests.exceptions.ConnectTimeout as e:
             raise _Temporary(f"connection timed out after {self.timeout[0]:g} s", sent=False) from e
-        except OSError as e:
-            conn.close()
-            import ssl
+        except requests.exceptions.ConnectionError as e:
+            reason = e.args[0].reason if e.args and hasattr(e.args[0], "reason") else None
+            if isinstance(reason, urllib3.exceptions.NewConnectionError):
+                raise _Temporary(f"cannot connect ({_short(reason)})", sent=False) from e
+            if isinstance(reason, urllib3.exceptions.ReadTimeoutError) or "timed out" in str(e):
+                raise _Temporary(f"no answer within {self.timeout[1]:g} s", sent=True) from e
+            raise _Temporary(f"connection lost ({_short(e)})", sent=True) from e
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidHeader, requests.exceptions.TooManyRedirects) as e:
+            raise ServerError(f"{method} {self._display(url)} cannot be sent: {_short(e)}", where=self.base_url,
+                              hint="check server.url and the token (no spaces or line breaks)") from e
+        except requests.exceptions.Timeout as e:
+            raise _Temporary(f"no answer within {self.timeout[1]:g} s", sent=True) from e
+        except requests.exceptions.RequestException as e:
+            raise _Temporary(f"transport error ({_short(e)})", sent=True) from e
 
-            if isinstance(e, ssl.SSLCertVerificationError):
-                raise ServerError(f"the server's TLS certificate cannot be verified: {e.verify_message or e}",
-                                  where=self.base_url, hint="check server.url; for a private CA set "
-                                  "REQUESTS_CA_BUNDLE or SSL_CERT_FILE to its certificate file") from e
-            raise _Temporary(f"cannot connect ({_short(e) or type(e).__name__})", sent=False) from e
-        if conn.sock is not None:
-            conn.sock.settimeout(self.timeout[1])
-        return conn
-
-    def _checkin(self, conn: http.client.HTTPConnection) -> None:
-        with self._pool_lock:
-            if len(self._idle) < MAX_IDLE_CONNECTIONS:
-                self._idle.append(conn)
-                return
-        conn.close()
-
-    def _connection(self) -> http.client.HTTPConnection:
-        scheme = self._origin[0]
-        host, port = self._host, self._port
-        tunnel_headers: dict[str, str] = {}
-        if self._proxy:
-            proxy = urlsplit(self._proxy if "://" in self._proxy else "http://" + self._proxy)
-            auth = _proxy_auth(proxy)
-            if scheme == "http":  # absolute-form targets; its Proxy-Authorization is set with the headers
-                return http.client.HTTPConnection(proxy.hostname or "", proxy.port, timeout=self.timeout[0])
-            if auth:
-                tunnel_headers["Proxy-Authorization"] = auth
-            conn = http.client.HTTPSConnection(proxy.hostname or "", proxy.port, timeout=self.timeout[0],
-                                               context=_tls_context())
-            conn.set_tunnel(host, port, headers=tunnel_headers)
-            return conn
-        if scheme == "https":
-            return http.client.HTTPSConnection(host, port, timeout=self.timeout[0], context=_tls_context())
-        return http.client.HTTPConnection(host, port, timeout=self.timeout[0])
-
-    def _answer(self, method: str, url: str, status: int, resp_headers, content: bytes) -> Any:
+        status = resp.status_code
         if status == 429 or status >= 500:
-            ra = _retry_after(resp_headers.get("Retry-After"))
+            ra = _retry_after(resp.headers.get("Retry-After"))
             what = f"HTTP {status}" + (f", asked to wait {ra:g} s" if ra is not None else "")
-            detail = _message(content, resp_headers.get("Content-Type", ""))
+            detail = _message(content, resp.headers.get("Content-Type", ""))
             if detail:
                 what += f": {detail}"
             # 429 says the request was refused unprocessed; a 5xx may have been half done.
             raise _Temporary(what, sent=status != 429, retry_after=ra, status=status)
         if 300 <= status < 400:
+            location = urljoin(url, resp.headers.get("Location", ""))
+            if method == "GET" and tuple(urlsplit(location)[:2]) == tuple(self._origin) and redirects < MAX_REDIRECTS:
+                return self._once(method, location, data, headers, redirects + 1)
             raise ServerError(
-                f"{method} {self._display(url)} was redirected to {resp_headers.get('Location', '?')}",
+                f"{method} {self._display(url)} was redirected to {resp.headers.get('Location', '?')}",
                 status=status, where=self.base_url,
                 hint="set server.url to the address the server redirects to (https?)",
             )
         if status >= 400:
-            raise self._permanent(method, url, status, content, resp_headers.get("Content-Type", ""))
+            raise self._permanent(method, url, status, content, resp.headers.get("Content-Type", ""))
         if status == 204 or not content.strip():
             return {}
-        ctype = resp_headers.get("Content-Type", "")
+        ctype = resp.headers.get("Content-Type", "")
         try:
             if "json" not in ctype.lower():
                 raise ValueError(ctype)
@@ -412,57 +330,12 @@ class ApiClient:
 
 
 def _short(e: BaseException) -> str:
-    return str(e).strip(" ()'\"")[:160] or type(e).__name__
-
-
-def _still_open(conn: http.client.HTTPConnection) -> bool:
-    """An idle keep-alive connection has nothing to read; readable means the server closed it (or misbehaved)."""
-    sock = conn.sock
-    if sock is None:
-        return False
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return not readable
-
-
-def _proxy_for(scheme: str, host: str) -> str | None:
-    """The proxy the environment names for this server (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY), as requests does."""
-    if not any(os.environ.get(k) for k in _PROXY_VARS):
-        return None
-    import urllib.request  # only when a proxy is configured: it is not free to import
-
-    proxies = urllib.request.getproxies_environment()
-    if urllib.request.proxy_bypass_environment(host, proxies):
-        return None
-    return proxies.get(scheme) or proxies.get("all") or None
-
-
-def _proxy_auth(proxy) -> str | None:
-    if proxy.username is None:
-        return None
-    import base64
-
-    pair = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()
-    return "Basic " + base64.b64encode(pair).decode("ascii")
-
-
-def _tls_context():
-    """Verify the server's certificate: the CA file of REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, else the system's
-    store (SSL_CERT_FILE honoured), else certifi's bundle when the system has none."""
-    import ssl
-
-    cafile = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
-    ctx = ssl.create_default_context(cafile=cafile)
-    if cafile is None and not ctx.cert_store_stats().get("x509_ca"):
-        try:
-            import certifi
-
-            ctx.load_verify_locations(certifi.where())
-        except (ImportError, OSError):
-            pass
-    return ctx
+    text = str(e)
+    # urllib3 wraps the cause several levels deep; its last clause is the useful one.
+    for marker in ("Caused by ", "Failed to establish a new connection: "):
+        if marker in text:
+            text = text.rsplit(marker, 1)[1]
+    return text.strip(" ()'\"")[:160] or type(e).__name__
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -473,8 +346,6 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
-    import email.utils
-
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
