@@ -31,7 +31,7 @@ GARBAGE = {
     "html 404 (wrong base url)": (Answer(404, raw=b"<html>Not Found</html>", content_type="text/html"),
                                   "not MedPerf's API"),
     "html 502 (a gateway)": (Answer(502, raw=b"<html>Bad gateway</html>", content_type="text/html"), "failed 5 times"),
-    "redirect to https": (Answer(301, raw=b"", headers={"Location": "https://elsewhere/"}), "redirected"),
+    "redirect to https": (Answer(301, raw=b"", headers={"Location": "https://elsewhere/"}), "elsewhere"),
     "odd 400 body": (Answer(400, [1, {"x": [None]}]), "refused (HTTP 400)"),
     "page of records without ids": (Answer(200, page([{"weird": 1}])), "server"),
     "page of strings": (Answer(200, page(["x", 3, None])), "server"),
@@ -176,3 +176,23 @@ def test_a_garbled_answer_to_a_write_is_resolved_by_observing(case, trial_factor
         again = trial.run_inprocess("apply")
         assert again.code == r.code and "0 changed" in again.out, again.out + again.err
         assert trial.duplicates() == [] and trial.counts()["datasets"] == 1
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_redirect_never_carries_the_token_to_another_server(host, tmp_path):
+    """A registry redirecting elsewhere (another port, another name): the other server never sees the token."""
+    make_data(tmp_path / "raw", 3)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(manifest_text())
+    token = "mpa_secret-token-that-must-stay-home"
+    with FaultServer() as elsewhere, FaultServer() as registry:
+        elsewhere.push(*([Answer(200, {"count": 0, "next": None, "previous": None, "results": []})] * 40))
+        registry.push(*([Answer(302, raw=b"", headers={"Location": f"http://{host}:{elsewhere.port}/api/v0/x/"})]
+                        * 40))
+        err = io.StringIO()
+        code = main(["plan", str(manifest), "--state-dir", str(tmp_path / "state")], stdout=io.StringIO(), stderr=err,
+                    stdin=io.StringIO(""), environ={"MEDPERF_TOKEN": token, "MEDPERF_SERVER": registry.url})
+        assert code == 1 and no_traceback(err.getvalue()), err.getvalue()
+        leaked = [s for s in elsewhere.seen if any(token in v for v in s.headers.values())]
+        assert registry.seen and leaked == [], leaked
+        assert all(token in s.headers.get("Authorization", "") for s in registry.seen)
