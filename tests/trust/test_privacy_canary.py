@@ -107,6 +107,13 @@ def test_no_canary_and_no_local_path_leaves_the_machine(trial_factory, registry,
         r = trial.run("apply")
         assert r.code == 0 and no_traceback(r.out + r.err), r.out + r.err
 
+        # status, results and plan only read: no body leaves, whatever they show locally
+        before = len(proxy.exchanges)
+        for command in ("status", "results", "plan"):
+            shown = trial.run(command)
+            assert shown.code == 0 and no_traceback(shown.out + shown.err), shown.out + shown.err
+        assert {(e.method, e.body) for e in proxy.exchanges[before:]} == {("GET", b"")}
+
         # the whole tutorial happened, with the canary's data
         with trial.db() as conn:
             assert conn.execute("SELECT state FROM datasets").fetchone() == ("OPERATION",)
