@@ -79,3 +79,27 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(trial_factory, registry):
     assert f"took over the lock of a run that died (pid {dead.pid}" in r.err, r.err
     again = trial.run("apply")
     assert again.code == 0 and "took over" not in again.err  # released cleanly this time
+
+
+def test_another_data_owner_with_the_same_manifest_never_touches_the_first_ones_records(trial_factory, registry,
+                                                                                          docker_client):
+    """Two hospitals, one manifest, the same toy data: each has its own dataset; the second cannot take the first's
+    operational generated_uid (the server refuses, the run says so) and nothing of the first changes."""
+    from tests.support.server import TESTDO2
+    from tests.trust.conftest import require_images
+
+    require_images()
+    first = trial_factory(None, cases=6, name="hospital-a")
+    assert first.run("apply").code == 0
+    (mine,) = first.srv_datasets()
+    second = trial_factory(None, cases=6, name="hospital-b")
+    second.env["MEDPERF_TOKEN"] = registry.tokens[TESTDO2]
+    r = second.run("apply")
+    assert r.code == 1 and no_traceback(r.out + r.err), r.out + r.err
+    failed = [line for line in r.out.splitlines() if line.startswith("failed")]
+    assert failed and "set operational" in failed[0] and "same generated uid" in failed[0].lower(), r.out
+    (theirs,) = second.srv_datasets()
+    assert theirs["id"] != mine["id"] and theirs["state"] == "DEVELOPMENT"
+    (again,) = first.srv_datasets()
+    assert again == mine  # not a field of the first hospital's dataset changed
+    assert first.run("plan").code == 0
