@@ -8,6 +8,7 @@ ledger hold zero occurrences of the canary and of the absolute local paths.
 from __future__ import annotations
 
 import csv
+import json
 import sqlite3
 import struct
 import subprocess
@@ -135,6 +136,11 @@ def test_no_canary_and_no_local_path_leaves_the_machine(trial_factory, registry,
         assert holding == [], holding
         # and locally: the state dir, with the prepared data and results under it, is private to its user
         assert trial.state_dir.stat().st_mode & 0o077 == 0, oct(trial.state_dir.stat().st_mode)
+        # every body the server received is in a ledger, as sent (nothing bypasses the privacy check and the ledger)
+        logged = [json.dumps(json.loads(line)["body"], sort_keys=True)
+                  for p in trial.root.rglob("ledger.jsonl") for line in p.read_text().splitlines() if line.strip()]
+        carried = [json.dumps(json.loads(e.body), sort_keys=True) for e in proxy.exchanges if e.body]
+        assert carried and [b for b in carried if b not in logged] == []
         # what was sent is exactly what DESIGN allows: statistics without ids, metrics without predictions
         sent_bodies = [e for e in proxy.exchanges if e.method in ("POST", "PUT")]
         assert {e.path.split("?")[0].rstrip("/").rsplit("/", 1)[0] for e in sent_bodies} <= {
