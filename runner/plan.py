@@ -200,7 +200,7 @@ def _dataset_steps(spec: DatasetSpec, obs: Observation, *, interactive: bool
             steps.append(Step(keys[Action.PREPARE], Action.PREPARE, spec.name, Change.DONE,
                               "operational on the server" + ("" if ready else " (no prepared copy in the state dir)"),
                               args={"dataset_id": ds.id}))
-        elif ready:
+        elif ready and local.has_statistics:  # .ready without statistics.yaml: re-checked below, never stuck
             steps.append(Step(keys[Action.PREPARE], Action.PREPARE, spec.name, Change.DONE,
                               "prepared (.ready in the state dir)", args={"dataset_id": ds.id}))
         else:
@@ -239,6 +239,8 @@ def _usable(container: RemoteContainer | None, spec: DatasetSpec) -> None:
 
 
 def _prepare_reason(local: LocalDataset | None, keys: dict, unfinished: set) -> str:
+    if local is not None and local.ready and not local.has_statistics:
+        return "prepared, but statistics.yaml is missing: sanity_check and statistics run again"
     if keys[Action.PREPARE] in unfinished:
         return "an earlier run stopped during prepare (no .ready): prepare runs again"
     if local is not None and local.started:
