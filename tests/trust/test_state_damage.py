@@ -7,10 +7,6 @@ import pytest
 
 from tests.trust.conftest import manifest_text, no_traceback, require_images
 
-STATS_BUG = ("after the hint 'delete the file; the next run rebuilds it' for a corrupt statistics.yaml, the plan "
-             "still counts prepare done (.ready) and set operational fails 'statistics.yaml is empty; prepare it "
-             "again' forever: plan.py should re-run sanity_check + statistics when .ready has no statistics")
-
 
 def test_garbage_in_the_cache_journal_ledger_and_lock_does_not_stop_a_run(trial_factory):
     trial = trial_factory(None, cases=3, text=manifest_text(state="registered"))
@@ -23,8 +19,7 @@ def test_garbage_in_the_cache_journal_ledger_and_lock_does_not_stop_a_run(trial_
     assert trial.duplicates() == []
 
 
-@pytest.mark.parametrize("damage", ["corrupt", pytest.param("deleted as told", marks=pytest.mark.xfail(
-    strict=True, reason=STATS_BUG))])
+@pytest.mark.parametrize("damage", ["corrupt", "deleted as told"])
 def test_a_damaged_statistics_file_names_itself_and_the_fix_works(damage, trial_factory, docker_client):
     require_images()
     trial = trial_factory(None, cases=6, text=manifest_text(state="prepared"))
@@ -35,9 +30,10 @@ def test_a_damaged_statistics_file_names_itself_and_the_fix_works(damage, trial_
     r = trial.run_inprocess("apply")
     assert r.code == 1 and no_traceback(r.out + r.err), r.out + r.err
     assert f"{stats}:2:1: corrupt YAML" in r.out and "delete the file" in r.out, r.out
-    if damage == "deleted as told":
+    if damage == "deleted as told":  # it used to stay "statistics.yaml is empty; prepare it again" forever
         stats.unlink()
         r = trial.run_inprocess("apply")
         assert r.code == 0, r.out + r.err
+        assert "statistics.yaml is missing" in r.out and "sanity_check, statistics done" in r.out, r.out
         (ds,) = trial.srv_datasets()
         assert ds["state"] == "OPERATION" and ds["generated_metadata"]["num_cases"] == 6
