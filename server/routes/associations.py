@@ -22,14 +22,18 @@ class _Subject:
     check_create: Callable
     latest: Callable
     insert: Callable
+    can_see: Callable
+    history: Callable
 
 
 _DATASET = _Subject("dataset", "api-dataset-association", store.get_dataset, rules.can_request_dataset_association,
                     rules.check_dataset_association_create, store.latest_dataset_association,
-                    store.insert_dataset_association)
+                    store.insert_dataset_association, rules.can_see_dataset_association,
+                    store.dataset_association_history)
 _MODEL = _Subject("model", "api-model-association", store.get_model, rules.can_request_model_association,
                   rules.check_model_association_create, store.latest_model_association,
-                  store.insert_model_association)
+                  store.insert_model_association, rules.can_see_model_association,
+                  store.model_association_history)
 
 
 def _request_association(ctx, subject: _Subject):
@@ -68,21 +72,26 @@ def list_dataset_associations(ctx, dataset_id):
     return paginated(ctx, list_page(ctx, store.list_associations_of_dataset, dataset_id))
 
 
-def _dataset_pair(ctx, dataset_id, benchmark_id):
-    dataset = found(store.get_dataset(ctx.conn, dataset_id))
+def _pair(ctx, subject: _Subject, entity_id, benchmark_id):
+    """Both records of the pair (404 if either is missing), once the caller may see their association."""
+    entity = found(subject.get(ctx.conn, entity_id))
     benchmark = found(store.get_benchmark(ctx.conn, benchmark_id))
-    rules.require(rules.can_see_dataset_association(ctx.user, dataset, benchmark))
-    return dataset, benchmark
+    rules.require(subject.can_see(ctx.user, entity, benchmark))
+    return entity, benchmark
+
+
+def _history(ctx, subject: _Subject, entity_id, benchmark_id):
+    """Every row of the pair, a plain list ordered by modified_at (clients take the latest by created_at)."""
+    _pair(ctx, subject, entity_id, benchmark_id)
+    return subject.history(ctx.conn, entity_id, benchmark_id)
 
 
 def get_dataset_association(ctx, dataset_id, benchmark_id):
-    """Every row of the pair, a plain list ordered by modified_at (clients take the latest by created_at)."""
-    _dataset_pair(ctx, dataset_id, benchmark_id)
-    return store.dataset_association_history(ctx.conn, dataset_id, benchmark_id)
+    return _history(ctx, _DATASET, dataset_id, benchmark_id)
 
 
 def put_dataset_association(ctx, dataset_id, benchmark_id):
-    _dataset_pair(ctx, dataset_id, benchmark_id)
+    _pair(ctx, _DATASET, dataset_id, benchmark_id)
     latest = found(store.latest_dataset_association(ctx.conn, dataset_id, benchmark_id))
     body = validate(ctx.body(), "api-association-update", partial=True)
     if "approval_status" not in body:
@@ -95,7 +104,7 @@ def put_dataset_association(ctx, dataset_id, benchmark_id):
 
 
 def delete_dataset_association(ctx, dataset_id, benchmark_id):
-    _dataset_pair(ctx, dataset_id, benchmark_id)
+    _pair(ctx, _DATASET, dataset_id, benchmark_id)
     rules.require(rules.is_admin(ctx.user))
     store.delete_dataset_associations(ctx.conn, dataset_id, benchmark_id)
     return 204, None
@@ -114,20 +123,12 @@ def list_model_associations(ctx, model_id):
     return paginated(ctx, list_page(ctx, store.list_associations_of_model, model_id))
 
 
-def _model_pair(ctx, model_id, benchmark_id):
-    model = found(store.get_model(ctx.conn, model_id))
-    benchmark = found(store.get_benchmark(ctx.conn, benchmark_id))
-    rules.require(rules.can_see_model_association(ctx.user, model, benchmark))
-    return model, benchmark
-
-
 def get_model_association(ctx, model_id, benchmark_id):
-    _model_pair(ctx, model_id, benchmark_id)
-    return store.model_association_history(ctx.conn, model_id, benchmark_id)
+    return _history(ctx, _MODEL, model_id, benchmark_id)
 
 
 def put_model_association(ctx, model_id, benchmark_id):
-    _model, benchmark = _model_pair(ctx, model_id, benchmark_id)
+    _model, benchmark = _pair(ctx, _MODEL, model_id, benchmark_id)
     latest = found(store.latest_model_association(ctx.conn, model_id, benchmark_id))
     body = validate(ctx.body(), "api-association-update", partial=True)
     changes: dict = {}
