@@ -97,6 +97,10 @@ class DockerUnavailable(ContainerError):
     """No Docker engine answers at DOCKER_HOST."""
 
 
+class HashError(MedperfApplyError):
+    """A file under a data folder cannot be read (or is not a regular file), so the folder has no hash."""
+
+
 class DriftError(MedperfApplyError):
     """The raw data changed after registration: the dataset must be registered under a new name."""
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from runner.errors import MedperfApplyError, StateError
+from runner.errors import HashError, StateError
 
 _BUFFER_SIZE = 1 << 20  # 1 MiB: big enough that hashlib releases the GIL and syscalls stay few
 # A file modified this close to the moment it was hashed might change again within the same mtime tick,
@@ -25,10 +25,6 @@ _BUFFER_SIZE = 1 << 20  # 1 MiB: big enough that hashlib releases the GIL and sy
 _RACY_WINDOW_NS = 2_000_000_000
 
 _thread_buffers = threading.local()
-
-
-class HashError(MedperfApplyError):
-    """A file under a data folder cannot be read, so the folder has no hash."""
 
 
 def _buffer() -> bytearray:

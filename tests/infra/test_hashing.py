@@ -10,7 +10,8 @@ import threading
 
 import pytest
 
-from runner.hashing import HashCache, HashError, file_hash, folders_hash
+from runner.errors import HashError
+from runner.hashing import HashCache, file_hash, folders_hash
 
 OLD = 1_500_000_000  # an mtime far in the past (seconds), outside the "just modified" window
 
