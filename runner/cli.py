@@ -1,15 +1,27 @@
-"""argv -> options; builds the clients; calls reconcile; maps errors to exit codes. Nothing else."""
+"""argv -> per-command options; builds the clients; dispatches to the command; maps errors to exit statuses."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
+import traceback
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
-from runner.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, MedperfApplyError, UsageError
+from runner import privacy
+from runner.clients.auth import read_token
+from runner.console import Console
+from runner.decide import Decision, decide, parse_decision
+from runner.errors import ExitStatus, MedperfApplyError, UsageError
+from runner.hashing import folders_hash
+from runner.inspect import InspectOptions, inspect
+from runner.load import load_values
+from runner.reconcile import Clients, Options, reconcile
+from runner.report.plan import error_document
+from runner.state import StateDir
 
 PROG = "medperf-apply"
 COMMANDS = ("plan", "apply", "validate", "status", "results", "association")
@@ -114,24 +126,25 @@ def _positive(text: str) -> int:
     return n
 
 
-def parse(argv: Sequence[str]):
-    """Return (Options, debug flag)."""
-    from runner.load import load_values
-    from runner.reconcile import Options
-
+def parse(argv: Sequence[str]) -> tuple[Options | InspectOptions | Decision, bool]:
+    """Return the command's options and the debug flag."""
     argv = list(argv)
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv.insert(0, "apply")  # `medperf-apply MANIFEST...` = apply
     ns = build_parser().parse_args(argv)
     command = ns.command
     if command == "association":
-        from runner.association import parse_decision
-
         return parse_decision(vars(ns)), ns.debug
     if ns.dry_run:
         if command == "validate":
             raise UsageError("--dry-run does not apply to validate")
         command = "plan"
+    variables = load_values(ns.values, ns.var)
+    if command in ("status", "results"):
+        return InspectOptions(command=command, manifests=tuple(ns.manifests), variables=variables, output=ns.output,
+                              targets=tuple(ns.target), state_dir=ns.state_dir,
+                              benchmark=getattr(ns, "benchmark", None),
+                              format=getattr(ns, "format", "table")), ns.debug
     manifests, plan_file = list(ns.manifests), None
     if ns.command == "apply" and manifests and manifests[-1].endswith(".json"):
         plan_file = manifests.pop()
@@ -139,49 +152,25 @@ def parse(argv: Sequence[str]):
             raise UsageError("apply PLAN.json needs the manifests too: apply MANIFEST... PLAN.json")
     if plan_file and ns.dry_run:
         raise UsageError("--dry-run with a saved plan: nothing to do (run plan again instead)")
-    variables = load_values(ns.values, ns.var)
+    defaults = Options(command=command, manifests=())
     opts = Options(command=command, manifests=tuple(manifests), variables=variables, plan_file=plan_file,
                    out=getattr(ns, "out", None), output=ns.output, event_log=ns.event_log, targets=tuple(ns.target),
                    state_dir=ns.state_dir, lock_timeout=ns.lock_timeout, yes=ns.yes,
-                   wait=getattr(ns, "wait", False), wait_timeout=getattr(ns, "timeout", 6 * 3600.0),
-                   parallel=getattr(ns, "parallel", 1), benchmark=getattr(ns, "benchmark", None),
-                   format=getattr(ns, "format", "table"), request_again=getattr(ns, "request_again", False),
+                   wait=getattr(ns, "wait", False), wait_timeout=getattr(ns, "timeout", defaults.wait_timeout),
+                   parallel=getattr(ns, "parallel", 1), request_again=getattr(ns, "request_again", False),
                    task_timeout=getattr(ns, "task_timeout", None),
                    task_idle_timeout=getattr(ns, "task_idle_timeout", None))
-    if command not in ("apply",) and (getattr(ns, "wait", False)):
+    if command != "apply" and getattr(ns, "wait", False):
         raise UsageError("--wait applies to apply only")
     return opts, ns.debug
-
-
-def read_token(server, environ: Mapping[str, str]) -> str:
-    """The API token from server.token_env or server.token_file (never printed)."""
-    if server.token_env:
-        token = environ.get(server.token_env, "").strip()
-        if not token:
-            raise MedperfApplyError(f"the environment variable {server.token_env} (server.token_env) is not set",
-                                    where=str(server.where) if server.where else None,
-                                    hint=f"export {server.token_env}=<your API token>")
-        return token
-    try:
-        token = Path(server.token_file).read_text(encoding="utf-8").strip()
-    except OSError as e:
-        raise MedperfApplyError(f"cannot read server.token_file {server.token_file}: {e.strerror}",
-                                where=str(server.where) if server.where else None) from e
-    if not token:
-        raise MedperfApplyError(f"server.token_file {server.token_file} is empty")
-    return token
 
 
 def real_clients(environ: Mapping[str, str], *, task_timeout: float | None = None,
                  task_idle_timeout: float | None = None):
     """The real edges: the registry client (privacy check + ledger before every body), Docker, the hash."""
-    from runner.hashing import folders_hash
-    from runner.reconcile import Clients
-    from runner.state import StateDir
 
     def make_api(server, state):
-        from runner import privacy
-        from runner.clients.api import ApiClient
+        from runner.clients.api import ApiClient  # requests is imported only when a command talks to a server
 
         def before_send(method: str, path: str, body: Mapping[str, Any]) -> None:
             privacy.check_body(method, path, body)
@@ -190,9 +179,9 @@ def real_clients(environ: Mapping[str, str], *, task_timeout: float | None = Non
         return ApiClient(server.url, read_token(server, environ), before_send=before_send)
 
     def make_runner(state):
-        from runner.clients.containers import DockerRunner
+        from runner.clients.containers import DockerRunner  # docker is imported only when a container runs
 
-        return DockerRunner(state.root / "containers", timeout=task_timeout, inactivity_timeout=task_idle_timeout)
+        return DockerRunner(state.containers, timeout=task_timeout, inactivity_timeout=task_idle_timeout)
 
     return Clients(state=StateDir, api=make_api, runner=make_runner, hasher=folders_hash, environ=environ)
 
@@ -200,9 +189,6 @@ def real_clients(environ: Mapping[str, str], *, task_timeout: float | None = Non
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None,
          stdin: TextIO | None = None, environ: Mapping[str, str] | None = None, clients=None) -> int:
     """Run medperf-apply; return the exit code (the console script exits with it)."""
-    import signal
-    import threading
-
     # SIGTERM (CI cancelling a job, a service manager stopping it) takes Ctrl-C's path: the running container
     # is stopped and removed, MedPerf's "interrupted" report is sent, the journal says so, exit 130.
     previous = None
@@ -220,8 +206,6 @@ def _terminate(signum, frame) -> None:
 
 
 def _main(argv, *, stdout, stderr, stdin, environ, clients) -> int:
-    from runner.console import Console
-
     argv = sys.argv[1:] if argv is None else list(argv)
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
@@ -235,39 +219,30 @@ def _main(argv, *, stdout, stderr, stdin, environ, clients) -> int:
         try:
             opts, debug = parse(argv)
         except SystemExit as e:  # --help
-            return int(e.code or 0) if isinstance(e.code, int) else EXIT_USAGE
-        from runner.association import Decision
-        from runner.reconcile import reconcile
-
+            return int(e.code or 0) if isinstance(e.code, int) else ExitStatus.USAGE
         if isinstance(opts, Decision):
-            from runner.association import decide
-
             return decide(opts, clients or real_clients(environ), console)
+        if isinstance(opts, InspectOptions):
+            return inspect(opts, clients or real_clients(environ), console)
         return reconcile(opts, clients or real_clients(environ, task_timeout=opts.task_timeout,
                                                         task_idle_timeout=opts.task_idle_timeout), console)
     except KeyboardInterrupt:
         console.error("interrupted; nothing half-done is lost: run again to resume")
-        return _fail(console, "interrupted", EXIT_INTERRUPTED)
+        return _fail(console, "interrupted", ExitStatus.INTERRUPTED)
     except MedperfApplyError as e:
         if debug:
-            import traceback
-
             traceback.print_exc(file=stderr)
         console.error(str(e))
         return _fail(console, str(e), e.exit_code, where=e.where)
     except Exception as e:  # a bug: say so plainly; the traceback only with --debug
         if debug:
-            import traceback
-
             traceback.print_exc(file=stderr)
         console.error(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
-        return _fail(console, f"internal error: {e}", EXIT_ERROR)
+        return _fail(console, f"internal error: {e}", ExitStatus.ERROR)
 
 
 def _fail(console, message: str, code: int, where: str | None = None) -> int:
     if console.json_mode:
-        from runner.report import error_document
-
         console.document(error_document(message, code, where=where))
     return code
 

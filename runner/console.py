@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from runner.ports import NoProgress, Progress
+from runner.clients import NoProgress, Progress
 
 
 def _isatty(stream: Any) -> bool:

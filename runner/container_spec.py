@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-import jsonschema
 import yaml
 
 import schemas
@@ -147,6 +146,8 @@ class ContainerSpec:
 
 def validate_config(config: Mapping, *, where: str = "container_config") -> None:
     """Check a container_config against the schema and MedPerf's rules; ContainerSpecError listing every problem."""
+    import jsonschema  # heavy (60 ms): imported when a container record is checked, never on the no-op plan path
+
     validator = jsonschema.Draft202012Validator(schemas.load("container_config"))
     problems = [f"{e.json_path}: {e.message}" for e in sorted(validator.iter_errors(config), key=lambda e: e.json_path)]
     if problems:

@@ -1,26 +1,46 @@
-"""One root error for the runner; each class knows its exit code and says what to do next."""
+"""Every error class of the runner under one root, and the exit statuses: each error knows its status and says
+what to do next."""
 
 from __future__ import annotations
 
-# Exit codes, one meaning each (DESIGN 3).
-EXIT_OK = 0  # converged (plan: nothing to do)
-EXIT_ERROR = 1  # error, including an invalid manifest
-EXIT_CHANGES = 2  # plan found changes
-EXIT_GATE = 3  # apply did all it could but waits at a gate
-EXIT_USAGE = 64  # usage error
-EXIT_INTERRUPTED = 130  # interrupted
+from collections.abc import Sequence
+from enum import IntEnum
+from typing import Any
+
+
+class ExitStatus(IntEnum):
+    """The exit codes, one meaning each."""
+
+    OK = 0  # converged (plan: nothing to do)
+    ERROR = 1  # error, including an invalid manifest
+    CHANGES = 2  # plan found changes
+    GATE = 3  # apply did all it could but waits at a gate
+    USAGE = 64  # usage error
+    INTERRUPTED = 130  # interrupted
+
+
+EXIT_OK = ExitStatus.OK
+EXIT_ERROR = ExitStatus.ERROR
+EXIT_CHANGES = ExitStatus.CHANGES
+EXIT_GATE = ExitStatus.GATE
+EXIT_USAGE = ExitStatus.USAGE
+EXIT_INTERRUPTED = ExitStatus.INTERRUPTED
 
 
 class MedperfApplyError(Exception):
-    """Root of every error the runner reports: one line saying what, where, and what to do."""
+    """Root of every error the runner reports: one line saying what, where, and what to do.
 
-    exit_code = EXIT_ERROR
+    `log_path` is the log to read when there is one (a container task's, a model run's)."""
 
-    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None):
+    exit_code = ExitStatus.ERROR
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None,
+                 log_path: str | None = None):
         super().__init__(message)
         self.message = message
         self.where = where
         self.hint = hint
+        self.log_path = log_path
 
     def __str__(self) -> str:
         text = f"{self.where}: {self.message}" if self.where else self.message
@@ -30,17 +50,31 @@ class MedperfApplyError(Exception):
 class UsageError(MedperfApplyError):
     """The command line itself is wrong."""
 
-    exit_code = EXIT_USAGE
+    exit_code = ExitStatus.USAGE
 
 
 class Interrupted(MedperfApplyError):
     """Ctrl-C or SIGTERM: stopped cleanly, resumable by running again."""
 
-    exit_code = EXIT_INTERRUPTED
+    exit_code = ExitStatus.INTERRUPTED
 
 
 class ManifestError(MedperfApplyError):
     """A manifest cannot be read, rendered or validated."""
+
+
+class InvalidManifest(ManifestError):
+    """The manifest breaks the schema or names paths that do not exist: every problem is listed."""
+
+    def __init__(self, problems: Sequence[Any]):
+        self.problems = tuple(problems)
+        n = len(self.problems)
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"invalid manifest ({n} problem{'s' if n != 1 else ''}):\n{lines}",
+                         hint="fix the lines above and run `medperf-apply validate` again")
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.hint}"
 
 
 class StateError(MedperfApplyError):
@@ -69,7 +103,7 @@ class ServerWriteUncertain(ServerUnavailable):
 
 
 class PrivacyViolation(MedperfApplyError):
-    """A request body holds a field DESIGN does not allow for that endpoint: nothing was sent."""
+    """A request body holds a field the privacy allowlist does not allow for that endpoint: nothing was sent."""
 
 
 class ContainerSpecError(MedperfApplyError):
@@ -84,13 +118,19 @@ class ContainerError(MedperfApplyError):
     """A container task failed: carries image, task, exit code and the last log lines."""
 
     def __init__(self, message: str, *, image: str = "", task: str = "", exit_code: int | None = None,
-                 last_lines: tuple[str, ...] = (), log_path: str | None = None, **kw):
+                 last_lines: tuple[str, ...] = (), **kw):
         super().__init__(message, **kw)
         self.image = image
         self.task = task
         self.container_exit_code = exit_code
         self.last_lines = tuple(last_lines)
-        self.log_path = log_path
+
+    def explain(self) -> str:
+        """"exited with code N; last lines: ..." (or what else went wrong), for a step's message."""
+        if self.container_exit_code is None:
+            return f"failed: {self}"
+        tail = ("; last lines: " + " | ".join(self.last_lines[-3:])) if self.last_lines else ""
+        return f"exited with code {self.container_exit_code}{tail}"
 
 
 class DockerUnavailable(ContainerError):
@@ -109,6 +149,10 @@ class ReferenceNotFound(MedperfApplyError):
     """The manifest names a benchmark, container or dataset the server does not have."""
 
 
+class PlanFileError(MedperfApplyError):
+    """A saved plan file of another format version, or damaged: it is refused, never misread."""
+
+
 class StalePlan(MedperfApplyError):
     """A saved plan no longer matches what the server and the state dir hold: plan again."""
 
@@ -119,3 +163,19 @@ class ParticipationError(MedperfApplyError):
 
 class AssociationRejected(ParticipationError):
     """The latest association of the dataset with the benchmark is REJECTED: nothing waits for it."""
+
+
+class StepFailed(MedperfApplyError):
+    """A step could not be done; the message says which part and where to look."""
+
+
+class ConsentDeclined(MedperfApplyError):
+    """The data owner did not consent to what a step would send: it waits (a gate), nothing was sent."""
+
+
+class RunFailed(MedperfApplyError):
+    """A model's run failed; its result record stays, not executed, and is reused by the next run."""
+
+    def __init__(self, message: str, *, partial: bool = False, **kw):
+        super().__init__(message, **kw)
+        self.partial = partial

@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import contextlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
 
+from runner.clients import Api, Hasher, NoProgress, Progress
 from runner.errors import ServerError
-from runner.model import Manifest, Observation, Ref, RemoteBenchmark, RemoteContainer, RemoteDataset
-from runner.ports import Api, Hasher, NoProgress, Progress
-from runner.records import LocalResult, approved_models, latest_associations, latest_results
+from runner.model import (
+    Manifest,
+    Observation,
+    Ref,
+    RemoteAssociation,
+    RemoteBenchmark,
+    RemoteContainer,
+    RemoteDataset,
+    RemoteResult,
+    approved_models,
+    identify,
+    latest_associations,
+    latest_results,
+)
+from runner.state import StateDir
 
 MAX_CONCURRENT_GETS = 6
 
@@ -84,25 +95,6 @@ def fetch_container(api: Api, container_id: int) -> RemoteContainer | None:
         raise
 
 
-def local_datasets(state) -> dict:
-    """What the state dir holds per dataset id: raw.yaml, .ready, statistics.yaml."""
-    from runner.model import LocalDataset
-
-    out = {}
-    root = Path(state.root) / "datasets"
-    try:
-        children = list(root.iterdir())
-    except FileNotFoundError:
-        return out
-    for child in children:
-        if child.is_dir() and child.name.isdigit():
-            i = int(child.name)
-            out[i] = LocalDataset(id=i, has_raw_yaml=(child / "raw.yaml").is_file(),
-                                  started=(child / "data").is_dir(), ready=(child / ".ready").exists(),
-                                  has_statistics=(child / "statistics.yaml").is_file())
-    return out
-
-
 def fetch_benchmark_models(api: Api, benchmark_id: int) -> tuple[int, ...] | None:
     """The benchmark's approved models in priority order; None while the server does not show them (403).
 
@@ -117,30 +109,11 @@ def fetch_benchmark_models(api: Api, benchmark_id: int) -> tuple[int, ...] | Non
         raise
 
 
-def local_results(state) -> dict[int, LocalResult]:
-    """What the state dir holds per result id: .executed, .partial."""
-    out: dict[int, LocalResult] = {}
-    try:
-        children = list((Path(state.root) / "results").iterdir())
-    except FileNotFoundError:
-        return out
-    for child in children:
-        if child.is_dir() and child.name.isdigit():
-            i = int(child.name)
-            out[i] = LocalResult(id=i, executed=(child / ".executed").exists(), partial=(child / ".partial").exists())
-    return out
-
-
 def participations(manifest: Manifest, names: set[str] | None) -> list:
     return [b for d in manifest.datasets if names is None or d.name in names for b in d.benchmarks]
 
 
-def unfinished_steps(state) -> tuple[dict[str, Any], ...]:
-    return tuple({"id": e.id, "step": e.step, "started": e.started, **dict(e.info)}
-                 for e in state.journal.unfinished())
-
-
-def raw_hashes(manifest: Manifest, state, hasher: Hasher, names: set[str] | None, progress: Progress) -> dict[str, str]:
+def raw_hashes(manifest: Manifest, state: StateDir, hasher: Hasher, names: set[str] | None, progress: Progress) -> dict[str, str]:
     """The folders hash of each selected dataset's raw data and labels, through the state dir's stat cache."""
     out: dict[str, str] = {}
     cache = state.hash_cache()
@@ -153,7 +126,7 @@ def raw_hashes(manifest: Manifest, state, hasher: Hasher, names: set[str] | None
     return out
 
 
-def observe(manifest: Manifest, *, api: Api, state, hasher: Hasher, names: set[str] | None = None,
+def observe(manifest: Manifest, *, api: Api, state: StateDir, hasher: Hasher, names: set[str] | None = None,
             progress: Progress | None = None) -> Observation:
     """Read the server and the state dir (concurrently), hash the raw folders; change nothing."""
     progress = progress or NoProgress()
@@ -194,13 +167,13 @@ def observe(manifest: Manifest, *, api: Api, state, hasher: Hasher, names: set[s
     progress.done()
     return Observation(
         server_url=manifest.server.url, my_datasets=mine, refs=resolved, containers=containers, raw_hashes=hashes,
-        local=local_datasets(state), unfinished=unfinished_steps(state), associations=associations,
+        local=state.local_datasets(), unfinished=state.unfinished_steps(), associations=associations,
         results=results, benchmark_models=bench_models, model_names=model_names,
-        local_results=local_results(state) if parts else {}, requests=getattr(api, "request_count", 0),
+        local_results=state.local_results() if parts else {}, requests=getattr(api, "request_count", 0),
     )
 
 
-def find_association(api: Api, dataset_id: int, benchmark_id: int):
+def find_association(api: Api, dataset_id: int, benchmark_id: int) -> RemoteAssociation | None:
     """The latest association row of the pair, or None (GET datasets/{D}/benchmarks/{B}/ is a plain list)."""
     try:
         rows = api.get(f"datasets/{dataset_id}/benchmarks/{benchmark_id}/")
@@ -213,15 +186,15 @@ def find_association(api: Api, dataset_id: int, benchmark_id: int):
     return latest_associations(rows).get((dataset_id, benchmark_id))
 
 
-def find_result(api: Api, benchmark_id: int, model_id: int, dataset_id: int):
+def find_result(api: Api, benchmark_id: int, model_id: int, dataset_id: int) -> RemoteResult | None:
     """My latest execution record for (B, M, D), or None (to resolve an uncertain POST results/)."""
     return latest_results(api.list("me/results/")).get((benchmark_id, model_id, dataset_id))
 
 
-def find_dataset(api: Api, name: str, prep: int) -> RemoteDataset | None:
-    """My latest dataset with this name and data preparation container (to resolve an uncertain POST)."""
-    mine = [RemoteDataset.from_record(r) for r in api.list("me/datasets/")]
-    found = [d for d in mine if d.name == name and d.data_preparation_mlcube == prep]
-    return max(found, key=lambda d: d.id) if found else None
+def find_dataset(api: Api, name: str, prep: int, raw_hash: str | None = None) -> RemoteDataset | None:
+    """My dataset with this name and data preparation container, as the planner identifies it (to resolve an
+    uncertain POST)."""
+    found, _ = identify([RemoteDataset.from_record(r) for r in api.list("me/datasets/")], name, prep, raw_hash)
+    return found
 
 

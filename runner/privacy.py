@@ -220,3 +220,32 @@ def _local_paths(value: Any, where: str) -> list[str]:
     elif value is not None and not isinstance(value, str | int | float | bool):
         found.append(f"field {where} holds a {type(value).__name__}, not JSON data")
     return found
+
+
+# -- the bodies apply sends, field by field (built from these lists; check_body guards them) -------------------
+
+REGISTER_FIELDS = ("name", "description", "location", "input_data_hash", "generated_uid", "data_preparation_mlcube",
+                   "split_seed", "submitted_as_prepared", "for_test", "generated_metadata", "user_metadata")
+# What register always sends with the same value (MedPerf's registration constants), shown as such in the plan.
+REGISTER_CONSTANTS = {"split_seed": 0, "submitted_as_prepared": False, "for_test": False, "generated_metadata": {},
+                      "user_metadata": {}}
+SET_OPERATIONAL_FIELDS = ("input_data_hash", "generated_uid", "generated_metadata", "state")
+PREPARE_REPORT_FIELDS = ("report",)
+# POST results/ (MedPerf's Execution schema, without the read-only and null keys)
+RESULT_RECORD_FIELDS = ("name", "benchmark", "model", "dataset", "results", "metadata", "user_metadata",
+                        "model_report", "evaluation_report")
+# What the plan shows for the benchmark steps (the allowlist has the whole bodies).
+ASSOCIATE_SHOWN = ("test_result",)  # with dataset, benchmark, approval_status=PENDING
+RUN_SHOWN = ("model_report", "evaluation_report")  # status reports (execution_status only) on the result record
+SUBMIT_SHOWN = ("results", "partial")
+
+
+def json_safe(value: Any) -> Any:
+    """As MedPerf sends them: NaN and infinities become the strings "nan", "Infinity", "-Infinity"."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return "nan" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value

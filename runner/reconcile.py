@@ -1,4 +1,4 @@
-"""The pipeline in one short function: load -> validate -> observe -> plan -> (confirm) -> apply -> report."""
+"""plan | apply | validate: load -> validate -> observe -> plan -> [confirm, apply] -> report."""
 
 from __future__ import annotations
 
@@ -10,16 +10,39 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner import report
+from runner.apply.applier import Applier
+from runner.apply.context import RunContext, WaitPolicy
+from runner.clients import Api, ContainerRunner, Hasher
 from runner.console import Console
-from runner.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_GATE, EXIT_OK, StalePlan, UsageError
-from runner.load import load
-from runner.model import FORMAT_VERSION, Change, Manifest, Outcome, Plan, ServerSpec, Step
-from runner.ports import Api, Hasher
+from runner.errors import ExitStatus, PlanFileError, StalePlan, UsageError
+from runner.journal import write_atomic
+from runner.load import Document, load
+from runner.model import (
+    FORMAT_VERSION,
+    PLAN_FORMAT_VERSION,
+    Change,
+    Manifest,
+    Observation,
+    Outcome,
+    Plan,
+    RunModelArgs,
+    ServerSpec,
+    Step,
+    StepResult,
+)
+from runner.model import PlanFileError as BadPlanStep
+from runner.observe import observe
+from runner.plan import Selection, select
+from runner.plan import plan as make_plan
+from runner.report import plan as report
+from runner.state import StateDir, root_for
+from runner.validate import validate
 
 
 @dataclass(frozen=True)
 class Options:
+    """What plan, apply and validate are asked to do (cli.py fills it from argv)."""
+
     command: str  # "plan" | "apply" | "validate"
     manifests: tuple[str, ...]
     variables: Mapping[str, Any] = field(default_factory=dict)
@@ -34,8 +57,6 @@ class Options:
     wait: bool = False  # apply --wait: poll an unapproved association until approved or the timeout
     wait_timeout: float = 6 * 3600.0
     parallel: int = 1  # model runs at once
-    benchmark: str | None = None  # results --benchmark
-    format: str = "table"  # results --format table|yaml|json
     task_timeout: float | None = None  # apply --task-timeout: wall clock per container task
     task_idle_timeout: float | None = None  # apply --task-idle-timeout: no output for this long stops a task
     request_again: bool = False  # plan/apply --request-again: a REJECTED association is requested anew
@@ -45,9 +66,9 @@ class Options:
 class Clients:
     """How to build the edges, decided in cli.py (tests pass fakes)."""
 
-    state: Callable[[Path], Any]  # root -> StateDir
-    api: Callable[[ServerSpec, Any], Api]  # (server, state) -> Api
-    runner: Callable[[Any], Any]  # state -> ContainerRunner (called only when a container must run)
+    state: Callable[[Path], StateDir]  # root -> StateDir
+    api: Callable[[ServerSpec, StateDir], Api]  # (server, state) -> Api
+    runner: Callable[[StateDir], ContainerRunner]  # called only when a container must run
     hasher: Hasher
     environ: Mapping[str, str] = field(default_factory=dict)
     sleep: Callable[[float], None] = time.sleep  # --wait's pauses (tests pass a fake clock)
@@ -72,41 +93,67 @@ class EventLog:
             self._f.close()
 
 
+@dataclass
+class _Run:
+    """One plan or apply: what the stages share."""
+
+    opts: Options
+    clients: Clients
+    console: Console
+    events: EventLog
+    manifest: Manifest
+    state: StateDir
+    selected: Selection
+    api: Api | None = None
+
+    def observe_and_plan(self) -> tuple[Plan, Observation]:
+        if self.api is None:
+            self.api = self.clients.api(self.manifest.server, self.state)
+        obs = observe(self.manifest, api=self.api, state=self.state, hasher=self.clients.hasher,
+                      names=set(self.selected), progress=self.console.progress())
+        return make_plan(self.manifest, obs, interactive=self.interactive, targets=self.opts.targets,
+                         request_again=self.opts.request_again), obs
+
+    @property
+    def interactive(self) -> bool:
+        return self.console.can_prompt and not self.opts.yes
+
+    def show(self, plan: Plan, obs: Observation, **extra: Any) -> None:
+        self.console.say(report.plan_text(plan, color=self.console.color))
+        self.events.emit("plan", has_changes=plan.has_changes, steps=[s.to_dict() for s in plan.steps],
+                         requests=obs.requests, **extra)
+
+
 def reconcile(opts: Options, clients: Clients, console: Console) -> int:
-    """Run one command of the pipeline; return its exit code (errors propagate to cli.py)."""
-    from runner.validate import validate
-
+    """Run plan, apply or validate; return the exit status (errors propagate to cli.py)."""
     started = time.monotonic()
-    if opts.command in ("status", "results"):
-        from runner import status
-
-        return status.status(opts, clients, console) if opts.command == "status" else \
-            status.results(opts, clients, console)
     docs = load(opts.manifests, variables=opts.variables, environ=clients.environ)
     if opts.command == "validate":
-        manifest = validate(docs)
-        return _validated(manifest, console)
-    from runner.plan import plan as make_plan
-    from runner.plan import select
-
-    state_root = _state_root(docs, opts)
+        return _validated(validate(docs), console)
+    state_root = state_root_of(docs, opts.state_dir, clients.environ)
     manifest = validate(docs, cache_dir=state_root / "validated")
-    selected = select(manifest, opts.targets)
-    state = clients.state(state_root)
-    events = EventLog(opts.event_log)
+    run = _Run(opts, clients, console, EventLog(opts.event_log), manifest, clients.state(state_root),
+               select(manifest, opts.targets))
     try:
         if opts.command == "plan":
-            return _plan(opts, clients, console, events, manifest, state, selected, make_plan)
-        with state.lock(timeout=opts.lock_timeout) as held:
-            if getattr(held, "took_over", None) is not None:
+            return _plan(run)
+        with run.state.lock(timeout=opts.lock_timeout) as held:
+            if held.took_over is not None:
                 console.warn(f"took over the lock of a run that died ({held.took_over.describe()}); "
                              "its unfinished steps are resolved by observing")
-            return _apply(opts, clients, console, events, manifest, state, selected, make_plan, started)
+            return _apply(run, started)
     except Exception as e:
-        events.emit("error", error=str(e), exit_code=getattr(e, "exit_code", EXIT_ERROR))
+        run.events.emit("error", error=str(e), exit_code=getattr(e, "exit_code", ExitStatus.ERROR))
         raise
     finally:
-        events.close()
+        run.events.close()
+
+
+def state_root_of(docs: Sequence[Document], override: str | None, environ: Mapping[str, str]) -> Path:
+    """The state dir of the manifest's server (read before validation: validation caches its verdict there)."""
+    server = docs[0].data.get("server") if isinstance(docs[0].data, dict) else None
+    url = server.get("url") if isinstance(server, dict) and isinstance(server.get("url"), str) else "unknown"
+    return root_for(url.rstrip("/"), override, environ)
 
 
 def _validated(manifest: Manifest, console: Console) -> int:
@@ -116,55 +163,39 @@ def _validated(manifest: Manifest, console: Console) -> int:
         console.document({"format_version": FORMAT_VERSION, "kind": "validate", "has_changes": False, "valid": True,
                           "files": list(manifest.files), "datasets": [d.name for d in manifest.datasets]})
     console.say(text)
-    return EXIT_OK
+    return ExitStatus.OK
 
 
-def _state_root(docs, opts: Options) -> Path:
-    from runner.state import StateDir
-
-    server = docs[0].data.get("server") if isinstance(docs[0].data, dict) else None
-    url = server.get("url") if isinstance(server, dict) and isinstance(server.get("url"), str) else "unknown"
-    return StateDir.default_root(url.rstrip("/"), opts.state_dir)
-
-
-def _interactive(opts: Options, console: Console) -> bool:
-    return console.can_prompt and not opts.yes
-
-
-def _observe_and_plan(opts, clients, console, manifest, state, selected, make_plan) -> tuple[Plan, Any, Any]:
-    from runner.observe import observe
-
-    api = clients.api(manifest.server, state)
-    progress = console.progress()
-    obs = observe(manifest, api=api, state=state, hasher=clients.hasher, names=set(selected), progress=progress)
-    return make_plan(manifest, obs, interactive=_interactive(opts, console), targets=opts.targets,
-                     request_again=opts.request_again), obs, api
-
-
-def _plan(opts, clients, console, events, manifest, state, selected, make_plan) -> int:
-    the_plan, obs, _ = _observe_and_plan(opts, clients, console, manifest, state, selected, make_plan)
-    console.say(report.plan_text(the_plan, color=console.color))
-    events.emit("plan", has_changes=the_plan.has_changes, steps=[s.to_dict() for s in the_plan.steps],
-                requests=obs.requests)
+def _plan(run: _Run) -> int:
+    the_plan, obs = run.observe_and_plan()
+    run.show(the_plan, obs)
     doc = report.plan_document(the_plan)
-    if opts.out:
-        from runner.state import write_atomic
-
-        write_atomic(Path(opts.out), json.dumps(doc, indent=2, default=str) + "\n")
-        console.say(f"Saved the plan to {opts.out}: apply it with `medperf-apply apply MANIFEST... {opts.out}`.")
-    if console.json_mode:
-        console.document(doc)
-    return EXIT_CHANGES if the_plan.has_changes else EXIT_OK
+    if run.opts.out:
+        write_atomic(Path(run.opts.out), json.dumps(doc, indent=2, default=str) + "\n")
+        run.console.say(f"Saved the plan to {run.opts.out}: apply it with `medperf-apply apply MANIFEST... "
+                        f"{run.opts.out}`.")
+    if run.console.json_mode:
+        run.console.document(doc)
+    return ExitStatus.CHANGES if the_plan.has_changes else ExitStatus.OK
 
 
 def load_plan_file(path: str) -> Plan:
+    """A saved plan of this version, or UsageError (an older or foreign file is refused, never misread)."""
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot read the saved plan: {e}", where=path) from e
-    if not isinstance(doc, dict) or doc.get("kind") != "plan" or doc.get("format_version") != FORMAT_VERSION:
-        raise UsageError(f"not a medperf-apply plan file (format_version {FORMAT_VERSION})", where=path)
-    return Plan.from_dict(doc)
+    if not isinstance(doc, dict) or doc.get("kind") != "plan":
+        raise UsageError("not a medperf-apply plan file", where=path)
+    if doc.get("format_version") != PLAN_FORMAT_VERSION:
+        raise PlanFileError(f"the saved plan is of format_version {doc.get('format_version')!r}; this medperf-apply "
+                            f"reads format_version {PLAN_FORMAT_VERSION}", where=path,
+                            hint="run `medperf-apply plan ... -o FILE` again with this version")
+    try:
+        return Plan.from_dict(doc)
+    except (BadPlanStep, KeyError, TypeError, ValueError) as e:
+        raise PlanFileError(f"the saved plan is damaged ({e})", where=path,
+                            hint="run `medperf-apply plan ... -o FILE` again") from e
 
 
 def _stale(saved: Plan, current: Plan, path: str) -> None:
@@ -176,34 +207,73 @@ def _stale(saved: Plan, current: Plan, path: str) -> None:
                         where=path, hint="run `medperf-apply plan ... -o FILE` again and review the new plan")
 
 
-def _apply(opts, clients, console, events, manifest, state, selected, make_plan, started) -> int:
-    from runner.apply import Applier
-
-    current, obs, api = _observe_and_plan(opts, clients, console, manifest, state, selected, make_plan)
-    the_plan = current
-    if opts.plan_file:
-        the_plan = load_plan_file(opts.plan_file)
-        _stale(the_plan, current, opts.plan_file)
-    console.say(report.plan_text(the_plan, color=console.color))
-    events.emit("plan", has_changes=the_plan.has_changes, steps=[s.to_dict() for s in the_plan.steps],
-                requests=obs.requests)
+def _confirmed(run: _Run, the_plan: Plan) -> bool:
     todo = the_plan.todo
-    if todo and not opts.yes and not opts.plan_file:
-        if not console.can_prompt:
-            raise UsageError("there is no terminal to confirm the plan",
-                             hint="pass --yes, or save a plan with `plan -o FILE` and apply that file")
-        if not console.confirm(f"Apply {len(todo)} step{'s' if len(todo) != 1 else ''}?"):
-            console.say("Apply cancelled: nothing was done.")
-            events.emit("cancelled")
-            return EXIT_ERROR
+    if not todo or run.opts.yes or run.opts.plan_file:
+        return True
+    if not run.console.can_prompt:
+        raise UsageError("there is no terminal to confirm the plan",
+                         hint="pass --yes, or save a plan with `plan -o FILE` and apply that file")
+    if run.console.confirm(f"Apply {len(todo)} step{'s' if len(todo) != 1 else ''}?"):
+        return True
+    run.console.say("Apply cancelled: nothing was done.")
+    run.events.emit("cancelled")
+    return False
+
+
+def _apply(run: _Run, started: float) -> int:
+    current, obs = run.observe_and_plan()
+    the_plan = current
+    if run.opts.plan_file:
+        the_plan = load_plan_file(run.opts.plan_file)
+        _stale(the_plan, current, run.opts.plan_file)
+    run.show(the_plan, obs)
+    if not _confirmed(run, the_plan):
+        return ExitStatus.ERROR
+    quiet: set[str] = set()  # steps pass one already reported as ok: pass two does not repeat them
+    applier = _applier(run, the_plan, obs, quiet)
+    results: list[StepResult] = []
+    try:
+        results = applier.run()
+        if applier.approved_now and _has_unknown_models(the_plan):
+            results, applier, the_plan = _second_pass(run, the_plan, results, quiet)
+    except BaseException:
+        run.console.say(report.recap(results + applier.results, elapsed_s=time.monotonic() - started)
+                        .replace("Recap:", "Recap (interrupted):", 1))
+        raise
+    for w in applier.warnings:
+        run.console.warn(w)
+    elapsed = time.monotonic() - started
+    run.console.say(report.recap(results, elapsed_s=elapsed))
+    run.events.emit("recap", **report.counts(results), elapsed_s=round(elapsed, 3))
+    if run.console.json_mode:
+        run.console.document(report.apply_document(the_plan, results, elapsed_s=elapsed))
+    return exit_code(results)
+
+
+def _second_pass(run: _Run, first_plan: Plan, results: list[StepResult], quiet: set[str]
+                 ) -> tuple[list[StepResult], Applier, Plan]:
+    """The association was approved during this run: the benchmark now lists its models. Plan and run those."""
+    run.console.say("The association was approved during this run: planning the benchmark's models.")
+    second, obs = run.observe_and_plan()
+    run.show(second, obs, second_pass=True)
+    first_keys = {r.key for r in results}
+    quiet.update(first_keys)
+    applier = _applier(run, second, obs, quiet)
+    merged = _merge(results, applier.run())
+    the_plan = Plan(steps=first_plan.steps + tuple(s for s in second.steps if s.key not in first_keys),
+                    notes=first_plan.notes, fingerprint=first_plan.fingerprint)
+    return merged, applier, the_plan
+
+
+def _applier(run: _Run, plan: Plan, obs: Observation, quiet: set[str]) -> Applier:
+    console, events, clients, opts = run.console, run.events, run.clients, run.opts
 
     def on_start(step: Step) -> None:
         if step.change is Change.TODO:
             events.emit("step_start", key=step.key, action=step.action.value, dataset=step.dataset)
 
-    quiet: set[str] = set()  # steps pass one already reported as ok: pass two does not repeat them
-
-    def on_end(step: Step, result) -> None:
+    def on_end(step: Step, result: StepResult) -> None:
         if result.outcome is Outcome.OK and step.key in quiet:
             return
         console.say(report.step_line(step, result, color=console.color))
@@ -215,51 +285,14 @@ def _apply(opts, clients, console, events, manifest, state, selected, make_plan,
                              f"{shown}\n(set consent.{step.consent}: true in the manifest to stop this question)\n")
         return console.confirm(f"Send this for dataset {step.dataset}?")
 
-    def make_applier(plan: Plan, obs) -> Any:
-        return Applier(manifest=manifest, plan=plan, obs=obs, api=api, state=state, hasher=clients.hasher,
-                       runner_factory=lambda: clients.runner(state), progress=console.progress(),
-                       ask=ask if _interactive(opts, console) else None, on_start=on_start, on_end=on_end,
-                       wait_timeout=opts.wait_timeout if opts.wait else None, sleep=clients.sleep,
-                       poll_initial=clients.poll[0], poll_cap=clients.poll[1], parallel=max(1, opts.parallel),
-                       clock=clients.clock, notify=console.say)
-
-    applier = make_applier(the_plan, obs)
-    results: list = []
-    try:
-        results = applier.run()
-        if applier.approved_now and _has_unknown_models(the_plan):
-            # The association was approved during this run: the benchmark now lists its models. Plan those.
-            from runner.observe import observe
-
-            console.say("The association was approved during this run: planning the benchmark's models.")
-            obs = observe(manifest, api=api, state=state, hasher=clients.hasher, names=set(selected),
-                          progress=console.progress())
-            second = make_plan(manifest, obs, interactive=_interactive(opts, console), targets=opts.targets,
-                               request_again=opts.request_again)
-            console.say(report.plan_text(second, color=console.color))
-            events.emit("plan", has_changes=second.has_changes, steps=[s.to_dict() for s in second.steps],
-                        requests=obs.requests, second_pass=True)
-            first_keys = {r.key for r in results}
-            quiet.update(first_keys)
-            applier = make_applier(second, obs)
-            results = _merge(results, applier.run())
-            the_plan = Plan(steps=the_plan.steps + tuple(s for s in second.steps if s.key not in first_keys),
-                            notes=the_plan.notes, fingerprint=the_plan.fingerprint)
-    except BaseException:
-        console.say(report.recap(results + applier.results, elapsed_s=time.monotonic() - started)
-                    .replace("Recap:", "Recap (interrupted):", 1))
-        raise
-    for w in applier.warnings:
-        console.warn(w)
-    elapsed = time.monotonic() - started
-    console.say(report.recap(results, elapsed_s=elapsed))
-    events.emit("recap", **report.counts(results), elapsed_s=round(elapsed, 3))
-    if console.json_mode:
-        console.document(report.apply_document(the_plan, results, elapsed_s=elapsed))
-    return exit_code(results)
+    ctx = RunContext(manifest=run.manifest, obs=obs, api=run.api, state=run.state, hasher=clients.hasher,
+                     runner_factory=lambda: clients.runner(run.state), ask=ask if run.interactive else None,
+                     progress=console.progress(), clock=clients.clock, sleep=clients.sleep,
+                     wait=WaitPolicy(opts.wait_timeout if opts.wait else None, *clients.poll), notify=console.say)
+    return Applier(ctx=ctx, plan=plan, on_start=on_start, on_end=on_end, parallel=max(1, opts.parallel))
 
 
-def _merge(first: list, second: list) -> list:
+def _merge(first: list[StepResult], second: list[StepResult]) -> list[StepResult]:
     """One account of a two-pass apply: what pass two added or changed, not its re-confirmations of pass one;
     a model's row of pass one (e.g. run by the association test) moves to its place in pass two's order."""
     by_key = {r.key: r for r in first}
@@ -277,13 +310,13 @@ def _merge(first: list, second: list) -> list:
 
 
 def _has_unknown_models(plan: Plan) -> bool:
-    return any(s.action.value == "run_model" and s.args.get("model") is None for s in plan.steps)
+    return any(isinstance(s.args, RunModelArgs) and s.args.model is None for s in plan.steps)
 
 
-def exit_code(results: Sequence) -> int:
+def exit_code(results: Sequence[StepResult]) -> int:
     outcomes = {r.outcome for r in results}
     if Outcome.FAILED in outcomes or Outcome.SKIPPED in outcomes:
-        return EXIT_ERROR
+        return ExitStatus.ERROR
     if Outcome.PENDING in outcomes:
-        return EXIT_GATE
-    return EXIT_OK
+        return ExitStatus.GATE
+    return ExitStatus.OK

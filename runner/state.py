@@ -1,282 +1,158 @@
-"""The local state dir: its layout, atomic writes, the run lock, the step journal and the privacy ledger."""
+"""The state dir's layout: every file name of it is spelled here, and the local facts observe reads from it.
+
+```
+<root>/datasets/<id>/{data/, labels/, metadata/, logs/, statistics.yaml, report.yaml, raw.yaml, .ready}
+<root>/results/<id>/{results.yaml, result-info.yaml, predictions/, logs/, local_outputs/, .partial, .executed}
+<root>/{hash-cache.sqlite, journal.jsonl, ledger.jsonl, lock, containers/, validated/}
+```
+"""
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import json
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
-from runner.errors import LockHeld, StateError
+from runner.errors import StateError
 from runner.hashing import HashCache
+from runner.journal import Journal, Ledger, Lock, hold_lock, read_yaml, write_atomic, write_yaml_atomic
+from runner.model import LocalDataset, LocalResult
 
 ENV_HOME = "MEDPERF_APPLY_HOME"
-COMPACT_ABOVE = 1 << 20  # the journal is rewritten without its finished steps past this size
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def root_for(server_url: str, override: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """The state dir: --state-dir, else $MEDPERF_APPLY_HOME, else ~/.medperf_apply/<host_port>/."""
+    if override:
+        return Path(override).expanduser().absolute()
+    env = (os.environ if environ is None else environ).get(ENV_HOME)
+    if env:
+        return Path(env).expanduser().absolute()
+    return Path.home() / ".medperf_apply" / server_dir_name(server_url)
 
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
-    """Write the file so that readers see the old content or the new, never a part: temp + fsync + rename."""
-    path = Path(path)
-    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        import tempfile  # imported here: a plan that writes nothing does not pay for it
-
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise StateError(f"cannot write: {e.strerror or e}", where=str(path),
-                         hint="check the state dir's permissions and free space") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise StateError(f"cannot write: {e.strerror or e}", where=str(path),
-                             hint="check the state dir's permissions and free space") from e
-        raise
-    _fsync_dir(path.parent)
-
-
-def write_yaml_atomic(path: Path, obj: Any) -> None:
-    """Write obj as YAML, atomically."""
-    write_atomic(path, yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, allow_unicode=True))
-
-
-def read_yaml(path: Path, default: Any = None) -> Any:
-    """Return the file's YAML content, default when it does not exist; StateError when it cannot be parsed."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return default
-    except (OSError, UnicodeDecodeError) as e:
-        raise StateError(f"cannot read: {getattr(e, 'strerror', None) or e}", where=str(path),
-                         hint="check the file's permissions, or delete it so it is rebuilt") from e
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise StateError(f"corrupt YAML ({getattr(e, 'problem', None) or e})", where=where,
-                         hint="delete the file; the next run rebuilds it from the server and the local data") from e
-
-
-# -- the lock ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class LockInfo:
-    """Who holds (or held) a state dir's lock."""
+class DatasetDir:
+    """datasets/<id>/: the prepared copy of one dataset, its statistics and the preparation's logs."""
 
-    pid: int | None
-    host: str
-    started: str
-    run_id: str
-
-    @classmethod
-    def parse(cls, text: str) -> LockInfo | None:
-        try:
-            d = json.loads(text)
-            return cls(pid=d.get("pid"), host=str(d.get("host", "?")), started=str(d.get("started", "?")),
-                       run_id=str(d.get("run_id", "?")))
-        except (ValueError, AttributeError):
-            return None
-
-    def describe(self) -> str:
-        return f"pid {self.pid} on {self.host}, started {self.started}, run {self.run_id}"
-
-
-@dataclass
-class Lock:
-    """A held lock: this run's identity, and the earlier holder it took over from, if that one had died."""
-
-    path: Path
-    info: LockInfo
-    took_over: LockInfo | None = None
-    _fd: int | None = field(default=None, repr=False)
+    root: Path
 
     @property
-    def run_id(self) -> str:
-        return self.info.run_id
+    def data(self) -> Path:
+        return self.root / "data"
 
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        fd, self._fd = self._fd, None
-        try:
-            os.ftruncate(fd, 0)  # the file stays (unlinking it would let two runs lock two inodes)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)  # closing drops the flock
+    @property
+    def labels(self) -> Path:
+        return self.root / "labels"
 
+    @property
+    def metadata(self) -> Path:
+        return self.root / "metadata"
 
-def _read_fd(fd: int) -> str:
-    chunks = []
-    offset = 0
-    while True:
-        b = os.pread(fd, 65536, offset)
-        if not b:
-            break
-        chunks.append(b)
-        offset += len(b)
-    return b"".join(chunks).decode("utf-8", "replace")
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
 
+    @property
+    def statistics(self) -> Path:
+        return self.root / "statistics.yaml"
 
-# -- the journal and the ledger -----------------------------------------------------------------------------
+    @property
+    def report(self) -> Path:
+        return self.root / "report.yaml"
 
-class _JsonLines:
-    """An append-only JSON-lines file, fsync'd per record, that tolerates a torn last line."""
+    @property
+    def raw_yaml(self) -> Path:
+        return self.root / "raw.yaml"
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._lock = threading.Lock()
+    @property
+    def ready(self) -> Path:
+        """Written last by prepare: the prepared copy is complete and checked."""
+        return self.root / ".ready"
 
-    def _append(self, record: Mapping[str, Any]) -> None:
-        line = (json.dumps(record, sort_keys=False, ensure_ascii=False, default=str) + "\n").encode("utf-8")
-        with self._lock:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-            except OSError as e:
-                raise StateError(f"cannot append: {e.strerror or e}", where=str(self.path),
-                                 hint="check the state dir's permissions and free space") from e
-            try:
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":
-                    line = b"\n" + line  # a crash tore the last record: start ours on a line of its own
-                os.write(fd, line)
-                os.fsync(fd)
-            except OSError as e:
-                raise StateError(f"cannot append: {e.strerror or e}", where=str(self.path),
-                                 hint="check free space") from e
-            finally:
-                os.close(fd)
+    def is_ready(self) -> bool:
+        return self.ready.exists()
 
-    def _records(self) -> list[dict]:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return []
-        except OSError as e:
-            raise StateError(f"cannot read: {e.strerror or e}", where=str(self.path),
-                             hint="check the state dir's permissions") from e
-        records = []
-        for line in raw.split(b"\n"):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # a record torn by a crash mid-write: it never happened
-            if isinstance(rec, dict):
-                records.append(rec)
-        return records
+    def has_copy(self) -> bool:
+        """A complete prepared copy: .ready with its data and labels folders."""
+        return self.ready.exists() and self.data.is_dir() and self.labels.is_dir()
+
+    def read_statistics(self) -> dict | None:
+        """The statistics task's output, or None when missing or empty (StateError when corrupt)."""
+        data = read_yaml(self.statistics)
+        return data if isinstance(data, dict) and data else None
+
+    def write_raw_yaml(self, data_path: Path, labels_path: Path) -> None:
+        write_yaml_atomic(self.raw_yaml, {"data_path": str(data_path), "labels_path": str(labels_path)})
+
+    def mark_ready(self) -> None:
+        write_atomic(self.ready, b"")
+
+    def unmark_ready(self) -> None:
+        self.ready.unlink(missing_ok=True)
+
+    def facts(self, dataset_id: int) -> LocalDataset:
+        return LocalDataset(id=dataset_id, has_raw_yaml=self.raw_yaml.is_file(), started=self.data.is_dir(),
+                            ready=self.ready.exists(), has_statistics=self.statistics.is_file())
 
 
 @dataclass(frozen=True)
-class JournalEntry:
-    """A mutating step that began; outcome is None while it has not ended."""
+class ResultDir:
+    """results/<id>/: one model run on one dataset: predictions, metrics, logs, and whether it finished."""
 
-    id: str
-    step: str
-    started: str
-    info: Mapping[str, Any]
-    outcome: str | None = None
+    root: Path
 
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions"
 
-class Journal(_JsonLines):
-    """journal.jsonl: "begin" before each mutating step, "end" after it; resume reads the unfinished ones."""
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
 
-    def begin(self, step_key: str, **info: Any) -> str:
-        """Record that a step starts; return its entry id."""
-        import uuid
+    @property
+    def local_outputs(self) -> Path:
+        return self.root / "local_outputs"
 
-        entry_id = uuid.uuid4().hex[:16]
-        self._append({"event": "begin", "id": entry_id, "step": step_key, "time": _now(), **info})
-        return entry_id
+    @property
+    def results(self) -> Path:
+        return self.root / "results.yaml"
 
-    def end(self, entry_id: str, outcome: str, **info: Any) -> None:
-        """Record how a begun step ended (changed, failed, resolved...)."""
-        self._append({"event": "end", "id": entry_id, "outcome": outcome, "time": _now(), **info})
+    @property
+    def results_new(self) -> Path:
+        """Where evaluate writes; renamed into results.yaml once the run is complete."""
+        return self.root / "results.new.yaml"
 
-    def entries(self) -> list[JournalEntry]:
-        """Every begun step, in order, with its outcome if it ended."""
-        begun: dict[str, JournalEntry] = {}
-        for rec in self._records():
-            rid = rec.get("id")
-            if rec.get("event") == "begin" and isinstance(rid, str):
-                info = {k: v for k, v in rec.items() if k not in ("event", "id", "step", "time")}
-                begun[rid] = JournalEntry(rid, str(rec.get("step")), str(rec.get("time")), info)
-            elif rec.get("event") == "end" and rid in begun:
-                e = begun[rid]
-                begun[rid] = JournalEntry(e.id, e.step, e.started, e.info, str(rec.get("outcome")))
-        return list(begun.values())
+    @property
+    def info(self) -> Path:
+        return self.root / "result-info.yaml"
 
-    def unfinished(self) -> list[JournalEntry]:
-        """Steps that began and never ended (the run crashed or was killed): resolve each by observing."""
-        return [e for e in self.entries() if e.outcome is None]
+    @property
+    def executed(self) -> Path:
+        """Written last by a run: everything else of it is on disk."""
+        return self.root / ".executed"
 
-    def compact(self, *, max_bytes: int = COMPACT_ABOVE) -> bool:
-        """Once the file outgrows max_bytes, rewrite it with only the unfinished steps (call under the lock)."""
-        try:
-            if self.path.stat().st_size <= max_bytes:
-                return False
-        except FileNotFoundError:
-            return False
-        keep = {e.id for e in self.unfinished()}
-        lines = [json.dumps(r, ensure_ascii=False, default=str)
-                 for r in self._records() if r.get("event") == "begin" and r.get("id") in keep]
-        with self._lock:
-            write_atomic(self.path, "".join(line + "\n" for line in lines))
-        return True
+    @property
+    def partial(self) -> Path:
+        return self.root / ".partial"
 
+    def read_metrics(self) -> dict | None:
+        """The metrics of a finished run (.executed), or None."""
+        if not self.executed.exists():
+            return None
+        metrics = read_yaml(self.results)
+        return metrics if isinstance(metrics, dict) and metrics else None
 
-class Ledger(_JsonLines):
-    """ledger.jsonl: every request body sent to a server, when and where."""
+    def is_partial(self) -> bool:
+        return self.partial.exists()
 
-    def record(self, server: str, method: str, path: str, body: Mapping[str, Any]) -> None:
-        """Append what is about to be sent."""
-        self._append({"time": _now(), "server": server, "method": method, "path": path, "body": body})
+    def facts(self, result_id: int) -> LocalResult:
+        return LocalResult(id=result_id, executed=self.executed.exists(), partial=self.partial.exists())
 
-    def entries(self) -> list[dict]:
-        return self._records()
-
-
-# -- the state dir ---------------------------------------------------------------------------------------------
 
 class StateDir:
     """One server's local state: prepared datasets, local results, hash cache, journal, ledger, lock."""
@@ -297,21 +173,22 @@ class StateDir:
     def __repr__(self) -> str:
         return f"StateDir({str(self.root)!r})"
 
-    @staticmethod
-    def default_root(server_url: str, override: str | Path | None = None) -> Path:
-        """Return the state dir: --state-dir, else $MEDPERF_APPLY_HOME, else ~/.medperf_apply/<host_port>/."""
-        if override:
-            return Path(override).expanduser().absolute()
-        env = os.environ.get(ENV_HOME)
-        if env:
-            return Path(env).expanduser().absolute()
-        return Path.home() / ".medperf_apply" / server_dir_name(server_url)
+    def dataset(self, dataset_id: int) -> DatasetDir:
+        return DatasetDir(self.root / "datasets" / str(int(dataset_id)))
+
+    def result(self, result_id: int) -> ResultDir:
+        return ResultDir(self.root / "results" / str(int(result_id)))
 
     def dataset_dir(self, dataset_id: int) -> Path:
-        return self.root / "datasets" / str(int(dataset_id))
+        return self.dataset(dataset_id).root
 
     def result_dir(self, result_id: int) -> Path:
-        return self.root / "results" / str(int(result_id))
+        return self.result(result_id).root
+
+    @property
+    def containers(self) -> Path:
+        """The container runner's own files (parameters, additional files, orphan labels)."""
+        return self.root / "containers"
 
     def hash_cache(self) -> HashCache:
         """Open the hash cache (the caller closes it)."""
@@ -322,61 +199,32 @@ class StateDir:
         return self.root / "lock"
 
     @contextlib.contextmanager
-    def lock(self, *, timeout: float = 0.0, run_id: str | None = None,
-             poll_interval: float = 0.2) -> Iterator[Lock]:
+    def lock(self, *, timeout: float = 0.0, run_id: str | None = None, poll_interval: float = 0.2) -> Iterator[Lock]:
         """Hold the state dir's lock for one run; wait up to timeout seconds for another run to finish."""
-        import uuid
-
-        info = LockInfo(pid=os.getpid(), host=socket.gethostname(), started=_now(),
-                        run_id=run_id or uuid.uuid4().hex[:12])
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as e:
-            raise StateError(f"cannot open the lock file: {e.strerror or e}", where=str(self.lock_path),
-                             hint="check the state dir's permissions") from e
-        deadline = time.monotonic() + max(0.0, timeout)
-        try:
-            while True:
-                try:
-                    # flock dies with its process, so a crashed run never leaves the lock held.
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as e:
-                    if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                        raise StateError(f"cannot lock: {e.strerror or e}", where=str(self.lock_path),
-                                         hint="is the state dir on a file system without locks?") from e
-                if time.monotonic() >= deadline:
-                    raise self._held(fd, timeout)
-                time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())) or 0.001)
-            previous = LockInfo.parse(_read_fd(fd))
-            # The lock was free yet records a holder: that run died without releasing it (a live process
-            # with that pid is a reuse of the number, since the holder's flock would still be there).
-            took_over = previous if previous is not None and previous.pid is not None else None
-            payload = json.dumps({"pid": info.pid, "host": info.host, "started": info.started,
-                                  "run_id": info.run_id}).encode()
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, payload, 0)
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        held = Lock(self.lock_path, info, took_over, fd)
-        try:
-            self.journal.compact()  # only one run at a time may rewrite it: this one, now
-        except BaseException:
-            held.release()
-            raise
-        try:
+        with hold_lock(self.lock_path, self.journal, timeout=timeout, run_id=run_id,
+                       poll_interval=poll_interval) as held:
             yield held
-        finally:
-            held.release()
 
-    def _held(self, fd: int, timeout: float) -> LockHeld:
-        holder = LockInfo.parse(_read_fd(fd))
-        who = holder.describe() if holder else "another run (it has not written its details yet)"
-        waited = f" after waiting {timeout:g} s" if timeout > 0 else ""
-        return LockHeld(f"the state dir is locked by {who}{waited}", where=str(self.lock_path),
-                        hint="wait for that run to finish, or pass --lock-timeout SECONDS to wait for it")
+    def local_datasets(self) -> dict[int, LocalDataset]:
+        """What the state dir holds per dataset id: raw.yaml, a prepared copy, .ready, statistics.yaml."""
+        return {i: self.dataset(i).facts(i) for i in _numbered(self.root / "datasets")}
+
+    def local_results(self) -> dict[int, LocalResult]:
+        """What the state dir holds per result id: .executed, .partial."""
+        return {i: self.result(i).facts(i) for i in _numbered(self.root / "results")}
+
+    def unfinished_steps(self) -> tuple[dict[str, Any], ...]:
+        """The journal's steps that began and never ended (a crashed or killed run)."""
+        return tuple({"id": e.id, "step": e.step, "started": e.started, **dict(e.info)}
+                     for e in self.journal.unfinished())
+
+
+def _numbered(folder: Path) -> list[int]:
+    try:
+        children = list(folder.iterdir())
+    except FileNotFoundError:
+        return []
+    return [int(c.name) for c in children if c.is_dir() and c.name.isdigit()]
 
 
 def server_dir_name(server_url: str) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.errors import ManifestError
+from runner.errors import InvalidManifest, ManifestError
 from runner.load import Document
 from runner.model import (
     AssociationGoal,
@@ -37,20 +37,6 @@ class Problem:
     def __str__(self) -> str:
         text = f"{self.where}: {self.path or '(document)'}: {self.message}"
         return f"{text} ({self.hint})" if self.hint else text
-
-
-class InvalidManifest(ManifestError):
-    """The manifest breaks the schema or names paths that do not exist: every problem is listed."""
-
-    def __init__(self, problems: Sequence[Problem]):
-        self.problems = tuple(problems)
-        n = len(self.problems)
-        lines = "\n".join(f"  {p}" for p in self.problems)
-        super().__init__(f"invalid manifest ({n} problem{'s' if n != 1 else ''}):\n{lines}",
-                         hint="fix the lines above and run `medperf-apply validate` again")
-
-    def __str__(self) -> str:
-        return f"{self.message}\n{self.hint}"
 
 
 def json_path(path: Sequence[Any]) -> str:

@@ -1,1 +1,79 @@
-"""The edges: the only modules that talk HTTP (api) or Docker (containers)."""
+"""The edges: the Protocols the pipeline talks through (the real clients and the test fakes both satisfy them).
+
+Only the modules of this package talk HTTP (api, files) or Docker (containers); each is imported where it is
+built, so planning imports neither requests nor docker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from runner.container_spec import ContainerSpec
+
+
+class Api(Protocol):
+    """The registry (runner.clients.api.ApiClient): paths are relative to /api/v0/."""
+
+    request_count: int
+
+    def get(self, path: str, params: Mapping | None = None) -> Any: ...
+
+    def list(self, path: str) -> list: ...
+
+    def create(self, path: str, body: Mapping) -> dict: ...
+
+    def update(self, path: str, body: Mapping) -> dict: ...
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """What one finished task run left behind."""
+
+    task: str
+    exit_code: int
+    duration_s: float
+    log_path: Path
+
+
+class ContainerRunner(Protocol):
+    """What apply needs from a container engine; DockerRunner and the test fakes implement it."""
+
+    def check_image(self, spec: ContainerSpec) -> str: ...
+
+    def run_task(self, spec: ContainerSpec, task: str, volumes: Mapping[str, Path], *, log_path: Path,
+                 on_line: Callable[[str], None] | None = None,
+                 inactivity_timeout: float | None = None, timeout: float | None = None) -> TaskRun: ...
+
+
+class Hasher(Protocol):
+    """MedPerf's folder hash (runner.hashing.folders_hash)."""
+
+    def __call__(self, paths: Sequence[Path], *, cache: Any = None, workers: int | None = None,
+                 on_progress: Callable[[int, int], None] | None = None) -> str: ...
+
+
+class Progress(Protocol):
+    """Where long work reports how far it got (runner.console draws it on a terminal, or ignores it)."""
+
+    def hashing(self, name: str) -> Callable[[int, int], None] | None: ...
+
+    def task(self, name: str) -> Callable[[str], None] | None: ...
+
+    def done(self) -> None: ...
+
+
+class NoProgress:
+    """Progress that shows nothing (no terminal, JSON mode, tests)."""
+
+    def hashing(self, name: str):
+        return None
+
+    def task(self, name: str):
+        return None
+
+    def done(self) -> None:
+        pass

@@ -20,12 +20,12 @@ import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
+from runner.clients.retry import RETRY_AFTER_CAP, backoff_delay
 from runner.errors import ServerError, ServerUnavailable, ServerWriteUncertain
 
 API_PREFIX = "/api/v0/"
 PAGE_SIZE = 500  # large pages: a no-op plan lists a benchmark's models in one request
 MAX_PAGES = 10_000
-RETRY_AFTER_CAP = 60.0  # a server asking for a longer pause is treated as down
 
 
 MAX_REDIRECTS = 5  # a GET follows at most this many redirects within the server's own origin
@@ -225,13 +225,8 @@ class ApiClient:
         ) from last
 
     def _delay(self, attempt: int, retry_after: float | None) -> float | None:
-        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
-        delay = self._random.uniform(ceiling / 2, ceiling)
-        if retry_after is not None:
-            if retry_after > RETRY_AFTER_CAP:
-                return None
-            delay = max(delay, retry_after)
-        return delay
+        return backoff_delay(attempt, base=self.backoff_base, cap=self.backoff_cap, rng=self._random,
+                             retry_after=retry_after)
 
     def _once(self, method: str, url: str, data: bytes | None, headers: Mapping | None, redirects: int = 0) -> Any:
         with self._count_lock:

@@ -13,13 +13,12 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import yaml
 
-from runner.additional_files import empty_additional_files, fetch_additional_files
+from runner.clients import TaskRun
+from runner.clients.files import empty_additional_files, fetch_additional_files
 from runner.container_spec import RUNNER_KEYS, ContainerSpec, Volume
 from runner.errors import ContainerError, ContainerSpecError, DockerUnavailable, ImageMismatch, Interrupted
 
@@ -29,26 +28,6 @@ LAST_LINES = 20
 _EOF = object()
 _POLL_S = 0.5  # how often the log wait wakes up to check timeouts (and lets Ctrl-C in)
 _DOCKER_HINT = "start the Docker engine, or point DOCKER_HOST at it (e.g. DOCKER_HOST=unix:///path/docker.sock)"
-
-
-@dataclass(frozen=True)
-class TaskRun:
-    """What one finished task run left behind."""
-
-    task: str
-    exit_code: int
-    duration_s: float
-    log_path: Path
-
-
-class ContainerRunner(Protocol):
-    """What apply needs from a container engine; DockerRunner and the test fakes implement it."""
-
-    def check_image(self, spec: ContainerSpec) -> str: ...
-
-    def run_task(self, spec: ContainerSpec, task: str, volumes: Mapping[str, Path], *, log_path: Path,
-                 on_line: Callable[[str], None] | None = None,
-                 inactivity_timeout: float | None = None, timeout: float | None = None) -> TaskRun: ...
 
 
 class DockerRunner:

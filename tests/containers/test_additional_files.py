@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.additional_files import empty_additional_files, fetch_additional_files
+from runner.clients.files import empty_additional_files, fetch_additional_files
 from runner.errors import ContainerSpecError
 
 

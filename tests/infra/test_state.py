@@ -13,7 +13,8 @@ import pytest
 
 import runner.state as state_mod
 from runner.errors import LockHeld, StateError
-from runner.state import StateDir, read_yaml, server_dir_name, write_atomic, write_yaml_atomic
+from runner.journal import read_yaml, write_atomic, write_yaml_atomic
+from runner.state import StateDir, root_for, server_dir_name
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -24,10 +25,10 @@ def test_default_root_precedence(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("MEDPERF_APPLY_HOME", raising=False)
     url = "http://127.0.0.1:8000"
-    assert StateDir.default_root(url) == tmp_path / "home" / ".medperf_apply" / "127.0.0.1_8000"
+    assert root_for(url) == tmp_path / "home" / ".medperf_apply" / "127.0.0.1_8000"
     monkeypatch.setenv("MEDPERF_APPLY_HOME", str(tmp_path / "env"))
-    assert StateDir.default_root(url) == tmp_path / "env"
-    assert StateDir.default_root(url, tmp_path / "flag") == tmp_path / "flag"
+    assert root_for(url) == tmp_path / "env"
+    assert root_for(url, tmp_path / "flag") == tmp_path / "flag"
 
 
 @pytest.mark.parametrize("url, name", [

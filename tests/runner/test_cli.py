@@ -129,7 +129,7 @@ def test_json_output_is_only_json_on_stdout(ws):
     r = ws.run("plan", str(ws.manifest), "--output", "json")
     assert r.code == 2
     doc = json.loads(r.out)
-    assert doc["format_version"] == 1 and doc["kind"] == "plan" and doc["has_changes"] is True
+    assert doc["format_version"] == 2 and doc["kind"] == "plan" and doc["has_changes"] is True
     assert [s["action"] for s in doc["steps"]] == ["register", "prepare", "set_operational"]
     assert "+ register" in r.err  # the human plan goes to stderr
 

@@ -10,9 +10,19 @@ import yaml
 
 from runner import errors
 from runner.load import parse
-from runner.model import Change, LocalDataset, Observation, RemoteBenchmark, RemoteContainer, RemoteDataset
+from runner.model import (
+    Change,
+    LocalDataset,
+    LocalResult,
+    Observation,
+    RemoteBenchmark,
+    RemoteContainer,
+    RemoteDataset,
+    approved_models,
+    latest_associations,
+    latest_results,
+)
 from runner.plan import plan
-from runner.records import LocalResult, approved_models, latest_associations, latest_results
 from runner.validate import build, schema_problems
 from tests.runner.fakes import tutorial_world
 
@@ -108,7 +118,7 @@ def test_golden_plan_case(case_path, tmp_path):
         assert list(next(s for s in result.steps if s.key == key).sends) == fields
     for key, args in (expect.get("args") or {}).items():
         step = next(s for s in result.steps if s.key == key)
-        assert {k: step.args.get(k) for k in args} == args
+        assert {k: step.args.to_dict().get(k) for k in args} == args
     if "consent" in expect:
         assert {s.key: s.consent for s in result.steps if s.consent} == expect["consent"]
     if "has_changes" in expect:

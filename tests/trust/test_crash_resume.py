@@ -69,7 +69,7 @@ def _converged(trial, where: str, *, expect: int = 0, took_over: bool | None = T
     assert no_traceback(r.out + r.err)
     if took_over is not None:  # None: killed after its last step, maybe after it released the lock
         assert ("took over the lock of a run that died" in r.err) is took_over, r.err
-    from runner.state import Journal
+    from runner.journal import Journal
 
     assert Journal(trial.state_dir / "journal.jsonl").unfinished() == [], "an unfinished step was left open"
     if expect == 0:
@@ -253,7 +253,7 @@ def test_interrupted_inside_a_container_stops_it_exits_130_and_resumes(sig, tria
     assert "Recap (interrupted)" in r.out, r.out
     assert [c for c in running_containers(docker_client, trial.root)] == []  # stopped and removed, not orphaned
     _check_invariants(trial, sig)
-    from runner.state import Journal
+    from runner.journal import Journal
 
     assert [e.outcome for e in Journal(trial.state_dir / "journal.jsonl").entries()][-1] == "interrupted"
     (ds,) = trial.srv_datasets()

@@ -1,27 +1,47 @@
-"""The read-only commands: `status` (observed state per dataset and benchmark) and `results` (local metrics).
-
-Both observe exactly as plan does (nothing is sent, nothing is run, no lock) and print through runner/views.py.
-"""
+"""status | results (read-only): load -> validate -> observe -> report. Nothing is sent, nothing is run, no lock."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from runner import views
-from runner.errors import EXIT_OK, UsageError
-from runner.model import Ref, RemoteBenchmark
+import yaml
+
+from runner.console import Console
+from runner.errors import ExitStatus, UsageError
+from runner.load import load
+from runner.model import FORMAT_VERSION, Manifest, Observation, Ref, RemoteBenchmark
+from runner.observe import observe
+from runner.plan import select
+from runner.reconcile import Clients, state_root_of
+from runner.report import status as views
+from runner.state import StateDir
+from runner.validate import validate
 
 
-def _observe(opts, clients, console):
-    from runner.load import load
-    from runner.observe import observe
-    from runner.plan import select
-    from runner.reconcile import _state_root
-    from runner.validate import validate
+@dataclass(frozen=True)
+class InspectOptions:
+    """What status and results are asked to show."""
 
+    command: str  # "status" | "results"
+    manifests: tuple[str, ...]
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    output: str = "text"
+    targets: tuple[str, ...] = ()
+    state_dir: str | None = None
+    benchmark: str | None = None  # results --benchmark
+    format: str = "table"  # results --format table|yaml|json
+
+
+def inspect(opts: InspectOptions, clients: Clients, console: Console) -> int:
+    """Run status or results; return the exit status."""
+    return status(opts, clients, console) if opts.command == "status" else results(opts, clients, console)
+
+
+def _observe(opts: InspectOptions, clients: Clients, console: Console) -> tuple[Manifest, Observation, StateDir]:
     docs = load(opts.manifests, variables=opts.variables, environ=clients.environ)
-    state_root = _state_root(docs, opts)
+    state_root = state_root_of(docs, opts.state_dir, clients.environ)
     manifest = validate(docs, cache_dir=state_root / "validated")
     selected = select(manifest, opts.targets)
     state = clients.state(state_root)
@@ -31,7 +51,7 @@ def _observe(opts, clients, console):
     return manifest, obs, state
 
 
-def status(opts, clients, console) -> int:
+def status(opts: InspectOptions, clients: Clients, console: Console) -> int:
     """Print datasets, associations and each model's result (none / computed / submitted)."""
     manifest, obs, _ = _observe(opts, clients, console)
     doc = views.status_document(manifest, obs)
@@ -39,22 +59,18 @@ def status(opts, clients, console) -> int:
         console.document(doc)
     else:
         console.say(views.status_text(doc))
-    return EXIT_OK
+    return ExitStatus.OK
 
 
-def results(opts, clients, console) -> int:
+def results(opts: InspectOptions, clients: Clients, console: Console) -> int:
     """Print my results of the manifest's datasets (local metrics; the server's once submitted)."""
-    from runner.state import read_yaml
-
     manifest, obs, state = _observe(opts, clients, console)
     wanted = _benchmark_filter(opts.benchmark, manifest, obs)
     rows: list[dict[str, Any]] = []
     for spec in manifest.datasets:
         if spec.name not in obs.raw_hashes:
             continue
-        record = obs.refs.get(spec.prepare_with.key)
-        prep = record.data_preparation_mlcube if isinstance(record, RemoteBenchmark) else getattr(record, "id", None)
-        ds = views.my_dataset(spec.name, prep, obs)
+        ds = views.my_dataset(spec, obs)
         if ds is None:
             continue
         benches = {r.id for b in spec.benchmarks if isinstance(r := obs.refs.get(Ref("benchmark", b.benchmark).key),
@@ -64,27 +80,25 @@ def results(opts, clients, console) -> int:
                 continue
             local = obs.local_results.get(res.id)
             executed = bool(local and local.executed)
-            metrics = read_yaml(state.result_dir(res.id) / "results.yaml") if executed else None
-            if not isinstance(metrics, dict) or not metrics:
+            metrics = state.result(res.id).read_metrics() if executed else None
+            if not metrics:
                 metrics = dict(res.results) if res.finalized else {}
             partial = res.partial if res.finalized else bool(local and local.partial)
             rows.append({"id": res.id, "name": res.name, "benchmark": b, "model": m, "dataset": d,
                          "results": metrics, "metadata": {"partial": partial}, "finalized": res.finalized,
                          "executed": executed})
     records = views.result_records(rows)
-    fmt = opts.format
-    if fmt == "json" or console.json_mode:
-        console.document({"format_version": 1, "kind": "results", "has_changes": False, "results": records})
-    elif fmt == "yaml":
-        import yaml
-
+    if opts.format == "json" or console.json_mode:
+        console.document({"format_version": FORMAT_VERSION, "kind": "results", "has_changes": False,
+                          "results": records})
+    elif opts.format == "yaml":
         console.stdout.write(yaml.safe_dump(records, sort_keys=False))
     else:
         console.say(views.results_table(records))
-    return EXIT_OK
+    return ExitStatus.OK
 
 
-def _benchmark_filter(value: str | None, manifest, obs) -> int | None:
+def _benchmark_filter(value: str | None, manifest: Manifest, obs: Observation) -> int | None:
     if value is None:
         return None
     for record in obs.refs.values():
@@ -93,7 +107,3 @@ def _benchmark_filter(value: str | None, manifest, obs) -> int | None:
     names = sorted({str(b.benchmark) for d in manifest.datasets for b in d.benchmarks})
     raise UsageError(f"--benchmark {value!r} is none of the manifest's benchmarks",
                      hint=f"its benchmarks: {', '.join(names) or 'none'}")
-
-
-def dumps(doc: Any) -> str:
-    return json.dumps(doc, indent=2, default=str)

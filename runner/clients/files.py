@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import shutil
 import tarfile
 import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
+from runner.clients.retry import backoff_delay
 from runner.errors import ContainerSpecError
 
 _CHUNK = 1 << 20
 _ATTEMPTS = 3
 
 
-def fetch_additional_files(url: str, sha256: str, cache_dir: Path, *, where: str = "") -> Path:
+def fetch_additional_files(url: str, sha256: str, cache_dir: Path, *, where: str = "",
+                           sleep: Callable[[float], None] = time.sleep) -> Path:
     """Return the folder holding the tarball's extracted files, downloading and extracting only on a cache miss.
 
     The cache is `cache_dir/<sha256>/`: it exists only once the tarball matched its hash and was fully
@@ -32,7 +36,7 @@ def fetch_additional_files(url: str, sha256: str, cache_dir: Path, *, where: str
     work = Path(tempfile.mkdtemp(prefix=f".{sha256[:12]}-", dir=cache_dir))
     try:
         tarball = work / "files.tar.gz"
-        got = _download(url, tarball, where=where)
+        got = _download(url, tarball, where=where, sleep=sleep)
         if got != sha256:
             raise ContainerSpecError(f"additional files: hash mismatch for {url}: expected {sha256}, found {got}",
                                      where=where, hint="the tarball changed since the container was registered; "
@@ -58,7 +62,7 @@ def empty_additional_files(cache_dir: Path) -> Path:
     return path
 
 
-def _download(url: str, dest: Path, *, where: str) -> str:
+def _download(url: str, dest: Path, *, where: str, sleep: Callable[[float], None]) -> str:
     """Copy `url` to `dest` and return the SHA-256 hex of what was written."""
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme == "file":
@@ -72,7 +76,8 @@ def _download(url: str, dest: Path, *, where: str) -> str:
         import requests  # only needed for remote tarballs
 
         last: Exception | None = None
-        for attempt in range(_ATTEMPTS):
+        rng = random.Random()
+        for attempt in range(1, _ATTEMPTS + 1):
             try:
                 with requests.get(url, stream=True, timeout=(10, 60)) as resp:
                     resp.raise_for_status()
@@ -85,7 +90,8 @@ def _download(url: str, dest: Path, *, where: str) -> str:
                 last = e
             except requests.RequestException as e:
                 last = e
-            time.sleep(min(2 ** attempt, 5))
+            if attempt < _ATTEMPTS:
+                sleep(backoff_delay(attempt, base=1.0, cap=5.0, rng=rng) or 0.0)
         raise ContainerSpecError(f"additional files: cannot download {url} after {_ATTEMPTS} attempts: {last}",
                                  where=where, hint="check the network, then run again") from last
     raise ContainerSpecError(f"additional files: unsupported URL {url!r}", where=where)

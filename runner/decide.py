@@ -10,11 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.errors import EXIT_OK, MedperfApplyError, ServerError, UsageError
-from runner.model import FORMAT_VERSION, Ref, RemoteBenchmark, ServerSpec
-from runner.records import latest_associations
+from runner.console import Console
+from runner.errors import ExitStatus, MedperfApplyError, ServerError, UsageError
+from runner.model import FORMAT_VERSION, ApprovalStatus, Ref, RemoteBenchmark, ServerSpec, latest_associations
+from runner.observe import fetch_ref
+from runner.reconcile import Clients
+from runner.state import root_for
 
-DECISIONS = {"approve": "APPROVED", "reject": "REJECTED"}
+DECISIONS = {"approve": ApprovalStatus.APPROVED, "reject": ApprovalStatus.REJECTED}
 
 
 @dataclass(frozen=True)
@@ -28,17 +31,14 @@ class Decision:
     state_dir: str | None = None
 
 
-def decide(d: Decision, clients, console) -> int:
+def decide(d: Decision, clients: Clients, console: Console) -> int:
     """Approve or reject the latest association request of a dataset with a benchmark."""
-    from runner.observe import fetch_ref
-    from runner.state import StateDir
-
     url = d.server or clients.environ.get("MEDPERF_SERVER")
     if not url:
         raise UsageError("no server: pass --server URL or set MEDPERF_SERVER")
     server = ServerSpec(url=url.rstrip("/"), token_env=None if d.token_file else d.token_env,
                         token_file=Path(d.token_file) if d.token_file else None)
-    state = clients.state(StateDir.default_root(server.url, d.state_dir))
+    state = clients.state(root_for(server.url, d.state_dir, clients.environ))
     api = clients.api(server, state)
     bench = fetch_ref(api, Ref("benchmark", _id_or_name(d.benchmark)))
     if not isinstance(bench, RemoteBenchmark):
@@ -48,7 +48,7 @@ def decide(d: Decision, clients, console) -> int:
     status = DECISIONS[d.decision]
     path = f"datasets/{ds_id}/benchmarks/{bench.id}/"
     try:
-        record = api.update(path, {"approval_status": status})
+        record = api.update(path, {"approval_status": status.value})
     except ServerError as e:
         raise _explain(e, d, ds_id, ds_name, bench) from e
     what = f"dataset {ds_name} ({ds_id}) with benchmark {bench.name} ({bench.id})"
@@ -58,7 +58,7 @@ def decide(d: Decision, clients, console) -> int:
                           "dataset": ds_id, "benchmark": bench.id, "approval_status": record.get("approval_status",
                                                                                                   status)})
     console.say(text)
-    return EXIT_OK
+    return ExitStatus.OK
 
 
 def _id_or_name(value: str) -> int | str:

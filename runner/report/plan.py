@@ -1,4 +1,4 @@
-"""PURE: Plan and StepResults -> the text plan of DESIGN 3, per-step lines, the recap, and JSON documents.
+"""PURE: Plan and StepResults -> the text plan, per-step lines, the recap, and JSON documents.
 
 No I/O and no terminal handling here (runner/console.py prints, draws progress bars and asks).
 """
@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runner.model import FORMAT_VERSION, Action, Change, Outcome, Plan, Step, StepResult
-from runner.plan import REGISTER_CONSTANTS
-from runner.records import ModelRun
+from runner.model import FORMAT_VERSION, PLAN_FORMAT_VERSION, Action, Change, ModelRun, Outcome, Plan, Step, StepResult
+from runner.privacy import REGISTER_CONSTANTS
+from runner.report.tables import align
 
-LABEL_COLUMN = 26  # where a step's detail starts, as in DESIGN 3's example
+LABEL_COLUMN = 26  # where a step's detail starts
 
 _ANNOTATE = {"generated_metadata": "generated_metadata (statistics)", "test_result": "test_result (metrics)",
              "results": "results (metrics)", "report": "report (execution status)"}
@@ -39,14 +39,7 @@ def _json(v: Any) -> str:
 
 
 def label(step: Step) -> str:
-    if step.action is Action.RUN_MODEL:
-        model = step.args.get("model")
-        return "run other models" if model is None else f"run model {model}"
-    if step.action is Action.SUBMIT and step.change is not Change.DONE:
-        n = len(step.args.get("models", ()))
-        more = "+" if step.args.get("more") else ""
-        return f"submit {n}{more} result{'s' if n != 1 or more else ''}"
-    return step.action.label
+    return step.label
 
 
 def detail(step: Step) -> str:
@@ -59,19 +52,19 @@ def detail(step: Step) -> str:
         return f"{step.endpoint}   {sends_text(step.sends, REGISTER_CONSTANTS)}"
     if step.action in (Action.PREPARE, Action.RUN_MODEL):
         return f"{step.detail}   (local only; status reports)" + \
-            (f"   [{step.reason}]" if step.action is Action.RUN_MODEL and step.reason != "not run yet" else "")
+            (f"   [{step.reason}]" if step.action is Action.RUN_MODEL and step.show_reason else "")
     text = step.detail or ""
     if step.sends:
         text = f"{text}; {sends_text(step.sends)}" if text else sends_text(step.sends)
     if step.consent:
         text += f"   (asks consent.{step.consent} first)"
-    if step.action is Action.ASSOCIATE and step.reason.startswith("the last request"):
+    if step.action is Action.ASSOCIATE and step.show_reason:
         text += f"   [{step.reason}]"
     return text
 
 
 def plan_text(plan: Plan, *, color: bool = False) -> str:
-    """The plan as DESIGN 3 prints it: one block per dataset, one line per step, notes, a summary line."""
+    """The plan: one block per dataset, one line per step, notes, a summary line."""
     lines: list[str] = []
     datasets = list(dict.fromkeys(s.dataset for s in plan.steps))
     for name in datasets:
@@ -149,12 +142,7 @@ def run_tables(results: Sequence[StepResult]) -> str:
             cells.append((str(row.model), "" if row.result_id is None else str(row.result_id),
                           "" if failed else str(row.partial), "" if failed else str(row.from_cache),
                           _one_line(row.error)))
-        widths = [max(len(c[i]) for c in cells) for i in range(4)]
-        for i, c in enumerate(cells):
-            line = "  " + "  ".join(f"{c[j]:<{widths[j]}}" for j in range(4)) + "  " + c[4]
-            out.append(line.rstrip())
-            if i == 0:
-                out.append("  " + "  ".join("-" * w for w in widths) + "  " + "-" * 5)
+        out.extend(align(cells, indent="  ", free_last=True))
         cache = [r for r in rows if r.from_cache and not r.error]
         failed = [r for r in rows if r.error]
         ran = [r for r in rows if not r.from_cache and not r.error]
@@ -185,7 +173,7 @@ def apply_document(plan: Plan, results: Sequence[StepResult], *, elapsed_s: floa
         r = by_key.get(s.key)
         d["result"] = r.to_dict() if r else None
         steps.append(d)
-    return {"format_version": FORMAT_VERSION, "kind": "apply", "has_changes": plan.has_changes,
+    return {"format_version": PLAN_FORMAT_VERSION, "kind": "apply", "has_changes": plan.has_changes,
             "recap": counts(results), "elapsed_s": None if elapsed_s is None else round(elapsed_s, 3),
             "steps": steps, "notes": [n.to_dict() for n in plan.notes]}
 

@@ -2,8 +2,7 @@
 
 The result record exists on the server before anything runs (POST results/, or an existing one reused);
 status reports (execution_status only) follow infer and evaluate; predictions, logs, local outputs and the
-metrics stay in the state dir: results/<id>/{results.yaml, result-info.yaml, predictions/, logs/,
-local_outputs/, .partial, .executed}. Called by apply.py only.
+metrics stay in the state dir (runner/state.py's ResultDir).
 """
 
 from __future__ import annotations
@@ -11,24 +10,22 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from runner.errors import ContainerError, Interrupted, MedperfApplyError, PrivacyViolation, ServerWriteUncertain
+from runner.clients import Api, ContainerRunner
+from runner.container_spec import ContainerSpec
+from runner.errors import (
+    ContainerError,
+    Interrupted,
+    MedperfApplyError,
+    PrivacyViolation,
+    RunFailed,
+    ServerWriteUncertain,
+)
+from runner.journal import read_yaml, write_atomic, write_yaml_atomic
 from runner.observe import find_result
-
-# POST results/ (MedPerf's Execution schema, without the read-only and null keys)
-RESULT_RECORD_FIELDS = ("name", "benchmark", "model", "dataset", "results", "metadata", "user_metadata",
-                        "model_report", "evaluation_report")
-
-
-class RunFailed(MedperfApplyError):
-    """A model's run failed; its result record stays, not executed, and is reused by the next run."""
-
-    def __init__(self, message: str, *, log_path: str | None = None, partial: bool = False, **kw):
-        super().__init__(message, **kw)
-        self.log_path = log_path
-        self.partial = partial
+from runner.privacy import RESULT_RECORD_FIELDS
+from runner.state import StateDir
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,7 @@ def result_body(name: str, benchmark: int, model: int, dataset: int) -> dict[str
     return {k: values[k] for k in RESULT_RECORD_FIELDS}
 
 
-def create_record(api, *, name: str, benchmark: int, model: int, dataset: int) -> int:
+def create_record(api: Api, *, name: str, benchmark: int, model: int, dataset: int) -> int:
     """POST results/ for (B, M, D); an uncertain POST is resolved by looking before sending it again."""
     body = result_body(name, benchmark, model, dataset)
     try:
@@ -59,26 +56,22 @@ def create_record(api, *, name: str, benchmark: int, model: int, dataset: int) -
         return int(api.create("results/", body)["id"])
 
 
-def cached(state, result_id: int) -> Computed | None:
+def cached(state: StateDir, result_id: int) -> Computed | None:
     """The local outcome of an earlier run of this record (.executed), or None."""
-    from runner.state import read_yaml
-
-    root = state.result_dir(result_id)
-    if not (root / ".executed").exists():
+    result = state.result(result_id)
+    metrics = result.read_metrics()
+    if metrics is None:
         return None
-    metrics = read_yaml(root / "results.yaml")
-    if not isinstance(metrics, dict) or not metrics:
-        return None
-    return Computed(result_id, metrics, (root / ".partial").exists(), from_cache=True)
+    return Computed(result_id, metrics, result.is_partial(), from_cache=True)
 
 
 @dataclass
 class ModelExecution:
     """Runs infer and evaluate for one result record, with MedPerf's status reports."""
 
-    api: Any
-    state: Any
-    runner: Any  # ContainerRunner
+    api: Api
+    state: StateDir
+    runner: ContainerRunner
     warn: Callable[[str], None]
     on_line: Callable[[str], Callable[[str], None] | None] = lambda name: None
 
@@ -91,24 +84,22 @@ class ModelExecution:
         except MedperfApplyError as e:
             self.warn(f"result {result_id}: could not send {which} {status}: {e}")
 
-    def run(self, *, result_id: int, dataset_id: int, model, evaluator, ignore_model_errors: bool,
-            label: str, info: Mapping[str, Any] | None = None) -> Computed:
+    def run(self, *, result_id: int, dataset_id: int, model: ContainerSpec, evaluator: ContainerSpec,
+            ignore_model_errors: bool, label: str, info: Mapping[str, Any] | None = None) -> Computed:
         """Run `model` (a ContainerSpec with infer) then `evaluator` (with evaluate); keep everything locally."""
-        from runner.state import read_yaml, write_atomic, write_yaml_atomic
-
-        ds = self.state.dataset_dir(dataset_id)
-        if not (ds / ".ready").exists() or not (ds / "data").is_dir() or not (ds / "labels").is_dir():
-            raise RunFailed(f"dataset {dataset_id} has no prepared copy in the state dir ({ds}): models run on the "
-                            "prepared data", hint="prepare it here (a state dir of the machine that prepared it)")
-        root = self.state.result_dir(result_id)
-        predictions, logs, local_outputs = root / "predictions", root / "logs", root / "local_outputs"
-        for flag in (".executed", ".partial"):
-            (root / flag).unlink(missing_ok=True)
+        ds = self.state.dataset(dataset_id)
+        if not ds.has_copy():
+            raise RunFailed(f"dataset {dataset_id} has no prepared copy in the state dir ({ds.root}): models run on "
+                            "the prepared data", hint="prepare it here (a state dir of the machine that prepared it)")
+        result = self.state.result(result_id)
+        predictions, logs, local_outputs = result.predictions, result.logs, result.local_outputs
+        for flag in (result.executed, result.partial):
+            flag.unlink(missing_ok=True)
         shutil.rmtree(predictions, ignore_errors=True)  # a fresh predictions folder for every run
         for d in (predictions, logs, local_outputs):
             d.mkdir(parents=True, exist_ok=True)
         model_log, eval_log = logs / "model.log", logs / f"metrics_{evaluator.name}.log"
-        output = root / "results.new.yaml"
+        output = result.results_new
         output.unlink(missing_ok=True)
 
         self.report(result_id, "model_report", "pending")
@@ -116,7 +107,7 @@ class ModelExecution:
         partial = False
         self.report(result_id, "model_report", "started")
         try:
-            self.runner.run_task(model, "infer", {"data_path": ds / "data", "output_path": predictions},
+            self.runner.run_task(model, "infer", {"data_path": ds.data, "output_path": predictions},
                                  log_path=model_log, on_line=self.on_line(f"{label}: infer"))
         except (Interrupted, KeyboardInterrupt):
             self.report(result_id, "model_report", "interrupted")
@@ -125,7 +116,7 @@ class ModelExecution:
             self.report(result_id, "model_report", "failed")
             if not ignore_model_errors:
                 raise RunFailed(f"model execution failed: infer of {model.name} {_what(e)}; log: "
-                                f"{getattr(e, 'log_path', None) or model_log}", log_path=str(model_log)) from e
+                                f"{e.log_path or model_log}", log_path=str(model_log)) from e
             partial = True  # MedPerf --ignore-model-errors: evaluate whatever predictions exist
             self.warn(f"{label}: infer of {model.name} {_what(e)}; evaluating what it predicted (partial result)")
         else:
@@ -133,7 +124,7 @@ class ModelExecution:
 
         self.report(result_id, "evaluation_report", "started")
         try:
-            self.runner.run_task(evaluator, "evaluate", {"predictions": predictions, "labels": ds / "labels",
+            self.runner.run_task(evaluator, "evaluate", {"predictions": predictions, "labels": ds.labels,
                                                          "output_path": output, "local_outputs_path": local_outputs},
                                  log_path=eval_log, on_line=self.on_line(f"{label}: evaluate"))
             metrics = read_yaml(output)
@@ -150,29 +141,17 @@ class ModelExecution:
         except MedperfApplyError as e:
             self.report(result_id, "evaluation_report", "failed")
             raise RunFailed(f"evaluation failed: evaluate of {evaluator.name} {_what(e)}; log: "
-                            f"{getattr(e, 'log_path', None) or eval_log}", log_path=str(eval_log),
+                            f"{e.log_path or eval_log}", log_path=str(eval_log),
                             partial=partial) from e
         self.report(result_id, "evaluation_report", "finished")
-        write_yaml_atomic(root / "results.yaml", metrics)
+        write_yaml_atomic(result.results, metrics)
         output.unlink(missing_ok=True)
         if partial:
-            write_atomic(root / ".partial", b"")
-        write_yaml_atomic(root / "result-info.yaml", {"id": result_id, **dict(info or {}), "partial": partial})
-        write_atomic(root / ".executed", b"")  # last: the run counts only once everything is written
+            write_atomic(result.partial, b"")
+        write_yaml_atomic(result.info, {"id": result_id, **dict(info or {}), "partial": partial})
+        write_atomic(result.executed, b"")  # last: the run counts only once everything is written
         return Computed(result_id, metrics, partial)
 
 
-def _what(e: Exception) -> str:
-    code = getattr(e, "container_exit_code", None)
-    if code is not None:
-        last = getattr(e, "last_lines", ())
-        tail = ("; last lines: " + " | ".join(last[-3:])) if last and isinstance(e, ContainerError) else ""
-        return f"exited with code {code}{tail}"
-    return f"failed: {e}"
-
-
-def read_info(path: Path) -> dict:
-    from runner.state import read_yaml
-
-    data = read_yaml(path, {})
-    return data if isinstance(data, dict) else {}
+def _what(e: MedperfApplyError) -> str:
+    return e.explain() if isinstance(e, ContainerError) else f"failed: {e}"

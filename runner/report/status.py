@@ -1,6 +1,6 @@
 """PURE: the `status` and `results` views (text, YAML-ready and JSON documents) from an Observation.
 
-No I/O here: runner/status.py observes and reads the local metrics, then hands them to these functions.
+No I/O here: runner/inspect.py observes and reads the local metrics, then hands them to these functions.
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runner.model import FORMAT_VERSION, Manifest, Observation, Ref, RemoteBenchmark, RemoteDataset
-
-STATE_NAMES = {"OPERATION": "operational"}
+from runner.model import FORMAT_VERSION, ApprovalStatus, Manifest, Observation, Ref, RemoteBenchmark, RemoteDataset
+from runner.model import identify as identify_dataset
+from runner.report.tables import align
 
 
 def _dataset_state(ds: RemoteDataset | None, obs: Observation) -> str:
@@ -22,17 +22,11 @@ def _dataset_state(ds: RemoteDataset | None, obs: Observation) -> str:
     return "prepared" if local is not None and local.ready else "registered"
 
 
-def my_dataset(name: str, prep: int | None, obs: Observation) -> RemoteDataset | None:
-    """My dataset with this name and data preparation container (the plan's identity), the newest if several."""
-    found = [d for d in obs.my_datasets if d.name == name and (prep is None or d.data_preparation_mlcube == prep)]
-    return max(found, key=lambda d: d.id) if found else None
-
-
-def _prep(spec, obs: Observation) -> int | None:
-    record = obs.refs.get(spec.prepare_with.key)
-    if isinstance(record, RemoteBenchmark):
-        return record.data_preparation_mlcube
-    return getattr(record, "id", None)
+def my_dataset(spec, obs: Observation) -> RemoteDataset | None:
+    """The server's record of a manifest dataset, chosen as the planner chooses it."""
+    ds, _ = identify_dataset(obs.my_datasets, spec.name, obs.preparation_container(spec.prepare_with),
+                             obs.raw_hashes.get(spec.name))
+    return ds
 
 
 def status_document(manifest: Manifest, obs: Observation) -> dict[str, Any]:
@@ -41,7 +35,7 @@ def status_document(manifest: Manifest, obs: Observation) -> dict[str, Any]:
     for spec in manifest.datasets:
         if spec.name not in obs.raw_hashes:
             continue  # not selected
-        ds = my_dataset(spec.name, _prep(spec, obs), obs)
+        ds = my_dataset(spec, obs)
         entry: dict[str, Any] = {"name": spec.name, "id": ds.id if ds else None, "state": _dataset_state(ds, obs),
                                  "wants": spec.state.value, "benchmarks": []}
         for b in spec.benchmarks:
@@ -54,7 +48,7 @@ def status_document(manifest: Manifest, obs: Observation) -> dict[str, Any]:
             models = _status_models(bench, ds, obs)
             entry["benchmarks"].append({
                 "benchmark": bench.name, "id": bench.id,
-                "association": assoc.approval_status if assoc else "none",
+                "association": str(assoc.approval_status) if assoc else "none",
                 "requested_at": assoc.created_at if assoc else None,
                 "approved_at": (assoc.approved_at or None) if assoc else None,
                 "models": models,
@@ -97,13 +91,13 @@ def status_text(doc: Mapping[str, Any]) -> str:
         lines.append(f"dataset {d['name']}{ident}: {d['state']}{want}")
         for b in d["benchmarks"]:
             when = ""
-            if b.get("approved_at") and b["association"] != "PENDING":
+            if b.get("approved_at") and b["association"] != ApprovalStatus.PENDING:
                 when = f" (decided {b['approved_at']})"
             elif b.get("requested_at"):
                 when = f" (requested {b['requested_at']})"
             ident = f" ({b['id']})" if b.get("id") is not None else ""
             lines.append(f"  benchmark {b['benchmark']}{ident}: association {b['association']}{when}")
-            if b["association"] not in ("APPROVED",) and b.get("id") is not None:
+            if b["association"] != ApprovalStatus.APPROVED and b.get("id") is not None:
                 lines.append("    (the benchmark lists its other models once the association is approved)")
             for m in b["models"]:
                 name = f"model {m['model']}" + (" (reference)" if m["reference"] else "")
@@ -134,10 +128,7 @@ def results_table(rows: Sequence[Mapping[str, Any]]) -> str:
         cells.append([str(r["id"]), str(r["name"]), str(r["benchmark"]), str(r["model"]), str(r["dataset"]),
                       str(bool((r.get("metadata") or {}).get("partial"))), str(bool(r["finalized"])),
                       *[_fmt(metrics.get(k)) for k in metric_names]])
-    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
-    out = ["  ".join(f"{c[i]:<{widths[i]}}" for i in range(len(head))).rstrip() for c in cells]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(out) + "\n"
+    return "\n".join(align(cells)) + "\n"
 
 
 def _fmt(v: Any) -> str:

@@ -1,0 +1,213 @@
+"""The apply driver: runs a Plan's steps in order (independent model runs --parallel at a time), ends each with
+an Outcome, skips what depends on a step that did not complete, and keeps the model-run table's rows.
+
+Before each mutating part of a step a journal entry is written (RunContext.journal); every body sent passes the
+privacy allowlist and the ledger (the API client's before_send).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from runner.apply import benchmark, dataset
+from runner.apply.context import RunContext, row_key
+from runner.errors import ConsentDeclined, Interrupted, MedperfApplyError
+from runner.model import Action, Change, ModelRun, Outcome, Plan, RunModelArgs, Step, StepResult
+
+_HANDLERS: dict[Action, Callable[[RunContext, Step], str]] = {
+    Action.REGISTER: dataset.register, Action.PREPARE: dataset.prepare,
+    Action.SET_OPERATIONAL: dataset.set_operational, Action.ASSOCIATE: benchmark.associate,
+    Action.RUN_MODEL: benchmark.run_model, Action.SUBMIT: benchmark.submit,
+}
+
+
+@dataclass
+class Applier:
+    """Executes a plan's steps, in order, with the run's context."""
+
+    ctx: RunContext
+    plan: Plan
+    on_start: Callable[[Step], None] = lambda step: None
+    on_end: Callable[[Step, StepResult], None] = lambda step, result: None
+    parallel: int = 1  # model runs at once (--parallel N)
+    results: list[StepResult] = field(default_factory=list)  # how each step ended so far (also after Ctrl-C)
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.ctx.memory.warnings
+
+    @property
+    def approved_now(self) -> list[str]:
+        return self.ctx.memory.approved_now
+
+    def run(self) -> list[StepResult]:
+        """Do every step that can be done; return how each ended (in plan order)."""
+        done: dict[str, StepResult] = {}
+        self._resolve_unfinished()
+        steps = list(self.plan.steps)
+        try:
+            i = 0
+            while i < len(steps):
+                group = self._group(steps, i)
+                if len(group) == 1:
+                    self._record(group[0], self._started(group[0], done), done)
+                else:
+                    self._run_group(group, done)
+                i += len(group)
+        finally:
+            self.ctx.progress.done()
+            self.ctx.close()
+        return list(self.results)
+
+    def _group(self, steps: list[Step], i: int) -> list[Step]:
+        """The step at i, with the independent model runs of the same benchmark after it (--parallel)."""
+        group = [steps[i]]
+        if self.parallel > 1 and _concurrent(steps[i]):
+            while i + len(group) < len(steps):
+                nxt = steps[i + len(group)]
+                if not (_concurrent(nxt) and nxt.dataset == steps[i].dataset and nxt.benchmark == steps[i].benchmark):
+                    break
+                group.append(nxt)
+        return group
+
+    def _started(self, step: Step, done: Mapping[str, StepResult]) -> StepResult:
+        self.on_start(step)
+        return self._one(step, done)
+
+    def _record(self, step: Step, result: StepResult, done: dict[str, StepResult]) -> None:
+        with self.ctx.memory.lock:
+            done[step.key] = result
+            self.results.append(result)
+            self.on_end(step, result)
+
+    def _run_group(self, group: list[Step], done: dict[str, StepResult]) -> None:
+        """Independent model runs of one benchmark, --parallel at a time; results kept in plan order."""
+        self.ctx.container_runner()  # built once, before the threads share it
+        with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="run-model") as pool:
+            futures = [pool.submit(self._started, step, dict(done)) for step in group]
+            outcomes = [f.result() for f in futures]
+        for step, result in zip(group, outcomes, strict=True):
+            self._record(step, result, done)
+
+    def _resolve_unfinished(self) -> None:
+        """Steps a crashed run left open were resolved by observing (the plan saw the truth): close them."""
+        for entry in self.ctx.obs.unfinished:
+            with contextlib.suppress(MedperfApplyError):
+                self.ctx.state.journal.end(entry["id"], "resolved", by="observation")
+
+    def _one(self, step: Step, done: Mapping[str, StepResult]) -> StepResult:
+        if step.change is Change.DONE:
+            return self._already_done(step)
+        waiting = self._waiting(step, done)
+        if step.change is Change.GATE and step.action is Action.AWAIT_APPROVAL:
+            return waiting or self._await(step)
+        if step.change is Change.GATE and step.action is Action.RUN_MODEL:  # "the other approved models"
+            gate = done.get(step.after[0]) if step.after else None
+            if gate is not None and gate.outcome is Outcome.OK:
+                return StepResult(step.key, Outcome.OK, 0.0, "approved now: the models are planned again below")
+            return StepResult(step.key, Outcome.PENDING, 0.0, step.reason)
+        if step.change is Change.GATE:
+            return StepResult(step.key, Outcome.PENDING, 0.0, step.reason)
+        if waiting is not None:
+            if step.action is Action.RUN_MODEL and waiting.outcome is Outcome.SKIPPED:  # in the table as not run
+                return StepResult(waiting.key, waiting.outcome, 0.0, waiting.message,
+                                  run=self._row(step, error=f"not run: {waiting.message}"))
+            return waiting
+        return self._do(step)
+
+    def _do(self, step: Step) -> StepResult:
+        start = self.ctx.clock()
+        try:
+            message = _HANDLERS[step.action](self.ctx, step)
+        except (Interrupted, KeyboardInterrupt) as e:
+            raise e if isinstance(e, Interrupted) else Interrupted(
+                f"interrupted during {step.key}; run again to resume") from e
+        except ConsentDeclined as e:
+            return StepResult(step.key, Outcome.PENDING, self.ctx.clock() - start, str(e))
+        except MedperfApplyError as e:
+            return StepResult(step.key, Outcome.FAILED, self.ctx.clock() - start, str(e), e.log_path,
+                              run=self._failed_row(step, str(e)))
+        run = self.ctx.memory.row(self._row_key(step)) if step.action is Action.RUN_MODEL else None
+        return StepResult(step.key, Outcome.CHANGED, self.ctx.clock() - start, message, run=run)
+
+    def _already_done(self, step: Step) -> StepResult:
+        if step.action is Action.REGISTER and step.args.dataset_id is not None:
+            self.ctx.memory.remember_dataset(step.dataset, step.args.dataset_id)
+        row = self._done_row(step)
+        message = step.reason
+        if isinstance(step.args, RunModelArgs) and step.args.by_association and row is not None \
+                and row.result_id is not None:
+            message = f"done by the association test (result {row.result_id})"
+        return StepResult(step.key, Outcome.OK, 0.0, message, run=row)
+
+    def _waiting(self, step: Step, done: Mapping[str, StepResult]) -> StepResult | None:
+        """How this step ends without being tried when a step it needs waits or did not complete."""
+        for dep in step.after:
+            r = done.get(dep)
+            if r is not None and r.outcome is Outcome.PENDING:
+                return StepResult(step.key, Outcome.PENDING, 0.0, f"waits for {self._called(dep)}")
+            if r is not None and r.outcome not in (Outcome.OK, Outcome.CHANGED):
+                return StepResult(step.key, Outcome.SKIPPED, 0.0, f"{self._called(dep)} did not complete")
+        return None
+
+    def _called(self, key: str) -> str:
+        """How a step is named in another's message: "run model 2", "prepare", "the benchmark owner's approval"."""
+        step = self.plan.step(key)
+        if step is None:
+            return key
+        if step.action is Action.AWAIT_APPROVAL:
+            return "the benchmark owner's approval"
+        if isinstance(step.args, RunModelArgs) and step.args.model is not None:
+            return f"run model {step.args.model}"
+        return step.action.label
+
+    def _await(self, step: Step) -> StepResult:
+        start = self.ctx.clock()
+        try:
+            outcome, message = benchmark.await_approval(self.ctx, step)
+        except (Interrupted, KeyboardInterrupt) as e:
+            raise e if isinstance(e, Interrupted) else Interrupted(
+                f"interrupted while waiting for approval ({step.key}); run again to resume") from e
+        except MedperfApplyError as e:
+            return StepResult(step.key, Outcome.FAILED, self.ctx.clock() - start, str(e))
+        return StepResult(step.key, outcome, self.ctx.clock() - start, message)
+
+    # -- the summary table's rows ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _row_key(step: Step) -> tuple[str, str, int]:
+        return row_key(step, int(getattr(step.args, "model", None) or 0))
+
+    def _row(self, step: Step, **kw) -> ModelRun:
+        a = step.args
+        assert isinstance(a, RunModelArgs)
+        return ModelRun(dataset=step.dataset, benchmark=step.benchmark or "", model=int(a.model),
+                        **{"result_id": a.result_id, "partial": a.partial, "from_cache": a.from_cache, **kw})
+
+    def _done_row(self, step: Step) -> ModelRun | None:
+        a = step.args
+        if not isinstance(a, RunModelArgs) or a.model is None:
+            return None
+        key = self._row_key(step)
+        if a.by_association:
+            row = self.ctx.memory.row(key)
+            if row is None:
+                return self._row(step, from_cache=False, error="the association test did not complete")
+            return ModelRun(row.dataset, row.benchmark, row.model, row.result_id, row.partial, True, row.error)
+        if a.result_id is not None:
+            self.ctx.memory.remember_result(key, a.result_id)
+        return self._row(step)
+
+    def _failed_row(self, step: Step, error: str) -> ModelRun | None:
+        if not isinstance(step.args, RunModelArgs):
+            return None
+        row = self.ctx.memory.row(self._row_key(step))
+        return ModelRun(step.dataset, step.benchmark or "", int(step.args.model),
+                        row.result_id if row else None, row.partial if row else False, False, error)
+
+
+def _concurrent(step: Step) -> bool:
+    return step.action is Action.RUN_MODEL and step.change is Change.TODO

@@ -1,0 +1,168 @@
+"""The dataset's steps: register (POST datasets/), prepare (the preparation container's tasks, locally), set
+operational (PUT datasets/{id}/ with the prepared data's hash and statistics). Failures leave the dataset
+re-preparable and say which task failed and where its log is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runner.apply.context import RunContext
+from runner.container_spec import ContainerSpec
+from runner.errors import (
+    ContainerError,
+    Interrupted,
+    MedperfApplyError,
+    PrivacyViolation,
+    ServerWriteUncertain,
+    StateError,
+    StepFailed,
+)
+from runner.model import SERVER_OPERATION, PrepareArgs, RegisterArgs, SetOperationalArgs, Step
+from runner.observe import find_dataset
+from runner.plan import PREPARE_TASKS
+from runner.privacy import REGISTER_CONSTANTS, REGISTER_FIELDS, SET_OPERATIONAL_FIELDS, json_safe
+from runner.state import DatasetDir
+
+
+def register(ctx: RunContext, step: Step) -> str:
+    """POST datasets/ with the raw data's hash; an uncertain POST is resolved by looking before sending again."""
+    args = step.args
+    assert isinstance(args, RegisterArgs)
+    spec = ctx.manifest.dataset(step.dataset)
+    prep = int(args.data_preparation_mlcube)
+    raw = ctx.raw_hash(step.dataset)
+    values = {"name": spec.name, "description": spec.description, "location": spec.location,
+              "input_data_hash": raw, "generated_uid": raw,  # MedPerf: the raw hash until set operational
+              "data_preparation_mlcube": prep, **REGISTER_CONSTANTS}
+    body = {k: values[k] for k in REGISTER_FIELDS}
+    with ctx.journal(step, dataset=spec.name, data_preparation_mlcube=prep, input_data_hash=raw):
+        try:
+            ds_id = int(ctx.api.create("datasets/", body)["id"])
+        except ServerWriteUncertain:
+            # The POST may have landed: look before sending it again (never twice blindly).
+            found = find_dataset(ctx.api, spec.name, prep, raw)
+            if found is not None and found.input_data_hash == raw:
+                ds_id = found.id
+            else:
+                ds_id = int(ctx.api.create("datasets/", body)["id"])
+        ctx.memory.remember_dataset(spec.name, ds_id)
+        ctx.state.dataset(ds_id).write_raw_yaml(spec.data_path, spec.labels_path)
+    return f"dataset {ds_id}"
+
+
+def prepare(ctx: RunContext, step: Step) -> str:
+    """Run prepare (unless ready), sanity_check and statistics with MedPerf's mounts; .ready when all passed."""
+    args = step.args
+    assert isinstance(args, PrepareArgs)
+    spec = ctx.manifest.dataset(step.dataset)
+    ds_id = ctx.dataset_id(step)
+    record = ctx.obs.containers.get(int(args.container))
+    if record is None:
+        raise StepFailed(f"container {args.container} was not observed on the server")
+    container = ContainerSpec.from_record(record.record)
+    ds = ctx.state.dataset(ds_id)
+    with_metadata = container.declares("prepare", "metadata_path")
+    with_report = container.declares("prepare", "report_file")
+    try:
+        for d in (ds.data, ds.labels, ds.logs) + ((ds.metadata,) if with_metadata else ()):
+            d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StateError(f"cannot create {e.filename}: {e.strerror}", where=str(ds.root)) from e
+    if not ds.raw_yaml.exists():
+        ds.write_raw_yaml(spec.data_path, spec.labels_path)
+    runner = ctx.container_runner()
+    runner.check_image(container)
+    tasks = list(args.tasks or PREPARE_TASKS)
+    if ds.is_ready():
+        tasks = [t for t in tasks if t != "prepare"]  # MedPerf: a ready dataset only re-checks
+    ran: list[str] = []
+    with ctx.journal(step, dataset_id=ds_id, tasks=tasks):
+        for task in tasks:
+            _run_task(ctx, step, ds_id, container, task, _volumes(task, spec.data_path, spec.labels_path, ds,
+                                                                   with_metadata=with_metadata,
+                                                                   with_report=with_report))
+            ran.append(task)
+        if not ds.read_statistics():
+            ds.unmark_ready()
+            raise StepFailed(f"dataset {spec.name}: the statistics task wrote no statistics "
+                             f"({ds.statistics} is empty); the dataset can be prepared again",
+                             log_path=str(ds.logs / "statistics.log"))
+        ds.mark_ready()
+    return f"dataset {ds_id}: {', '.join(ran)} done"
+
+
+def _volumes(task: str, data_path: Path, labels_path: Path, ds: DatasetDir, *, with_metadata: bool,
+             with_report: bool) -> dict[str, Path]:
+    """MedPerf's mounts of a preparation task: raw data in, prepared data out; the checks read the prepared."""
+    if task == "prepare":
+        volumes = {"data_path": data_path, "labels_path": labels_path, "output_path": ds.data,
+                   "output_labels_path": ds.labels}
+        if with_report:
+            volumes["report_file"] = ds.report
+    else:
+        volumes = {"data_path": ds.data, "labels_path": ds.labels}
+        if task == "statistics":
+            ds.statistics.unlink(missing_ok=True)
+            volumes["output_path"] = ds.statistics
+    if with_metadata:
+        volumes["metadata_path"] = ds.metadata
+    return volumes
+
+
+def _report(ctx: RunContext, ds_id: int, status: str) -> None:
+    """MedPerf's preparation status report; failures to send it are only noted, as MedPerf does."""
+    try:
+        ctx.api.update(f"datasets/{ds_id}/", {"report": {"progress": {}, "execution_status": status}})
+    except PrivacyViolation:
+        raise
+    except MedperfApplyError as e:
+        ctx.memory.warn(f"dataset {ds_id}: could not send status {status}: {e}")
+
+
+def _run_task(ctx: RunContext, step: Step, ds_id: int, container: ContainerSpec, task: str,
+              volumes: dict[str, Path]) -> None:
+    ds = ctx.state.dataset(ds_id)
+    log_path = ds.logs / f"{task}.log"
+    report = task == "prepare"
+    if report:
+        _report(ctx, ds_id, "started")
+    try:
+        ctx.container_runner().run_task(container, task, volumes, log_path=log_path,
+                                        on_line=ctx.progress.task(f"{step.dataset}: {task}"))
+    except (Interrupted, KeyboardInterrupt):
+        ds.unmark_ready()
+        if report:
+            _report(ctx, ds_id, "interrupted")
+        raise
+    except MedperfApplyError as e:
+        ds.unmark_ready()
+        if report:
+            _report(ctx, ds_id, "failed")
+        log = e.log_path or str(log_path)
+        what = e.explain() if isinstance(e, ContainerError) else str(e)
+        raise StepFailed(f"dataset {step.dataset}: task {task} of {container.name} {what}; log: {log}; "
+                         "the dataset stays re-preparable: fix the cause and apply again", log_path=str(log)) from e
+    if report:
+        _report(ctx, ds_id, "finished")
+
+
+def set_operational(ctx: RunContext, step: Step) -> str:
+    """PUT datasets/{id}/ with the prepared data's hash and statistics, state OPERATION (irreversible)."""
+    assert isinstance(step.args, SetOperationalArgs)
+    spec = ctx.manifest.dataset(step.dataset)
+    ds_id = ctx.dataset_id(step)
+    ds = ctx.state.dataset(ds_id)
+    if not ds.is_ready():
+        raise StepFailed(f"dataset {spec.name} ({ds_id}) is not prepared (no .ready in {ds.root})")
+    raw = ctx.raw_hash(step.dataset)
+    prepared = ctx.hash([ds.data, ds.labels], f"{spec.name} (prepared data)")
+    stats = ds.read_statistics()
+    if not stats:
+        raise StepFailed(f"dataset {spec.name}: {ds.statistics} is empty; prepare it again")
+    values = {"input_data_hash": raw, "generated_uid": prepared, "generated_metadata": json_safe(stats),
+              "state": SERVER_OPERATION}
+    body = {k: values[k] for k in SET_OPERATIONAL_FIELDS}
+    ctx.consent(step, body)
+    with ctx.journal(step, dataset_id=ds_id, generated_uid=prepared):
+        ctx.api.update(f"datasets/{ds_id}/", body)
+    return f"dataset {ds_id} is operational (generated_uid {prepared[:12]}...)"

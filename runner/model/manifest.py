@@ -1,0 +1,111 @@
+"""The Manifest as validated: where each dataset should stand, typed (frozen dataclasses and StrEnums)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+
+class DesiredState(StrEnum):
+    """Where a dataset should stand; states only move forward."""
+
+    REGISTERED = "registered"
+    PREPARED = "prepared"
+    OPERATIONAL = "operational"
+
+    @property
+    def rank(self) -> int:
+        return _STATE_RANK[self.value]
+
+
+_STATE_RANK = {"registered": 1, "prepared": 2, "operational": 3}
+
+
+class AssociationGoal(StrEnum):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+
+
+class ResultsGoal(StrEnum):
+    NONE = "none"
+    COMPUTED = "computed"
+    SUBMITTED = "submitted"
+
+
+@dataclass(frozen=True)
+class Where:
+    """A place in the user's file (1-based line and column)."""
+
+    file: str
+    line: int = 0
+    col: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}" if self.line else self.file
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    url: str
+    token_env: str | None = None
+    token_file: Path | None = None
+    where: Where | None = None
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference by id or name to a benchmark or a container on the server."""
+
+    kind: str  # "benchmark" | "container"
+    value: int | str
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.value}"
+
+
+@dataclass(frozen=True)
+class Consent:
+    """What may leave this machine; None = not said (ask in a terminal, block in CI)."""
+
+    statistics: bool | None = None
+    compatibility_results: bool | None = None
+    results: bool | None = None
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    benchmark: int | str
+    association: AssociationGoal = AssociationGoal.APPROVED
+    models: str | tuple[int | str, ...] = "all"
+    results: ResultsGoal = ResultsGoal.SUBMITTED
+    ignore_model_errors: bool = False
+    where: Where | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    data_path: Path
+    labels_path: Path
+    prepare_with: Ref
+    state: DesiredState = DesiredState.OPERATIONAL
+    description: str = ""
+    location: str = ""
+    consent: Consent = Consent()
+    benchmarks: tuple[BenchmarkSpec, ...] = ()
+    where: Where | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    server: ServerSpec
+    datasets: tuple[DatasetSpec, ...]
+    files: tuple[str, ...] = ()
+
+    def dataset(self, name: str) -> DatasetSpec | None:
+        return next((d for d in self.datasets if d.name == name), None)

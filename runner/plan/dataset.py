@@ -1,0 +1,154 @@
+"""PURE: the dataset lifecycle's steps: register, prepare, set operational, in that order; drift stops the plan."""
+
+from __future__ import annotations
+
+from runner.errors import DriftError, ReferenceNotFound
+from runner.model import (
+    Action,
+    Change,
+    DatasetSpec,
+    DesiredState,
+    LocalDataset,
+    Note,
+    Observation,
+    PrepareArgs,
+    Ref,
+    RegisterArgs,
+    RemoteContainer,
+    RemoteDataset,
+    SetOperationalArgs,
+    Step,
+    identify,
+)
+from runner.plan.common import preparation_container, resolve, sends, step_key, with_consent
+from runner.privacy import PREPARE_REPORT_FIELDS, REGISTER_FIELDS, SET_OPERATIONAL_FIELDS
+
+PREPARE_TASKS = ("prepare", "sanity_check", "statistics")
+
+
+def dataset_steps(spec: DatasetSpec, obs: Observation, *, interactive: bool
+                  ) -> tuple[list[Step], list[Note], RemoteDataset | None]:
+    """The steps that take one dataset to its state, the notes to show, and the server's record of it (or None)."""
+    prep = preparation_container(spec, obs)
+    if prep is None:
+        raise ReferenceNotFound(f"dataset {spec.name}: {spec.prepare_with} names no data preparation container",
+                                where=str(spec.where) if spec.where else None)
+    container = obs.containers.get(prep)
+    cname = container.name if container else f"container {prep}"
+    for b in spec.benchmarks:  # an unknown benchmark stops the plan before anything is done
+        resolve(Ref("benchmark", b.benchmark), obs, where=b.where, dataset=spec.name)
+
+    raw_hash = obs.raw_hashes[spec.name]
+    ds, notes = _identify(spec, obs, prep, raw_hash)
+    if ds is not None and ds.input_data_hash != raw_hash:
+        raise DriftError(
+            f"dataset {spec.name} (id {ds.id}): the raw data changed since it was registered: "
+            f"the server has input_data_hash {ds.input_data_hash}, the raw folders now hash to {raw_hash}",
+            where=str(spec.where) if spec.where else None,
+            hint="restore the original data, or register the changed data as a new dataset under a new name",
+        )
+    local = obs.local.get(ds.id) if ds is not None else None
+    unfinished = {e.get("step") for e in obs.unfinished}
+    keys = {a: step_key(spec.name, a) for a in (Action.REGISTER, Action.PREPARE, Action.SET_OPERATIONAL)}
+    steps = [_register(spec, ds, container, prep, raw_hash, keys, unfinished)]
+    if spec.state.rank >= DesiredState.PREPARED.rank:
+        step, note = _prepare(spec, ds, local, container, cname, prep, keys, unfinished)
+        steps.append(step)
+        notes.extend([note] if note else [])
+    if spec.state.rank >= DesiredState.OPERATIONAL.rank:
+        if ds is not None and ds.operational:
+            steps.append(Step(keys[Action.SET_OPERATIONAL], Action.SET_OPERATIONAL, spec.name, Change.DONE,
+                              "operational on the server", args=SetOperationalArgs(ds.id)))
+        else:
+            steps.append(_set_operational(spec, ds, keys, interactive=interactive))
+
+    reached = _reached(ds, local)  # asking less than exists is satisfied
+    if reached.rank > spec.state.rank:
+        notes.append(Note(f"the manifest asks state {spec.state.value}; dataset {ds.id} is already {reached.value} "
+                          f"(states only move forward): nothing to undo", spec.name))
+    return steps, notes, ds
+
+
+def _identify(spec: DatasetSpec, obs: Observation, prep: int, raw_hash: str) -> tuple[RemoteDataset | None, list[Note]]:
+    notes = [Note(f"dataset {other.id} is also named {spec.name} but prepared with container "
+                  f"{other.data_preparation_mlcube}, not {prep}: it is not this one", spec.name)
+             for other in obs.my_datasets if other.name == spec.name and other.data_preparation_mlcube != prep]
+    chosen, mine = identify(obs.my_datasets, spec.name, prep, raw_hash)
+    if chosen is not None and len(mine) > 1:
+        notes.append(Note(f"{len(mine)} of my datasets are named {spec.name} with container {prep} "
+                          f"(ids {', '.join(str(d.id) for d in mine)}): using {chosen.id}", spec.name))
+    return chosen, notes
+
+
+def _register(spec: DatasetSpec, ds: RemoteDataset | None, container: RemoteContainer | None, prep: int,
+              raw_hash: str, keys: dict, unfinished: set) -> Step:
+    key = keys[Action.REGISTER]
+    if ds is not None:
+        resumed = " (it had landed before an earlier run stopped)" if key in unfinished else ""
+        return Step(key, Action.REGISTER, spec.name, Change.DONE, f"registered as dataset {ds.id}{resumed}",
+                    args=RegisterArgs(dataset_id=ds.id))
+    _usable(container, spec)
+    reason = "not on the server"
+    if key in unfinished:
+        reason = "an earlier run stopped during register and the dataset is not on the server"
+    return Step(key, Action.REGISTER, spec.name, Change.TODO, reason, endpoint="POST /datasets/",
+                sends=sends("POST", "datasets/", "register", REGISTER_FIELDS),
+                args=RegisterArgs(data_preparation_mlcube=prep, input_data_hash=raw_hash))
+
+
+def _prepare(spec: DatasetSpec, ds: RemoteDataset | None, local: LocalDataset | None,
+             container: RemoteContainer | None, cname: str, prep: int, keys: dict, unfinished: set
+             ) -> tuple[Step, Note | None]:
+    key = keys[Action.PREPARE]
+    ready = local is not None and local.ready
+    if ds is not None and ds.operational:
+        return Step(key, Action.PREPARE, spec.name, Change.DONE,
+                    "operational on the server" + ("" if ready else " (no prepared copy in the state dir)"),
+                    args=PrepareArgs(dataset_id=ds.id)), None
+    if ready and local.has_statistics:  # .ready without statistics.yaml: re-checked below, never stuck
+        return Step(key, Action.PREPARE, spec.name, Change.DONE, "prepared (.ready in the state dir)",
+                    args=PrepareArgs(dataset_id=ds.id)), None
+    _usable(container, spec)
+    reason = _prepare_reason(local, key, unfinished)
+    note = Note(reason, spec.name) if (local is not None and local.started) or key in unfinished else None
+    path = f"datasets/{ds.id if ds else 1}/"  # any id: the allowlist's fields do not depend on it
+    return Step(key, Action.PREPARE, spec.name, Change.TODO, reason, detail=f"{cname}: {', '.join(PREPARE_TASKS)}",
+                sends=sends("PUT", path, "preparation status", PREPARE_REPORT_FIELDS),
+                args=PrepareArgs(dataset_id=ds.id if ds else None, container=prep, tasks=PREPARE_TASKS),
+                after=(keys[Action.REGISTER],)), note
+
+
+def _usable(container: RemoteContainer | None, spec: DatasetSpec) -> None:
+    if container is not None and not container.is_valid:
+        raise ReferenceNotFound(f"dataset {spec.name}: container {container.name} ({container.id}) is marked as "
+                                f"INVALID on the server", where=str(spec.where) if spec.where else None,
+                                hint="ask the benchmark owner which data preparation container to use")
+
+
+def _prepare_reason(local: LocalDataset | None, key: str, unfinished: set) -> str:
+    if local is not None and local.ready and not local.has_statistics:
+        return "prepared, but statistics.yaml is missing: sanity_check and statistics run again"
+    if key in unfinished:
+        return "an earlier run stopped during prepare (no .ready): prepare runs again"
+    if local is not None and local.started:
+        return "a previous prepare did not finish (no .ready): prepare runs again"
+    return "not prepared yet"
+
+
+def _set_operational(spec: DatasetSpec, ds: RemoteDataset | None, keys: dict, *, interactive: bool) -> Step:
+    fields = sends("PUT", f"datasets/{ds.id if ds else 1}/", "set operational", SET_OPERATIONAL_FIELDS)
+    base = dict(key=keys[Action.SET_OPERATIONAL], action=Action.SET_OPERATIONAL, dataset=spec.name, sends=fields,
+                endpoint=f"PUT /datasets/{ds.id if ds else '{id}'}/",
+                args=SetOperationalArgs(ds.id if ds else None), after=(keys[Action.PREPARE],))
+    return with_consent(spec, "statistics", "the statistics", "prepared data not yet declared operational", base,
+                        interactive=interactive, consequence=", so it cannot become operational")
+
+
+def _reached(ds: RemoteDataset | None, local: LocalDataset | None) -> DesiredState:
+    if ds is None:
+        return DesiredState.REGISTERED  # nothing exists; never more than what is asked
+    if ds.operational:
+        return DesiredState.OPERATIONAL
+    if local is not None and local.ready:
+        return DesiredState.PREPARED
+    return DesiredState.REGISTERED

@@ -1,0 +1,60 @@
+"""PURE: (Manifest, Observation) -> Plan: every selected dataset's lifecycle, then each of its benchmarks, the
+datasets that left the manifest as notes, and the fingerprint a saved plan is checked against."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from runner.model import Manifest, Note, Observation, Plan, Step
+from runner.plan.benchmark import benchmark_steps
+from runner.plan.dataset import dataset_steps
+from runner.plan.targets import select
+
+
+def plan(manifest: Manifest, obs: Observation, *, interactive: bool = False, targets: Sequence[str] = (),
+         request_again: bool = False) -> Plan:
+    """Return the ordered steps that take the server and the state dir to what the manifest asks.
+
+    request_again (--request-again): a REJECTED association is requested anew instead of stopping the plan.
+    """
+    selected = select(manifest, targets)
+    steps: list[Step] = []
+    notes: list[Note] = []
+    matched: set[int] = set()
+    for spec in manifest.datasets:
+        if spec.name not in selected:
+            continue
+        ds_steps, ds_notes, ds = dataset_steps(spec, obs, interactive=interactive)
+        if ds is not None:
+            matched.add(ds.id)
+        steps.extend(ds_steps)
+        notes.extend(ds_notes)
+        for b in spec.benchmarks:
+            if selected[spec.name] is not None and str(b.benchmark) not in selected[spec.name]:
+                continue
+            b_steps, b_notes = benchmark_steps(spec, b, obs, ds_steps, interactive=interactive,
+                                               request_again=request_again)
+            steps.extend(b_steps)
+            notes.extend(b_notes)
+    if not targets:
+        notes.extend(_unmanaged(obs, matched))
+    return Plan(steps=tuple(steps), notes=tuple(notes), fingerprint={**obs.fingerprint(), "manifest": digest(manifest)})
+
+
+def digest(manifest: Manifest) -> str:
+    """A fingerprint of what the manifest asks (a saved plan is refused once it changed)."""
+    return hashlib.sha256(repr(manifest.server).encode() + repr(manifest.datasets).encode()).hexdigest()
+
+
+def _unmanaged(obs: Observation, matched: set[int]) -> list[Note]:
+    """Datasets this state dir prepared or registered that left the manifest: said, never deleted."""
+    notes = []
+    by_id = {d.id: d for d in obs.my_datasets}
+    for ds_id in sorted(obs.local):
+        if ds_id in matched or ds_id not in by_id:
+            continue
+        d = by_id[ds_id]
+        notes.append(Note(f"dataset {d.name} (id {d.id}, {d.state}): no longer managed (it left the manifest; "
+                          "nothing is deleted)", d.name))
+    return notes
