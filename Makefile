@@ -15,7 +15,7 @@ help: ## show this help
 $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[server,test]'
 	touch $@
 
 venv: $(STAMP) ## create the virtualenv and install the project (editable) with test tools
@@ -26,8 +26,9 @@ test: $(STAMP) ## run the test suite (Docker/PostgreSQL tests skip unless MEDPER
 bench: $(STAMP) ## run the benchmarks in bench/ and print their figures
 	@set -e; for s in bench/*.py; do echo "== $$s"; $(BIN)/python $$s; done
 
-lint: $(STAMP) ## static checks (ruff)
+lint: $(STAMP) ## static checks: ruff, and the layering contracts of .importlinter (lint-imports)
 	$(BIN)/ruff check runner server schemas tests bench
+	$(BIN)/lint-imports --config .importlinter
 
 images: $(STAMP) ## build the chest X-ray example images (offline base image when none is given)
 	bash examples/chestxray/build.sh

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import schemas
 from runner.errors import InvalidManifest, ManifestError
 from runner.load import Document
 from runner.model import (
@@ -62,9 +63,7 @@ def digest(docs: Sequence[Document]) -> str:
 
 def schema_problems(docs: Sequence[Document]) -> list[Problem]:
     """Check every document against the manifest schema; return all problems found."""
-    import jsonschema
-
-    import schemas
+    import jsonschema  # heavy (60 ms): a manifest validated before is not checked again (the validation cache)
 
     validator = jsonschema.Draft202012Validator(schemas.load(SCHEMA_NAME))
     problems: list[Problem] = []

@@ -135,7 +135,7 @@ def test_example_configs_are_valid():
 
 
 def test_planning_modules_do_not_import_docker():
-    code = ("import sys, runner.container_spec, runner.clients.containers, runner.additional_files; "
+    code = ("import sys, runner.container_spec, runner.clients.containers, runner.clients.files; "
             "sys.exit(1 if 'docker' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
