@@ -49,6 +49,7 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line, declared in one place (long, but a list of declarations: tests/docs reads it)."""
     common = _Parser(add_help=False)
     g = common.add_argument_group("common options")
     g.add_argument("--var", action="append", default=[], metavar="K=V", help="a template variable (vars.K)")

@@ -1,4 +1,4 @@
-"""The privacy allowlist: exactly which fields each endpoint may receive from a data owner (DESIGN 4, ref 3.3).
+"""The privacy allowlist: exactly which fields each endpoint may receive from a data owner, and nothing else.
 
 Pure: check_body raises PrivacyViolation before anything is sent; describe lists the fields for the plan.
 """
