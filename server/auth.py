@@ -49,7 +49,7 @@ class Authenticator:
         self._cache: dict[str, tuple[float, dict]] = {}  # token hash -> (expires, user)
         self._jwks_client = None
         if settings.jwt_jwks_url:
-            import jwt
+            import jwt  # here, not at the top: PyJWT loads cryptography, which only JWT servers need
 
             self._jwks_client = jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True)
 
@@ -77,7 +77,7 @@ class Authenticator:
         return dict(user)
 
     def _jwt_user(self, conn: Connection, token: str) -> tuple[dict, float]:
-        import jwt
+        import jwt  # as in __init__: only a JWT request pays for loading cryptography
 
         s = self.settings
         if not s.jwt_enabled:

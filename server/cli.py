@@ -7,6 +7,12 @@ import logging
 import os
 import sys
 
+import waitress
+
+from server import auth, store
+from server.app import make_app
+from server.db import Database, DatabaseError
+from server.seed import SeedError, load_components, seed_demo, write_tokens
 from server.settings import DEFAULT_DB, DEFAULT_EMAIL_CLAIM, Settings
 
 DEFAULT_TOKENS_FILE = "medperf-server-tokens.json"
@@ -74,9 +80,6 @@ def _settings(args) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="medperf-server: %(message)s", stream=sys.stderr)
-    from server.db import DatabaseError
-    from server.seed import SeedError
-
     try:
         settings = _settings(args)
         return COMMANDS[args.command](args, settings)
@@ -86,10 +89,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args, settings: Settings) -> int:
-    import waitress
-
-    from server.app import make_app
-
     app = make_app(settings)
     # Requests are short and mostly wait on the database: hand the GIL over sooner than the 5 ms
     # default so a thread whose query returned does not queue behind a busy one (measured by bench/).
@@ -102,9 +101,6 @@ def cmd_run(args, settings: Settings) -> int:
 
 
 def cmd_user(args, settings: Settings) -> int:
-    from server import auth, store
-    from server.db import Database
-
     db = Database(settings.db_url, pool_size=1)
     db.migrate()
     try:
@@ -131,9 +127,6 @@ def cmd_user(args, settings: Settings) -> int:
 
 
 def cmd_seed(args, settings: Settings) -> int:
-    from server.app import make_app
-    from server.seed import load_components, seed_demo, write_tokens
-
     components = load_components(args.components)
     app = make_app(settings)
     tokens = seed_demo(app, components)
@@ -143,8 +136,6 @@ def cmd_seed(args, settings: Settings) -> int:
 
 
 def cmd_migrate(args, settings: Settings) -> int:
-    from server.db import Database
-
     db = Database(settings.db_url, pool_size=1)
     applied = db.migrate()
     db.close()
