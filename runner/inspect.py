@@ -14,10 +14,9 @@ from runner.load import load
 from runner.model import FORMAT_VERSION, Manifest, Observation, Ref, RemoteBenchmark
 from runner.observe import observe
 from runner.plan import select
-from runner.reconcile import Clients, state_root_of
+from runner.reconcile import Clients, state_root_of, validate_cached
 from runner.report import status as views
-from runner.state import StateDir
-from runner.validate import validate
+from runner.state import StateDir, ValidationCache
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ def inspect(opts: InspectOptions, clients: Clients, console: Console) -> int:
 def _observe(opts: InspectOptions, clients: Clients, console: Console) -> tuple[Manifest, Observation, StateDir]:
     docs = load(opts.manifests, variables=opts.variables, environ=clients.environ)
     state_root = state_root_of(docs, opts.state_dir, clients.environ)
-    manifest = validate(docs, cache_dir=state_root / "validated")
+    manifest = validate_cached(docs, ValidationCache(state_root))
     selected = select(manifest, opts.targets)
     state = clients.state(state_root)
     api = clients.api(manifest.server, state)

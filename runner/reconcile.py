@@ -35,8 +35,8 @@ from runner.observe import observe
 from runner.plan import Selection, select
 from runner.plan import plan as make_plan
 from runner.report import plan as report
-from runner.state import StateDir, root_for
-from runner.validate import validate
+from runner.state import StateDir, ValidationCache, root_for
+from runner.validate import digest, validate
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def reconcile(opts: Options, clients: Clients, console: Console) -> int:
     if opts.command == "validate":
         return _validated(validate(docs), console)
     state_root = state_root_of(docs, opts.state_dir, clients.environ)
-    manifest = validate(docs, cache_dir=state_root / "validated")
+    manifest = validate_cached(docs, ValidationCache(state_root))
     run = _Run(opts, clients, console, EventLog(opts.event_log), manifest, clients.state(state_root),
                select(manifest, opts.targets))
     try:
@@ -147,6 +147,16 @@ def reconcile(opts: Options, clients: Clients, console: Console) -> int:
         raise
     finally:
         run.events.close()
+
+
+def validate_cached(docs: Sequence[Document], cache: ValidationCache) -> Manifest:
+    """Validate, skipping the schema for documents that passed it before; remember the ones that pass now."""
+    key = digest(docs)
+    known = cache.knows(key)
+    manifest = validate(docs, known_valid=known)
+    if not known:
+        cache.remember(key)
+    return manifest
 
 
 def state_root_of(docs: Sequence[Document], override: str | None, environ: Mapping[str, str]) -> Path:

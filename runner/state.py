@@ -3,7 +3,7 @@
 ```
 <root>/datasets/<id>/{data/, labels/, metadata/, logs/, statistics.yaml, report.yaml, raw.yaml, .ready}
 <root>/results/<id>/{results.yaml, result-info.yaml, predictions/, logs/, local_outputs/, .partial, .executed}
-<root>/{hash-cache.sqlite, journal.jsonl, ledger.jsonl, lock, containers/, validated/}
+<root>/{hash-cache.sqlite, journal.jsonl, ledger.jsonl, lock, containers/, validated/<manifest digest>}
 ```
 """
 
@@ -33,6 +33,26 @@ def root_for(server_url: str, override: str | Path | None = None, environ: Mappi
     if env:
         return Path(env).expanduser().absolute()
     return Path.home() / ".medperf_apply" / server_dir_name(server_url)
+
+
+class ValidationCache:
+    """validated/<digest>: manifests that passed the schema before (jsonschema is not even imported for them)."""
+
+    def __init__(self, state_root: Path):
+        self.folder = Path(state_root) / "validated"
+
+    def knows(self, key: str) -> bool:
+        return (self.folder / key).exists()
+
+    def remember(self, key: str) -> None:
+        try:
+            # The state dir may not exist yet: create it private (0700), as StateDir does, or it would stay
+            # world-readable with the prepared data and results later written under it.
+            self.folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.folder.mkdir(exist_ok=True)
+            (self.folder / key).touch()
+        except OSError:
+            pass  # a cache only
 
 
 @dataclass(frozen=True)

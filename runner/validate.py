@@ -6,7 +6,6 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import schemas
@@ -120,26 +119,17 @@ def _explain(doc: Document, e) -> list[Problem]:
     return [Problem(where, jp, e.message)]
 
 
-def validate(docs: Sequence[Document], *, check_paths: bool = True, cache_dir: Path | None = None) -> Manifest:
-    """Return the typed Manifest of `docs`, or raise InvalidManifest listing every problem."""
+def validate(docs: Sequence[Document], *, check_paths: bool = True, known_valid: bool = False) -> Manifest:
+    """Return the typed Manifest of `docs`, or raise InvalidManifest listing every problem.
+
+    known_valid: these exact documents passed the schema before (the caller's cache): only paths are checked."""
     if not docs:
         raise ManifestError("no manifest document found", hint="give a file or folder holding a DataOwner manifest")
-    key = digest(docs) if cache_dir is not None else None
-    cached = key is not None and (cache_dir / key).exists()
-    problems = [] if cached else schema_problems(docs)
+    problems = [] if known_valid else schema_problems(docs)
     if check_paths:
         problems.extend(path_problems(docs))
     if problems:
         raise InvalidManifest(sorted(problems, key=lambda p: (p.where.file, p.where.line, p.where.col)))
-    if key is not None and not cached:
-        try:
-            # The cache lives in the state dir, which may not exist yet: create it private (0700), as StateDir
-            # does, or it would stay world-readable with the prepared data and results later written under it.
-            cache_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            cache_dir.mkdir(exist_ok=True)
-            (cache_dir / key).touch()
-        except OSError:
-            pass  # a cache only
     return build(docs)
 
 
