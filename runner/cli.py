@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from runner import privacy
 from runner.clients.auth import read_token
+from runner.clients.retry import DEADLINE_S
 from runner.console import Console
 from runner.decide import Decision, decide, parse_decision
 from runner.errors import ExitStatus, MedperfApplyError, UsageError
@@ -61,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this dataset (and its prerequisites); an error if it matches nothing")
     g.add_argument("--state-dir", metavar="DIR", help="local state dir (default $MEDPERF_APPLY_HOME or "
                    "~/.medperf_apply/<server host_port>/)")
+    g.add_argument("--request-timeout", type=_seconds, default=DEADLINE_S, metavar="DURATION",
+                   help=f"the longest one request to the registry may take, answer included (default {DEADLINE_S:g}s)")
     g.add_argument("--lock-timeout", type=_seconds, default=0.0, metavar="S",
                    help="wait up to S seconds for another run holding the state dir's lock")
     g.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -113,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--token-file", metavar="FILE", help="file holding the token")
     assoc.add_argument("--state-dir", metavar="DIR", help="where the ledger of what was sent is kept")
     assoc.add_argument("--output", choices=("text", "json"), default="text")
+    assoc.add_argument("--request-timeout", type=_seconds, default=DEADLINE_S, metavar="DURATION",
+                       help=f"the longest one request may take, answer included (default {DEADLINE_S:g}s)")
     assoc.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
@@ -144,7 +149,7 @@ def parse(argv: Sequence[str]) -> tuple[Options | InspectOptions | Decision, boo
     if command in ("status", "results"):
         return InspectOptions(command=command, manifests=tuple(ns.manifests), variables=variables, output=ns.output,
                               targets=tuple(ns.target), state_dir=ns.state_dir,
-                              benchmark=getattr(ns, "benchmark", None),
+                              benchmark=getattr(ns, "benchmark", None), request_timeout=ns.request_timeout,
                               format=getattr(ns, "format", "table")), ns.debug
     manifests, plan_file = list(ns.manifests), None
     if ns.command == "apply" and manifests and manifests[-1].endswith(".json"):
@@ -160,13 +165,13 @@ def parse(argv: Sequence[str]) -> tuple[Options | InspectOptions | Decision, boo
                    wait=getattr(ns, "wait", False), wait_timeout=getattr(ns, "timeout", defaults.wait_timeout),
                    parallel=getattr(ns, "parallel", 1), request_again=getattr(ns, "request_again", False),
                    task_timeout=getattr(ns, "task_timeout", None),
-                   task_idle_timeout=getattr(ns, "task_idle_timeout", None))
+                   task_idle_timeout=getattr(ns, "task_idle_timeout", None), request_timeout=ns.request_timeout)
     if command != "apply" and getattr(ns, "wait", False):
         raise UsageError("--wait applies to apply only")
     return opts, ns.debug
 
 
-def real_clients(environ: Mapping[str, str], *, task_timeout: float | None = None,
+def real_clients(environ: Mapping[str, str], *, request_timeout: float = DEADLINE_S, task_timeout: float | None = None,
                  task_idle_timeout: float | None = None):
     """The real edges: the registry client (privacy check + ledger before every body), Docker, the hash."""
 
@@ -177,7 +182,7 @@ def real_clients(environ: Mapping[str, str], *, task_timeout: float | None = Non
             privacy.check_body(method, path, body)
             state.ledger.record(server.url, method, path, body)
 
-        return ApiClient(server.url, read_token(server, environ), before_send=before_send)
+        return ApiClient(server.url, read_token(server, environ), before_send=before_send, deadline=request_timeout)
 
     def make_runner(state):
         from runner.clients.containers import DockerRunner  # docker is imported only when a container runs
@@ -222,10 +227,11 @@ def _main(argv, *, stdout, stderr, stdin, environ, clients) -> int:
         except SystemExit as e:  # --help
             return int(e.code or 0) if isinstance(e.code, int) else ExitStatus.USAGE
         if isinstance(opts, Decision):
-            return decide(opts, clients or real_clients(environ), console)
+            return decide(opts, clients or real_clients(environ, request_timeout=opts.request_timeout), console)
         if isinstance(opts, InspectOptions):
-            return inspect(opts, clients or real_clients(environ), console)
-        return reconcile(opts, clients or real_clients(environ, task_timeout=opts.task_timeout,
+            return inspect(opts, clients or real_clients(environ, request_timeout=opts.request_timeout), console)
+        return reconcile(opts, clients or real_clients(environ, request_timeout=opts.request_timeout,
+                                                        task_timeout=opts.task_timeout,
                                                         task_idle_timeout=opts.task_idle_timeout), console)
     except KeyboardInterrupt:
         console.error("interrupted; nothing half-done is lost: run again to resume")

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from runner.clients.retry import DEADLINE_S
 from runner.console import Console
 from runner.errors import ExitStatus, UsageError
 from runner.load import load
@@ -31,6 +32,7 @@ class InspectOptions:
     state_dir: str | None = None
     benchmark: str | None = None  # results --benchmark
     format: str = "table"  # results --format table|yaml|json
+    request_timeout: float = DEADLINE_S  # --request-timeout: one request, answer included
 
 
 def inspect(opts: InspectOptions, clients: Clients, console: Console) -> int:

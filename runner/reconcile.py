@@ -13,6 +13,7 @@ from typing import Any
 from runner.apply.applier import Applier
 from runner.apply.context import RunContext, WaitPolicy
 from runner.clients import Api, ContainerRunner, Hasher
+from runner.clients.retry import DEADLINE_S
 from runner.console import Console
 from runner.errors import ExitStatus, PlanFileError, StalePlan, UsageError
 from runner.journal import write_atomic
@@ -60,6 +61,7 @@ class Options:
     task_timeout: float | None = None  # apply --task-timeout: wall clock per container task
     task_idle_timeout: float | None = None  # apply --task-idle-timeout: no output for this long stops a task
     request_again: bool = False  # plan/apply --request-again: a REJECTED association is requested anew
+    request_timeout: float = DEADLINE_S  # --request-timeout: one request, answer included
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,20 @@ def _ref(kind: str, value: Any) -> Ref:
     return Ref(kind, int(value) if isinstance(value, int) else str(value))
 
 
+def _repeated_benchmarks(doc: Document, base: tuple, benchmarks: Sequence[dict]) -> list[Problem]:
+    """A benchmark listed twice for one dataset (a template produces this easily): both places named."""
+    problems, seen = [], {}
+    for j, b in enumerate(benchmarks):
+        key = str(b["benchmark"])
+        path = (*base, "benchmarks", j, "benchmark")
+        if key in seen:
+            problems.append(Problem(doc.where(path), json_path(path),
+                                    f"benchmark {key!r} is listed twice for this dataset (also at {seen[key]})",
+                                    "list each benchmark once per dataset"))
+        seen.setdefault(key, doc.where(path))
+    return problems
+
+
 def build(docs: Sequence[Document]) -> Manifest:
     """Turn schema-valid documents into a Manifest; check duplicates and that one server is named."""
     problems: list[Problem] = []
@@ -196,6 +210,7 @@ def build(docs: Sequence[Document]) -> Manifest:
                 )
                 for j, b in enumerate(d.get("benchmarks") or ())
             )
+            problems.extend(_repeated_benchmarks(doc, base, d.get("benchmarks") or ()))
             datasets.append(DatasetSpec(
                 name=d["name"], data_path=paths["data_path"], labels_path=paths["labels_path"],
                 prepare_with=_ref(kind, value), state=DesiredState(d.get("state", "operational")),

@@ -20,7 +20,7 @@ import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
-from runner.clients.retry import RETRY_AFTER_CAP, backoff_delay
+from runner.clients.retry import DEADLINE_S, RETRY_AFTER_CAP, backoff_delay
 from runner.errors import ServerError, ServerUnavailable, ServerWriteUncertain
 
 API_PREFIX = "/api/v0/"
@@ -29,6 +29,8 @@ MAX_PAGES = 10_000
 
 
 MAX_REDIRECTS = 5  # a GET follows at most this many redirects within the server's own origin
+MAX_BODY = 64 << 20  # an answer larger than this is not the registry's (its largest page is a few MiB)
+_CHUNK = 1 << 16
 
 
 class _Temporary(Exception):
@@ -40,6 +42,10 @@ class _Temporary(Exception):
         self.sent = sent
         self.retry_after = retry_after
         self.status = status
+
+
+class _Overdue(Exception):
+    """The whole request did not finish within the deadline."""
 
 
 class ApiClient:
@@ -58,6 +64,8 @@ class ApiClient:
         before_send: Callable[[str, str, Mapping], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         page_size: int = PAGE_SIZE,
+        deadline: float = DEADLINE_S,
+        max_body: int = MAX_BODY,
     ):
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
@@ -67,6 +75,8 @@ class ApiClient:
         self._origin = (parts.scheme, parts.netloc)
         self._prefix = parts.path.rstrip("/") + API_PREFIX
         self.timeout = timeout
+        self.deadline = deadline
+        self.max_body = max_body
         self.max_attempts = max(1, max_attempts)
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -234,9 +244,10 @@ class ApiClient:
         try:
             # Redirects are followed here, not by requests: only a GET, only within our own origin, so the
             # token never goes anywhere the manifest does not name.
-            resp = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout,
-                                        allow_redirects=False)
-            content = resp.content  # read the whole body here, so a reset mid-body is caught below
+            resp, content = self._exchange(method, url, data, headers)
+        except _Overdue as e:
+            raise _Temporary(f"no complete answer within {self.deadline:g} s (the server answers too slowly)",
+                             sent=True) from e
         except requests.exceptions.ConnectTimeout as e:
             raise _Temporary(f"connection timed out after {self.timeout[0]:g} s", sent=False) from e
         except requests.exceptions.ConnectionError as e:
@@ -284,6 +295,49 @@ class ApiClient:
             return json.loads(content)
         except ValueError:
             raise self._not_api(url, status, ctype, content) from None
+
+    def _exchange(self, method: str, url: str, data: bytes | None, headers: Mapping | None
+                  ) -> tuple[requests.Response, bytes]:
+        """Send and read the whole answer within the deadline (per-read timeouts alone let a server that trickles
+        a byte at a time hold a command forever); the answer's size is bounded. The exchange runs in a daemon
+        thread that is abandoned at the deadline: its socket times out on its own."""
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def exchange() -> None:
+            try:
+                resp = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout,
+                                            allow_redirects=False, stream=True)
+                with resp:
+                    box["result"] = (resp, self._body(resp, url))
+            except BaseException as e:  # handed to the caller's thread
+                box["error"] = e
+            finally:
+                done.set()
+
+        threading.Thread(target=exchange, name="api-request", daemon=True).start()
+        if not done.wait(self.deadline):
+            raise _Overdue()
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    def _body(self, resp: requests.Response, url: str) -> bytes:
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_body:
+            raise self._too_large(url, int(declared))
+        chunks, size = [], 0
+        for chunk in resp.iter_content(_CHUNK):
+            size += len(chunk)
+            if size > self.max_body:
+                raise self._too_large(url, size)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, url: str, size: int) -> ServerError:
+        return ServerError(f"the server's answer to {self._display(url)} is larger than {self.max_body >> 20} MiB "
+                           f"({size:,} bytes or more): not the registry's API", where=self.base_url,
+                           hint="check server.url: it must be the registry's root")
 
     def _not_api(self, url: str, status: int, ctype: str, content: bytes) -> ServerError:
         first = content[:80].decode("utf-8", "replace").replace("\n", " ").strip()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from runner.model import Manifest, Note, Observation, Plan, Step
+from runner.errors import ParticipationError
+from runner.model import BenchmarkSpec, DatasetSpec, Manifest, Note, Observation, Plan, Ref, Step
 from runner.plan.benchmark import benchmark_steps
 from runner.plan.dataset import dataset_steps
 from runner.plan.targets import select
@@ -30,6 +31,7 @@ def plan(manifest: Manifest, obs: Observation, *, interactive: bool = False, tar
             matched.add(ds.id)
         steps.extend(ds_steps)
         notes.extend(ds_notes)
+        _one_entry_per_benchmark(spec, obs)
         for b in spec.benchmarks:
             if selected[spec.name] is not None and str(b.benchmark) not in selected[spec.name]:
                 continue
@@ -40,6 +42,22 @@ def plan(manifest: Manifest, obs: Observation, *, interactive: bool = False, tar
     if not targets:
         notes.extend(_unmanaged(obs, matched))
     return Plan(steps=tuple(steps), notes=tuple(notes), fingerprint={**obs.fingerprint(), "manifest": digest(manifest)})
+
+
+def _one_entry_per_benchmark(spec: DatasetSpec, obs: Observation) -> None:
+    """The same benchmark named twice (by id and by name) under one dataset would plan every step twice."""
+    seen: dict[int, BenchmarkSpec] = {}
+    for b in spec.benchmarks:
+        record = obs.refs.get(Ref("benchmark", b.benchmark).key)
+        if record is None:
+            continue
+        if record.id in seen:
+            first = seen[record.id]
+            raise ParticipationError(
+                f"dataset {spec.name} lists benchmark {record.name} ({record.id}) twice: as {first.benchmark!r}"
+                f"{f' ({first.where})' if first.where else ''} and as {b.benchmark!r}",
+                where=str(b.where) if b.where else None, hint="list each benchmark once per dataset")
+        seen[record.id] = b
 
 
 def digest(manifest: Manifest) -> str:
