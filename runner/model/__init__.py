@@ -19,6 +19,7 @@ from runner.model.observation import (
     BenchmarkModel,
     LocalDataset,
     LocalResult,
+    MissingField,
     Observation,
     RemoteAssociation,
     RemoteBenchmark,
@@ -56,7 +57,7 @@ from runner.model.plan import (
 __all__ = [
     "ARGS", "FORMAT_VERSION", "PLAN_FORMAT_VERSION", "SERVER_DEVELOPMENT", "SERVER_OPERATION", "Action",
     "ApprovalStatus", "AssociateArgs", "AssociationGoal", "AwaitApprovalArgs", "BenchmarkArgs", "BenchmarkModel",
-    "BenchmarkSpec", "Change", "Consent", "DatasetSpec", "DesiredState", "LocalDataset", "LocalResult", "Manifest",
+    "BenchmarkSpec", "Change", "Consent", "DatasetSpec", "DesiredState", "LocalDataset", "LocalResult", "Manifest", "MissingField",
     "ModelRun", "Note", "Observation", "Outcome", "Plan", "PlanFileError", "PrepareArgs", "Ref", "RegisterArgs",
     "RemoteAssociation", "RemoteBenchmark", "RemoteContainer", "RemoteDataset", "RemoteResult", "ResultsGoal",
     "RunModelArgs", "ServerSpec", "SetOperationalArgs", "Step", "StepArgs", "StepResult", "SubmitArgs", "Where",
