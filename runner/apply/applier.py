@@ -18,7 +18,7 @@ from runner.errors import ConsentDeclined, Interrupted, MedperfApplyError
 from runner.model import Action, Change, ModelRun, Outcome, Plan, RunModelArgs, Step, StepResult
 
 _HANDLERS: dict[Action, Callable[[RunContext, Step], str]] = {
-    Action.REGISTER: dataset.register, Action.PREPARE: dataset.prepare,
+    Action.REGISTER: dataset.register, Action.UPDATE: dataset.update, Action.PREPARE: dataset.prepare,
     Action.SET_OPERATIONAL: dataset.set_operational, Action.ASSOCIATE: benchmark.associate,
     Action.RUN_MODEL: benchmark.run_model, Action.SUBMIT: benchmark.submit,
 }

@@ -17,10 +17,10 @@ from runner.errors import (
     StateError,
     StepFailed,
 )
-from runner.model import SERVER_OPERATION, PrepareArgs, RegisterArgs, SetOperationalArgs, Step
+from runner.model import SERVER_OPERATION, PrepareArgs, RegisterArgs, SetOperationalArgs, Step, UpdateArgs
 from runner.observe import find_dataset
 from runner.plan import PREPARE_TASKS
-from runner.privacy import REGISTER_CONSTANTS, REGISTER_FIELDS, SET_OPERATIONAL_FIELDS, json_safe
+from runner.privacy import REGISTER_CONSTANTS, REGISTER_FIELDS, SET_OPERATIONAL_FIELDS, UPDATABLE_FIELDS, json_safe
 from runner.state import DatasetDir
 
 
@@ -48,6 +48,17 @@ def register(ctx: RunContext, step: Step) -> str:
         ctx.memory.remember_dataset(spec.name, ds_id)
         ctx.state.dataset(ds_id).write_raw_yaml(spec.data_path, spec.labels_path)
     return f"dataset {ds_id}"
+
+
+def update(ctx: RunContext, step: Step) -> str:
+    """PUT datasets/{id}/ with exactly the fields the manifest changed (MedPerf allows it in DEVELOPMENT)."""
+    args = step.args
+    assert isinstance(args, UpdateArgs)
+    ds_id = ctx.dataset_id(step)
+    body = {f: args.changes[f] for f in UPDATABLE_FIELDS if f in args.changes}
+    with ctx.journal(step, dataset_id=ds_id, fields=sorted(body)):
+        ctx.api.update(f"datasets/{ds_id}/", body)
+    return f"dataset {ds_id}: {', '.join(f'{f} {v!r}' for f, v in body.items())}"
 
 
 def prepare(ctx: RunContext, step: Step) -> str:

@@ -52,6 +52,7 @@ from runner.model.plan import (
     Step,
     StepArgs,
     SubmitArgs,
+    UpdateArgs,
 )
 
 __all__ = [
@@ -60,6 +61,6 @@ __all__ = [
     "BenchmarkSpec", "Change", "Consent", "DatasetSpec", "DesiredState", "LocalDataset", "LocalResult", "Manifest", "MissingField",
     "ModelRun", "Note", "Observation", "Outcome", "Plan", "PlanFileError", "PrepareArgs", "Ref", "RegisterArgs",
     "RemoteAssociation", "RemoteBenchmark", "RemoteContainer", "RemoteDataset", "RemoteResult", "ResultsGoal",
-    "RunModelArgs", "ServerSpec", "SetOperationalArgs", "Step", "StepArgs", "StepResult", "SubmitArgs", "Where",
+    "RunModelArgs", "ServerSpec", "SetOperationalArgs", "Step", "StepArgs", "StepResult", "SubmitArgs", "UpdateArgs", "Where",
     "approved_models", "identify", "int_or_none", "latest_associations", "latest_results",
 ]

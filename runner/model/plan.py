@@ -19,6 +19,7 @@ class Action(StrEnum):
     """What a step does; the order here is the order within a dataset."""
 
     REGISTER = "register"
+    UPDATE = "update"
     PREPARE = "prepare"
     SET_OPERATIONAL = "set_operational"
     ASSOCIATE = "associate"
@@ -72,6 +73,14 @@ class RegisterArgs(StepArgs):
     dataset_id: int | None = None  # when done: the dataset it registered as
     data_preparation_mlcube: int | None = None
     input_data_hash: str = ""
+
+
+@dataclass(frozen=True)
+class UpdateArgs(StepArgs):
+    kind: ClassVar[str] = "update"
+    dataset_id: int | None = None
+    changes: Mapping[str, Any] = field(default_factory=dict)  # field -> the manifest's value
+    was: Mapping[str, Any] = field(default_factory=dict)  # field -> the server's value
 
 
 @dataclass(frozen=True)
@@ -135,7 +144,7 @@ class SubmitArgs(BenchmarkArgs):
     more: bool = False  # more models come once the benchmark lists them
 
 
-ARGS = {Action.REGISTER: RegisterArgs, Action.PREPARE: PrepareArgs, Action.SET_OPERATIONAL: SetOperationalArgs,
+ARGS = {Action.REGISTER: RegisterArgs, Action.UPDATE: UpdateArgs, Action.PREPARE: PrepareArgs, Action.SET_OPERATIONAL: SetOperationalArgs,
         Action.ASSOCIATE: AssociateArgs, Action.AWAIT_APPROVAL: AwaitApprovalArgs, Action.RUN_MODEL: RunModelArgs,
         Action.SUBMIT: SubmitArgs}
 
