@@ -87,19 +87,36 @@ def prepare(ctx: RunContext, step: Step) -> str:
     if ds.is_ready():
         tasks = [t for t in tasks if t != "prepare"]  # MedPerf: a ready dataset only re-checks
     ran: list[str] = []
-    with ctx.journal(step, dataset_id=ds_id, tasks=tasks):
+    with ctx.journal(step, dataset_id=ds_id, tasks=tasks, local_copy=args.local_copy):
         for task in tasks:
             _run_task(ctx, step, ds_id, container, task, _volumes(task, spec.data_path, spec.labels_path, ds,
                                                                    with_metadata=with_metadata,
-                                                                   with_report=with_report))
+                                                                   with_report=with_report),
+                      report=task == "prepare" and not args.local_copy)
             ran.append(task)
         if not ds.read_statistics():
             ds.unmark_ready()
             raise StepFailed(f"dataset {spec.name}: the statistics task wrote no statistics "
                              f"({ds.statistics} is empty); the dataset can be prepared again",
                              log_path=str(ds.logs / "statistics.log"))
+        if args.local_copy:
+            _same_as_registered(ctx, step, ds_id, ds, args.generated_uid)
         ds.mark_ready()
-    return f"dataset {ds_id}: {', '.join(ran)} done"
+    what = "local copy: " if args.local_copy else ""
+    return f"dataset {ds_id}: {what}{', '.join(ran)} done"
+
+
+def _same_as_registered(ctx: RunContext, step: Step, ds_id: int, ds: DatasetDir, generated_uid: str) -> None:
+    """The copy prepared here must be the data the server registered, or no model may run on it."""
+    ctx.raw_hash(step.dataset)  # DriftError when the raw data changed since the plan
+    local = ctx.hash([ds.data, ds.labels], f"{step.dataset} (prepared data)")
+    if local != generated_uid:
+        ds.unmark_ready()
+        raise StepFailed(
+            f"dataset {step.dataset} ({ds_id}): the data prepared here hashes to {local}, but the server registered "
+            f"generated_uid {generated_uid}: the preparation is not reproducible on this machine (another version "
+            "of the data preparation container, or of the raw data), so no model runs on it and nothing is sent",
+            hint="prepare on the machine that registered it, or register this data as a new dataset")
 
 
 def _volumes(task: str, data_path: Path, labels_path: Path, ds: DatasetDir, *, with_metadata: bool,
@@ -131,10 +148,9 @@ def _report(ctx: RunContext, ds_id: int, status: str) -> None:
 
 
 def _run_task(ctx: RunContext, step: Step, ds_id: int, container: ContainerSpec, task: str,
-              volumes: dict[str, Path]) -> None:
+              volumes: dict[str, Path], *, report: bool) -> None:
     ds = ctx.state.dataset(ds_id)
     log_path = ds.logs / f"{task}.log"
-    report = task == "prepare"
     if report:
         _report(ctx, ds_id, "started")
     try:

@@ -89,6 +89,10 @@ class PrepareArgs(StepArgs):
     dataset_id: int | None = None  # None: the id register gives it in the same run
     container: int | None = None
     tasks: tuple[str, ...] = ()
+    # A local copy of a dataset the server already holds as prepared: nothing is sent, and the prepared data must
+    # hash to the server's generated_uid before any model runs on it.
+    local_copy: bool = False
+    generated_uid: str = ""
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,8 @@ class Step:
         a = self.args
         if isinstance(a, RunModelArgs):
             return "run other models" if a.model is None else f"run model {a.model}"
+        if isinstance(a, PrepareArgs) and a.local_copy and self.change is not Change.DONE:
+            return "prepare (local copy)"
         if isinstance(a, SubmitArgs) and self.change is not Change.DONE:
             n, more = len(a.models), "+" if a.more else ""
             return f"submit {n}{more} result{'s' if n != 1 or more else ''}"

@@ -106,9 +106,18 @@ def _prepare(spec: DatasetSpec, ds: RemoteDataset | None, local: LocalDataset | 
     key = keys[Action.PREPARE]
     ready = local is not None and local.ready
     if ds is not None and ds.operational:
-        return Step(key, Action.PREPARE, spec.name, Change.DONE,
-                    "operational on the server" + ("" if ready else " (no prepared copy in the state dir)"),
-                    args=PrepareArgs(dataset_id=ds.id)), None
+        if ready:
+            return Step(key, Action.PREPARE, spec.name, Change.DONE, "operational on the server",
+                        args=PrepareArgs(dataset_id=ds.id)), None
+        # No prepared copy here (a new machine or state dir): made again if a model is to run on it; the planner
+        # turns this back into "done" when nothing needs it.
+        _usable(container, spec)
+        return Step(key, Action.PREPARE, spec.name, Change.TODO,
+                    "operational on the server, but this state dir has no prepared copy: prepared again here, and "
+                    "checked against the server's generated_uid before any model runs",
+                    detail=f"{cname}: {', '.join(PREPARE_TASKS)}",
+                    args=PrepareArgs(dataset_id=ds.id, container=prep, tasks=PREPARE_TASKS, local_copy=True,
+                                     generated_uid=ds.generated_uid)), None
     if ready and local.has_statistics:  # .ready without statistics.yaml: re-checked below, never stuck
         return Step(key, Action.PREPARE, spec.name, Change.DONE, "prepared (.ready in the state dir)",
                     args=PrepareArgs(dataset_id=ds.id)), None

@@ -5,9 +5,22 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 
 from runner.errors import ParticipationError
-from runner.model import BenchmarkSpec, DatasetSpec, Manifest, Note, Observation, Plan, Ref, Step
+from runner.model import (
+    Action,
+    BenchmarkSpec,
+    Change,
+    DatasetSpec,
+    Manifest,
+    Note,
+    Observation,
+    Plan,
+    PrepareArgs,
+    Ref,
+    Step,
+)
 from runner.plan.benchmark import benchmark_steps
 from runner.plan.dataset import dataset_steps
 from runner.plan.targets import select
@@ -26,6 +39,7 @@ def plan(manifest: Manifest, obs: Observation, *, interactive: bool = False, tar
     for spec in manifest.datasets:
         if spec.name not in selected:
             continue
+        first = len(steps)
         ds_steps, ds_notes, ds = dataset_steps(spec, obs, interactive=interactive)
         if ds is not None:
             matched.add(ds.id)
@@ -39,9 +53,27 @@ def plan(manifest: Manifest, obs: Observation, *, interactive: bool = False, tar
                                                request_again=request_again)
             steps.extend(b_steps)
             notes.extend(b_notes)
+        steps[first:] = _local_copy(steps[first:])
     if not targets:
         notes.extend(_unmanaged(obs, matched))
     return Plan(steps=tuple(steps), notes=tuple(notes), fingerprint={**obs.fingerprint(), "manifest": digest(manifest)})
+
+
+def _local_copy(steps: list[Step]) -> list[Step]:
+    """A dataset's local copy is prepared again only when something runs on it: then the model runs and the
+    compatibility test wait for it; otherwise the prepare step is "done" (the server holds the dataset)."""
+    prepare = next((s for s in steps if s.action is Action.PREPARE and s.change is Change.TODO
+                    and isinstance(s.args, PrepareArgs) and s.args.local_copy), None)
+    if prepare is None:
+        return steps
+    users = [s for s in steps if s.change is not Change.DONE and s.action in (Action.ASSOCIATE, Action.RUN_MODEL)]
+    if not users:
+        done = replace(prepare, change=Change.DONE, reason="operational on the server (no prepared copy in the "
+                       "state dir; none needed: no model runs here)", detail="",
+                       args=PrepareArgs(dataset_id=prepare.args.dataset_id))
+        return [done if s is prepare else s for s in steps]
+    needs = {s.key for s in users}
+    return [replace(s, after=(*s.after, prepare.key)) if s.key in needs else s for s in steps]
 
 
 def _one_entry_per_benchmark(spec: DatasetSpec, obs: Observation) -> None:

@@ -8,7 +8,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runner.model import FORMAT_VERSION, PLAN_FORMAT_VERSION, Action, Change, ModelRun, Outcome, Plan, Step, StepResult
+from runner.model import (
+    FORMAT_VERSION,
+    PLAN_FORMAT_VERSION,
+    Action,
+    Change,
+    ModelRun,
+    Outcome,
+    Plan,
+    PrepareArgs,
+    Step,
+    StepResult,
+)
 from runner.privacy import REGISTER_CONSTANTS
 from runner.report.tables import align
 
@@ -52,6 +63,8 @@ def detail(step: Step) -> str:
         return f"{step.endpoint}   {sends_text(step.sends, REGISTER_CONSTANTS)}"
     if step.action is Action.UPDATE:
         return f"{step.endpoint}   {step.detail}; {sends_text(step.sends)}"
+    if isinstance(step.args, PrepareArgs) and step.args.local_copy:
+        return f"{step.detail}   (local only; nothing sent)"
     if step.action in (Action.PREPARE, Action.RUN_MODEL):
         return f"{step.detail}   (local only; status reports)" + \
             (f"   [{step.reason}]" if step.action is Action.RUN_MODEL and step.show_reason else "")
