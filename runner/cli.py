@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from runner import privacy
@@ -16,12 +14,14 @@ from runner.clients.auth import read_token
 from runner.clients.retry import DEADLINE_S
 from runner.console import Console
 from runner.decide import Decision, decide, parse_decision
-from runner.errors import ExitStatus, MedperfApplyError, UsageError
+from runner.errors import ExitStatus, Interrupted, MedperfApplyError, UsageError
 from runner.hashing import folders_hash
 from runner.inspect import InspectOptions, inspect
 from runner.load import load_values
+from runner.model import ServerSpec
 from runner.reconcile import Clients, Options, reconcile
 from runner.report.plan import error_document
+from runner.signals import Interruption, handled
 from runner.state import StateDir
 
 PROG = "medperf-apply"
@@ -171,47 +171,54 @@ def parse(argv: Sequence[str]) -> tuple[Options | InspectOptions | Decision, boo
     return opts, ns.debug
 
 
+def before_send_for(server: ServerSpec, state: StateDir, interruption: Interruption
+                    ) -> Callable[[str, str, Mapping[str, Any]], None]:
+    """What every body passes before it is sent: after an interrupt only an "interrupted" status report; the
+    privacy allowlist; then the ledger (written before the send)."""
+
+    def before_send(method: str, path: str, body: Mapping[str, Any]) -> None:
+        if interruption.is_set() and not privacy.is_interrupted_report(method, path, body):
+            raise Interrupted(f"{method} /{privacy.normalize(path)} not sent: the run was interrupted")
+        privacy.check_body(method, path, body)
+        state.ledger.record(server.url, method, path, body)
+
+    return before_send
+
+
 def real_clients(environ: Mapping[str, str], *, request_timeout: float = DEADLINE_S, task_timeout: float | None = None,
-                 task_idle_timeout: float | None = None):
+                 task_idle_timeout: float | None = None, interruption: Interruption | None = None):
     """The real edges: the registry client (privacy check + ledger before every body), Docker, the hash."""
+    interruption = interruption or Interruption()
 
     def make_api(server, state):
         from runner.clients.api import ApiClient  # requests is imported only when a command talks to a server
 
-        def before_send(method: str, path: str, body: Mapping[str, Any]) -> None:
-            privacy.check_body(method, path, body)
-            state.ledger.record(server.url, method, path, body)
-
-        return ApiClient(server.url, read_token(server, environ), before_send=before_send, deadline=request_timeout)
+        return ApiClient(server.url, read_token(server, environ), before_send=before_send_for(server, state,
+                                                                                               interruption),
+                         deadline=request_timeout, interrupted=interruption.is_set)
 
     def make_runner(state):
         from runner.clients.containers import DockerRunner  # docker is imported only when a container runs
 
         return DockerRunner(state.containers, timeout=task_timeout, inactivity_timeout=task_idle_timeout)
 
-    return Clients(state=StateDir, api=make_api, runner=make_runner, hasher=folders_hash, environ=environ)
+    return Clients(state=StateDir, api=make_api, runner=make_runner, hasher=folders_hash, environ=environ,
+                   interruption=interruption)
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None,
          stdin: TextIO | None = None, environ: Mapping[str, str] | None = None, clients=None) -> int:
     """Run medperf-apply; return the exit code (the console script exits with it)."""
-    # SIGTERM (CI cancelling a job, a service manager stopping it) takes Ctrl-C's path: the running container
-    # is stopped and removed, MedPerf's "interrupted" report is sent, the journal says so, exit 130.
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        return _main(argv, stdout=stdout, stderr=stderr, stdin=stdin, environ=environ, clients=clients)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    # SIGINT and SIGTERM (CI cancelling a job, a service manager stopping it) take one path: the running
+    # containers are stopped and removed, nothing more is sent but MedPerf's "interrupted" reports, the journal
+    # says so, exit 130.
+    interruption = clients.interruption if clients is not None else Interruption()
+    with handled(interruption):
+        return _main(argv, stdout=stdout, stderr=stderr, stdin=stdin, environ=environ, clients=clients,
+                     interruption=interruption)
 
 
-def _terminate(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
-def _main(argv, *, stdout, stderr, stdin, environ, clients) -> int:
+def _main(argv, *, stdout, stderr, stdin, environ, clients, interruption: Interruption) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
@@ -227,15 +234,20 @@ def _main(argv, *, stdout, stderr, stdin, environ, clients) -> int:
         except SystemExit as e:  # --help
             return int(e.code or 0) if isinstance(e.code, int) else ExitStatus.USAGE
         if isinstance(opts, Decision):
-            return decide(opts, clients or real_clients(environ, request_timeout=opts.request_timeout), console)
+            return decide(opts, clients or real_clients(environ, request_timeout=opts.request_timeout,
+                                                        interruption=interruption), console)
         if isinstance(opts, InspectOptions):
-            return inspect(opts, clients or real_clients(environ, request_timeout=opts.request_timeout), console)
+            return inspect(opts, clients or real_clients(environ, request_timeout=opts.request_timeout,
+                                                         interruption=interruption), console)
         return reconcile(opts, clients or real_clients(environ, request_timeout=opts.request_timeout,
                                                         task_timeout=opts.task_timeout,
-                                                        task_idle_timeout=opts.task_idle_timeout), console)
-    except KeyboardInterrupt:
-        console.error("interrupted; nothing half-done is lost: run again to resume")
-        return _fail(console, "interrupted", ExitStatus.INTERRUPTED)
+                                                        task_idle_timeout=opts.task_idle_timeout,
+                                                        interruption=interruption), console)
+    except KeyboardInterrupt as e:
+        interruption.set()
+        what = e.message if isinstance(e, Interrupted) else "interrupted"
+        console.error(f"{what}; nothing half-done is lost: run again to resume")
+        return _fail(console, what, ExitStatus.INTERRUPTED)
     except MedperfApplyError as e:
         if debug:
             traceback.print_exc(file=stderr)

@@ -53,10 +53,23 @@ class UsageError(MedperfApplyError):
     exit_code = ExitStatus.USAGE
 
 
-class Interrupted(MedperfApplyError):
-    """Ctrl-C or SIGTERM: stopped cleanly, resumable by running again."""
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: stopped cleanly, resumable by running again.
+
+    A KeyboardInterrupt, not a MedperfApplyError: no handler of errors (a model's failure, a status report that
+    could not be sent) can take an interrupt for an error and go on."""
 
     exit_code = ExitStatus.INTERRUPTED
+
+    def __init__(self, message: str = "interrupted", *, where: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.where = where
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        return f"{text}; {self.hint}" if self.hint else text
 
 
 class ManifestError(MedperfApplyError):

@@ -243,6 +243,18 @@ RUN_SHOWN = ("model_report", "evaluation_report")  # status reports (execution_s
 SUBMIT_SHOWN = ("results", "partial")
 
 
+def is_interrupted_report(method: str, path: str, body: Mapping) -> bool:
+    """The one kind of body sent after an interrupt: a status report marking the stopped task `interrupted`."""
+    if method.upper() != "PUT" or not isinstance(body, Mapping) or len(body) != 1:
+        return False
+    rel = normalize(path)
+    (key, value), = body.items()
+    if re.fullmatch(rf"datasets/{_ID}/", rel) and key == "report" or \
+            re.fullmatch(rf"results/{_ID}/", rel) and key in ("model_report", "evaluation_report"):
+        return isinstance(value, Mapping) and value.get("execution_status") == "interrupted"
+    return False
+
+
 def json_safe(value: Any) -> Any:
     """As MedPerf sends them: NaN and infinities become the strings "nan", "Infinity", "-Infinity"."""
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):

@@ -36,6 +36,7 @@ from runner.observe import observe
 from runner.plan import Selection, select
 from runner.plan import plan as make_plan
 from runner.report import plan as report
+from runner.signals import Interruption
 from runner.state import StateDir, ValidationCache, root_for
 from runner.validate import digest, validate
 
@@ -76,6 +77,7 @@ class Clients:
     sleep: Callable[[float], None] = time.sleep  # --wait's pauses (tests pass a fake clock)
     poll: tuple[float, float] = (5.0, 60.0)  # --wait polls after 5 s, doubling up to 60 s
     clock: Callable[[], float] = time.monotonic
+    interruption: Interruption = field(default_factory=Interruption)  # set by SIGINT/SIGTERM (runner/signals.py)
 
 
 class EventLog:
@@ -300,7 +302,8 @@ def _applier(run: _Run, plan: Plan, obs: Observation, quiet: set[str]) -> Applie
     ctx = RunContext(manifest=run.manifest, obs=obs, api=run.api, state=run.state, hasher=clients.hasher,
                      runner_factory=lambda: clients.runner(run.state), ask=ask if run.interactive else None,
                      progress=console.progress(), clock=clients.clock, sleep=clients.sleep,
-                     wait=WaitPolicy(opts.wait_timeout if opts.wait else None, *clients.poll), notify=console.say)
+                     wait=WaitPolicy(opts.wait_timeout if opts.wait else None, *clients.poll), notify=console.say,
+                     interrupted=clients.interruption.is_set)
     return Applier(ctx=ctx, plan=plan, on_start=on_start, on_end=on_end, parallel=max(1, opts.parallel))
 
 

@@ -74,6 +74,7 @@ class ModelExecution:
     runner: ContainerRunner
     warn: Callable[[str], None]
     on_line: Callable[[str], Callable[[str], None] | None] = lambda name: None
+    interrupted: Callable[[], bool] = lambda: False  # a task that fails after an interrupt was stopped by it
 
     def report(self, result_id: int, which: str, status: str) -> None:
         """PUT a status report; failures to send it are only noted (MedPerf logs them and goes on)."""
@@ -123,6 +124,7 @@ class ModelExecution:
             self.report(result_id, "model_report", "interrupted")
             raise
         except MedperfApplyError as e:
+            self._stopped(result_id, "model_report", model, "infer", e)
             self.report(result_id, "model_report", "failed")
             if not ignore_model_errors:
                 raise RunFailed(f"model execution failed: infer of {model.name} {_what(e)}; log: "
@@ -150,15 +152,24 @@ class ModelExecution:
             self.report(result_id, "evaluation_report", "interrupted")
             raise
         except RunFailed as e:
+            self._stopped(result_id, "evaluation_report", evaluator, "evaluate", e)
             self.report(result_id, "evaluation_report", "failed")
             e.partial = partial
             raise
         except MedperfApplyError as e:
+            self._stopped(result_id, "evaluation_report", evaluator, "evaluate", e)
             self.report(result_id, "evaluation_report", "failed")
             raise RunFailed(f"evaluation failed: evaluate of {evaluator.name} {_what(e)}; log: "
                             f"{e.log_path or log}", log_path=str(log), partial=partial) from e
         self.report(result_id, "evaluation_report", "finished")
         return metrics
+
+
+    def _stopped(self, result_id: int, which: str, spec: ContainerSpec, task: str, e: Exception) -> None:
+        """A task that failed because the run was interrupted (its container stopped) is interrupted, not failed."""
+        if self.interrupted():
+            self.report(result_id, which, "interrupted")
+            raise Interrupted(f"{task} of {spec.name} stopped: the run was interrupted") from e
 
 
 def _what(e: MedperfApplyError) -> str:

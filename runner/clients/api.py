@@ -21,7 +21,7 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from runner.clients.retry import DEADLINE_S, RETRY_AFTER_CAP, backoff_delay
-from runner.errors import ServerError, ServerUnavailable, ServerWriteUncertain
+from runner.errors import Interrupted, ServerError, ServerUnavailable, ServerWriteUncertain
 
 API_PREFIX = "/api/v0/"
 PAGE_SIZE = 500  # large pages: a no-op plan lists a benchmark's models in one request
@@ -29,6 +29,7 @@ MAX_PAGES = 10_000
 
 
 MAX_REDIRECTS = 5  # a GET follows at most this many redirects within the server's own origin
+INTERRUPTED_DEADLINE_S = 5.0  # the status report sent after an interrupt waits no longer
 MAX_BODY = 64 << 20  # an answer larger than this is not the registry's (its largest page is a few MiB)
 _CHUNK = 1 << 16
 
@@ -66,6 +67,7 @@ class ApiClient:
         page_size: int = PAGE_SIZE,
         deadline: float = DEADLINE_S,
         max_body: int = MAX_BODY,
+        interrupted: Callable[[], bool] = lambda: False,
     ):
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
@@ -77,6 +79,8 @@ class ApiClient:
         self.timeout = timeout
         self.deadline = deadline
         self.max_body = max_body
+        self.interrupted = interrupted  # once true: no GET, and a body (before_send allows only an "interrupted"
+        # status report) is sent once, with a short deadline
         self.max_attempts = max(1, max_attempts)
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -206,9 +210,14 @@ class ApiClient:
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers = {"Content-Type": "application/json"}
+        attempts = self.max_attempts
+        if self.interrupted():
+            if body is None:
+                raise Interrupted(f"{method} {self._display(url)} not requested: the run was interrupted")
+            attempts = 1
         last: _Temporary | None = None
         gave_up = ""
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, attempts + 1):
             try:
                 return self._once(method, url, data, headers)
             except _Temporary as fault:
@@ -219,7 +228,7 @@ class ApiClient:
                         status=fault.status, where=self.base_url,
                         hint="it is not sent again blindly: run again, and the current state is observed first",
                     ) from fault
-                if attempt == self.max_attempts:
+                if attempt == attempts:
                     gave_up = f"failed {attempt} times"
                     break
                 delay = self._delay(attempt, fault.retry_after)
@@ -316,8 +325,15 @@ class ApiClient:
                 done.set()
 
         threading.Thread(target=exchange, name="api-request", daemon=True).start()
-        if not done.wait(self.deadline):
-            raise _Overdue()
+        # Begun before an interrupt: abandoned at once when it comes. Begun after (the one status report that
+        # marks a stopped task "interrupted"): bounded by a short deadline.
+        abandon = not self.interrupted()
+        deadline = time.monotonic() + (self.deadline if abandon else min(self.deadline, INTERRUPTED_DEADLINE_S))
+        while not done.wait(0.1):
+            if abandon and self.interrupted():
+                raise Interrupted(f"{method} {self._display(url)} abandoned: the run was interrupted")
+            if time.monotonic() >= deadline:
+                raise _Overdue()
         if "error" in box:
             raise box["error"]
         return box["result"]

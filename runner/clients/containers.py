@@ -50,6 +50,16 @@ class DockerRunner:
         self.gpus = gpus
         self._owner = str(self.cache_dir.absolute())
         self.orphans_removed = 0
+        self._running: set = set()  # containers of tasks now running (stop_all stops them)
+        self._running_lock = threading.Lock()
+
+    def stop_all(self) -> None:
+        """Stop every task still running (an interrupt reaches the main thread; parallel tasks run in others):
+        their run_task sees the container end and removes it."""
+        with self._running_lock:
+            running = list(self._running)
+        for container in running:
+            _stop(container)
 
     # -- the engine -------------------------------------------------------------------------------
 
@@ -143,6 +153,8 @@ class DockerRunner:
             work.mkdir(parents=True)
             mounts = self._mounts(spec, task, cfg.volumes, volumes, work, where)
             container = self._create(client, spec, task, cfg, name, mounts, where)
+            with self._running_lock:
+                self._running.add(container)
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "wb") as log:
                 container.start()
@@ -165,6 +177,8 @@ class DockerRunner:
                                         task=task, hint=_DOCKER_HINT) from e
             raise
         finally:
+            with self._running_lock:
+                self._running.discard(container)
             _remove(container)
             shutil.rmtree(work, ignore_errors=True)
         duration = time.monotonic() - started

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from runner import privacy
-from runner.cli import main
+from runner.cli import before_send_for, main
 from runner.hashing import folders_hash
 from runner.reconcile import Clients
+from runner.signals import Interruption
 from runner.state import StateDir
 from tests.runner.fakes import FakeApi, FakeRunner
 
@@ -67,16 +67,14 @@ class Workspace:
         return StateDir(self.state_dir)
 
     def clients(self) -> Clients:
-        def make_api(server, state):
-            def before_send(method, path, body):
-                privacy.check_body(method, path, body)
-                state.ledger.record(server.url, method, path, body)
+        interruption = Interruption()
 
-            self.api.before_send = before_send
+        def make_api(server, state):
+            self.api.before_send = before_send_for(server, state, interruption)  # the CLI's own checks
             return self.api
 
         return Clients(state=StateDir, api=make_api, runner=lambda state: self.runner, hasher=folders_hash,
-                       environ=self.environ, sleep=self.clock.sleep, clock=self.clock)
+                       environ=self.environ, sleep=self.clock.sleep, clock=self.clock, interruption=interruption)
 
     def run(self, *argv: str, stdin=None, tty: bool = False) -> Result:
         out, err = (TTY(), TTY()) if tty else (io.StringIO(), io.StringIO())

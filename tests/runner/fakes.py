@@ -302,5 +302,8 @@ class FakeRunner:
             Path(volumes["output_path"]).write_text(yaml.safe_dump(self.metrics) if self.metrics else "")
         return TaskRun(task, 0, 0.01, log_path)
 
+    def stop_all(self) -> None:
+        self.stopped_all = True
+
     def tasks_run(self) -> list[str]:
         return [t for t, _ in self.runs]
