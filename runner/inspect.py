@@ -45,7 +45,7 @@ def _observe(opts: InspectOptions, clients: Clients, console: Console) -> tuple[
     state_root = state_root_of(docs, opts.state_dir, clients.environ)
     manifest = validate_cached(docs, ValidationCache(state_root))
     selected = select(manifest, opts.targets)
-    state = clients.state(state_root)
+    state = clients.state(state_root, read_only=True)
     api = clients.api(manifest.server, state)
     obs = observe(manifest, api=api, state=state, hasher=clients.hasher, names=set(selected),
                   progress=console.progress())

@@ -69,7 +69,7 @@ class Options:
 class Clients:
     """How to build the edges, decided in cli.py (tests pass fakes)."""
 
-    state: Callable[[Path], StateDir]  # root -> StateDir
+    state: Callable[..., StateDir]  # (root, read_only=False) -> StateDir
     api: Callable[[ServerSpec, StateDir], Api]  # (server, state) -> Api
     runner: Callable[[StateDir], ContainerRunner]  # called only when a container must run
     hasher: Hasher
@@ -136,8 +136,8 @@ def reconcile(opts: Options, clients: Clients, console: Console) -> int:
         return _validated(validate(docs), console)
     state_root = state_root_of(docs, opts.state_dir, clients.environ)
     manifest = validate_cached(docs, ValidationCache(state_root))
-    run = _Run(opts, clients, console, EventLog(opts.event_log), manifest, clients.state(state_root),
-               select(manifest, opts.targets))
+    run = _Run(opts, clients, console, EventLog(opts.event_log), manifest,
+               clients.state(state_root, read_only=opts.command == "plan"), select(manifest, opts.targets))
     try:
         if opts.command == "plan":
             return _plan(run)

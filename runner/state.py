@@ -177,14 +177,18 @@ class ResultDir:
 class StateDir:
     """One server's local state: prepared datasets, local results, hash cache, journal, ledger, lock."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, read_only: bool = False):
+        """`read_only`: for the commands that change nothing (plan, status, results): a state dir that cannot be
+        written (a read-only mount, a backup) is read as it is, and the hash cache is kept in memory."""
         self.root = Path(root).expanduser().absolute()
+        self.read_only = read_only
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as e:
-            raise StateError(f"cannot create the state dir: {e.strerror or e}", where=str(self.root),
-                             hint="choose another with --state-dir or MEDPERF_APPLY_HOME") from e
-        if not os.access(self.root, os.W_OK | os.X_OK):
+            if not read_only:
+                raise StateError(f"cannot create the state dir: {e.strerror or e}", where=str(self.root),
+                                 hint="choose another with --state-dir or MEDPERF_APPLY_HOME") from e
+        if not read_only and not os.access(self.root, os.W_OK | os.X_OK):
             raise StateError("the state dir is not writable", where=str(self.root),
                              hint="fix its permissions or choose another with --state-dir")
         self.journal = Journal(self.root / "journal.jsonl")
@@ -211,8 +215,11 @@ class StateDir:
         return self.root / "containers"
 
     def hash_cache(self) -> HashCache:
-        """Open the hash cache (the caller closes it)."""
-        return HashCache(self.root / "hash-cache.sqlite")
+        """Open the hash cache (the caller closes it); in memory for a read-only command on a read-only dir."""
+        path = self.root / "hash-cache.sqlite"
+        if self.read_only and not os.access(self.root, os.W_OK):
+            return HashCache(Path(":memory:"))
+        return HashCache(path)
 
     @property
     def lock_path(self) -> Path:
