@@ -7,6 +7,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from runner import privacy
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "~/.medperf_apply/<server host_port>/)")
     g.add_argument("--request-timeout", type=_seconds, default=DEADLINE_S, metavar="DURATION",
                    help=f"the longest one request to the registry may take, answer included (default {DEADLINE_S:g}s)")
+    g.add_argument("--ca-file", metavar="PEM", help="the certificate authority of an https registry with a private "
+                   "CA (overrides server.ca_file; default: the system's trust store)")
     g.add_argument("--lock-timeout", type=_seconds, default=0.0, metavar="S",
                    help="wait up to S seconds for another run holding the state dir's lock")
     g.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -118,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     assoc.add_argument("--output", choices=("text", "json"), default="text")
     assoc.add_argument("--request-timeout", type=_seconds, default=DEADLINE_S, metavar="DURATION",
                        help=f"the longest one request may take, answer included (default {DEADLINE_S:g}s)")
+    assoc.add_argument("--ca-file", metavar="PEM", help="the certificate authority of an https registry with a "
+                       "private CA (default: the system's trust store)")
     assoc.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
@@ -150,6 +155,7 @@ def parse(argv: Sequence[str]) -> tuple[Options | InspectOptions | Decision, boo
         return InspectOptions(command=command, manifests=tuple(ns.manifests), variables=variables, output=ns.output,
                               targets=tuple(ns.target), state_dir=ns.state_dir,
                               benchmark=getattr(ns, "benchmark", None), request_timeout=ns.request_timeout,
+                              ca_file=ns.ca_file,
                               format=getattr(ns, "format", "table")), ns.debug
     manifests, plan_file = list(ns.manifests), None
     if ns.command == "apply" and manifests and manifests[-1].endswith(".json"):
@@ -165,7 +171,8 @@ def parse(argv: Sequence[str]) -> tuple[Options | InspectOptions | Decision, boo
                    wait=getattr(ns, "wait", False), wait_timeout=getattr(ns, "timeout", defaults.wait_timeout),
                    parallel=getattr(ns, "parallel", 1), request_again=getattr(ns, "request_again", False),
                    task_timeout=getattr(ns, "task_timeout", None),
-                   task_idle_timeout=getattr(ns, "task_idle_timeout", None), request_timeout=ns.request_timeout)
+                   task_idle_timeout=getattr(ns, "task_idle_timeout", None), request_timeout=ns.request_timeout,
+                   ca_file=ns.ca_file)
     if command != "apply" and getattr(ns, "wait", False):
         raise UsageError("--wait applies to apply only")
     return opts, ns.debug
@@ -186,7 +193,8 @@ def before_send_for(server: ServerSpec, state: StateDir, interruption: Interrupt
 
 
 def real_clients(environ: Mapping[str, str], *, request_timeout: float = DEADLINE_S, task_timeout: float | None = None,
-                 task_idle_timeout: float | None = None, interruption: Interruption | None = None):
+                 task_idle_timeout: float | None = None, interruption: Interruption | None = None,
+                 ca_file: str | None = None):
     """The real edges: the registry client (privacy check + ledger before every body), Docker, the hash."""
     interruption = interruption or Interruption()
 
@@ -195,7 +203,8 @@ def real_clients(environ: Mapping[str, str], *, request_timeout: float = DEADLIN
 
         return ApiClient(server.url, read_token(server, environ), before_send=before_send_for(server, state,
                                                                                                interruption),
-                         deadline=request_timeout, interrupted=interruption.is_set)
+                         deadline=request_timeout, interrupted=interruption.is_set,
+                         ca_file=Path(ca_file).expanduser().absolute() if ca_file else server.ca_file)
 
     def make_runner(state):
         from runner.clients.containers import DockerRunner  # docker is imported only when a container runs
@@ -235,14 +244,14 @@ def _main(argv, *, stdout, stderr, stdin, environ, clients, interruption: Interr
             return int(e.code or 0) if isinstance(e.code, int) else ExitStatus.USAGE
         if isinstance(opts, Decision):
             return decide(opts, clients or real_clients(environ, request_timeout=opts.request_timeout,
-                                                        interruption=interruption), console)
+                                                        interruption=interruption, ca_file=opts.ca_file), console)
         if isinstance(opts, InspectOptions):
             return inspect(opts, clients or real_clients(environ, request_timeout=opts.request_timeout,
-                                                         interruption=interruption), console)
+                                                         interruption=interruption, ca_file=opts.ca_file), console)
         return reconcile(opts, clients or real_clients(environ, request_timeout=opts.request_timeout,
                                                         task_timeout=opts.task_timeout,
                                                         task_idle_timeout=opts.task_idle_timeout,
-                                                        interruption=interruption), console)
+                                                        interruption=interruption, ca_file=opts.ca_file), console)
     except KeyboardInterrupt as e:
         interruption.set()
         what = e.message if isinstance(e, Interrupted) else "interrupted"

@@ -31,6 +31,7 @@ class Decision:
     token_file: str | None = None
     state_dir: str | None = None
     request_timeout: float = DEADLINE_S  # --request-timeout: one request, answer included
+    ca_file: str | None = None  # --ca-file: a private CA (overrides server.ca_file)
 
 
 def decide(d: Decision, clients: Clients, console: Console) -> int:
@@ -107,4 +108,5 @@ def _explain(e: ServerError, d: Decision, ds_id: int, ds_name: str, bench) -> Me
 def parse_decision(ns: Mapping) -> Decision:
     return Decision(decision=ns["decision"], benchmark=ns["benchmark"], dataset=ns["dataset"], server=ns.get("server"),
                     token_env=ns.get("token_env") or "MEDPERF_TOKEN", token_file=ns.get("token_file"),
-                    state_dir=ns.get("state_dir"), request_timeout=ns.get("request_timeout") or DEADLINE_S)
+                    state_dir=ns.get("state_dir"), request_timeout=ns.get("request_timeout") or DEADLINE_S,
+                    ca_file=ns.get("ca_file"))

@@ -33,6 +33,7 @@ class InspectOptions:
     benchmark: str | None = None  # results --benchmark
     format: str = "table"  # results --format table|yaml|json
     request_timeout: float = DEADLINE_S  # --request-timeout: one request, answer included
+    ca_file: str | None = None  # --ca-file: a private CA (overrides server.ca_file)
 
 
 def inspect(opts: InspectOptions, clients: Clients, console: Console) -> int:

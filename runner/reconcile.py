@@ -63,6 +63,7 @@ class Options:
     task_idle_timeout: float | None = None  # apply --task-idle-timeout: no output for this long stops a task
     request_again: bool = False  # plan/apply --request-again: a REJECTED association is requested anew
     request_timeout: float = DEADLINE_S  # --request-timeout: one request, answer included
+    ca_file: str | None = None  # --ca-file: a private CA (overrides server.ca_file)
 
 
 @dataclass(frozen=True)

@@ -139,10 +139,11 @@ def path_problems(docs: Sequence[Document]) -> list[Problem]:
     for doc in docs:
         data = doc.data if isinstance(doc.data, dict) else {}
         s = data.get("server")
-        if isinstance(s, dict) and isinstance(s.get("token_file"), str):
-            f = doc.folder / s["token_file"]
-            if not f.is_file():
-                problems.append(Problem(doc.where(("server", "token_file")), "server.token_file", f"no such file: {f}"))
+        for key in ("token_file", "ca_file"):
+            if isinstance(s, dict) and isinstance(s.get(key), str):
+                f = doc.folder / s[key]
+                if not f.is_file():
+                    problems.append(Problem(doc.where(("server", key)), f"server.{key}", f"no such file: {f}"))
         datasets = data.get("datasets")
         for i, d in enumerate(datasets if isinstance(datasets, list) else ()):
             for k in ("data_path", "labels_path"):
@@ -182,8 +183,9 @@ def build(docs: Sequence[Document]) -> Manifest:
     for doc in docs:
         s = doc.data["server"]
         token_file = (doc.folder / s["token_file"]) if s.get("token_file") else None
+        ca_file = (doc.folder / s["ca_file"]).resolve() if s.get("ca_file") else None
         this = ServerSpec(url=s["url"].rstrip("/"), token_env=s.get("token_env"), token_file=token_file,
-                          where=doc.where(("server",)))
+                          where=doc.where(("server",)), ca_file=ca_file)
         if server is None:
             server = this
         elif (this.url, this.token_env, this.token_file) != (server.url, server.token_env, server.token_file):

@@ -1,5 +1,5 @@
-"""The real app, seeded with the tutorial world, for tests, benches and demos: on a loopback port (waitress in
-a background thread) or in-process (no socket; call it with server.inprocess or a WSGI transport).
+"""The real app, seeded with the tutorial world, for tests, benches and demos: on a loopback port (the production
+server, cheroot, in a background thread; HTTPS with a certificate) or in-process (no socket; call it with server.inprocess or a WSGI transport).
 
     with live_server() as srv:                 # fresh temp SQLite, seeded with the tutorial world
         requests.get(srv.api + "/me/", headers=srv.headers(TESTDO))
@@ -10,18 +10,16 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import waitress
-
 from server import auth
 from server.app import make_app
 from server.seed import load_components, seed_demo
 from server.settings import Settings
+from server.wsgi import make_server
 
 
 @dataclass
@@ -49,30 +47,6 @@ class LiveServer:
         return token
 
 
-def _stop(server, thread: threading.Thread) -> None:
-    # waitress has no public stop for a server started with run(). Its loop runs while its channel
-    # map is not empty: stop accepting, empty the map until the loop thread ends, stop the workers,
-    # and only then close the sockets (closing them under a running select() is a race).
-    # Its select() waits up to asyncore_loop_timeout: the trigger (a pipe in the map) wakes it at once.
-    server.accepting = False
-    channels = []
-    deadline = time.monotonic() + 10
-    while thread.is_alive() and time.monotonic() < deadline:
-        channels += list(server._map.values())
-        server._map.clear()
-        try:
-            server.trigger.pull_trigger()
-        except OSError:
-            pass
-        thread.join(timeout=0.05)
-    server.task_dispatcher.shutdown()
-    for channel in channels:
-        try:
-            channel.close()
-        except OSError:
-            pass
-
-
 @contextmanager
 def live_server(
     db_url: str | None = None,
@@ -80,8 +54,11 @@ def live_server(
     seed: bool = True,
     components: str | Path | None = None,
     threads: int = 8,
+    certfile: str | Path | None = None,
+    keyfile: str | Path | None = None,
 ) -> Iterator[LiveServer]:
-    """Run the real app with waitress on 127.0.0.1:<free port> in a background thread; stop it on exit.
+    """Run the real app on 127.0.0.1:<free port> in a background thread (HTTPS with `certfile` and `keyfile`);
+    stop it on exit.
 
     db_url None means a fresh SQLite file in a temp dir (removed afterwards); a given database must be
     empty when `seed` is true. `seed` creates the tutorial world (`medperf-server seed --demo data`,
@@ -93,17 +70,17 @@ def live_server(
     app = make_app(settings)
     try:
         tokens = seed_demo(app, load_components(components)) if seed else {}
-        # asyncore_loop_timeout is a whole number of seconds (waitress casts it with int(): 0.2 became 0, a
-        # select() that never waited, one core spinning for as long as the server ran); _stop wakes the loop.
-        server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads, asyncore_loop_timeout=1,
-                                        ident="medperf-server")
-        thread = threading.Thread(target=server.run, name="medperf-server", daemon=True)
+        server = make_server(app, host="127.0.0.1", port=0, threads=threads, certfile=certfile, keyfile=keyfile)
+        server.prepare()
+        thread = threading.Thread(target=server.serve, name="medperf-server", daemon=True)
         thread.start()
         try:
-            url = f"http://127.0.0.1:{server.effective_port}"
+            scheme = "https" if certfile else "http"
+            url = f"{scheme}://127.0.0.1:{server.bind_addr[1]}"
             yield LiveServer(url=url, api=url + "/api/v0", tokens=tokens, settings=settings, db_url=db_url, app=app)
         finally:
-            _stop(server, thread)
+            server.stop()
+            thread.join(timeout=10)
     finally:
         app.config["medperf.db"].close()
         if tmp:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -20,6 +22,7 @@ import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
+from runner.clients import tls
 from runner.clients.retry import DEADLINE_S, RETRY_AFTER_CAP, backoff_delay
 from runner.errors import Interrupted, ServerError, ServerUnavailable, ServerWriteUncertain
 
@@ -49,6 +52,30 @@ class _Overdue(Exception):
     """The whole request did not finish within the deadline."""
 
 
+class _TLSAdapter(HTTPAdapter):
+    """An adapter whose connections verify with our TLS context (a private CA, or the system's trust store)."""
+
+    def __init__(self, context, **kw):
+        self._context = context
+        super().__init__(**kw)
+
+    def init_poolmanager(self, *args, **kw):
+        kw["ssl_context"] = self._context
+        return super().init_poolmanager(*args, **kw)
+
+
+def _ssl_reason(e: BaseException) -> BaseException:
+    """The ssl module's own error inside requests' and urllib3's wrappers (it has the verify message)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, ssl.SSLError):
+            return e
+        inner = e.args[0] if e.args and isinstance(e.args[0], BaseException) else None
+        e = getattr(e, "reason", None) or inner or e.__cause__ or e.__context__
+    return e if e is not None else RuntimeError("TLS handshake failed")
+
+
 class ApiClient:
     """Talks to {base_url}/api/v0/{path} with a bearer token; thread-safe for concurrent GETs."""
 
@@ -68,6 +95,7 @@ class ApiClient:
         deadline: float = DEADLINE_S,
         max_body: int = MAX_BODY,
         interrupted: Callable[[], bool] = lambda: False,
+        ca_file: Path | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
@@ -90,13 +118,15 @@ class ApiClient:
         self._random = random.Random()
         self._count_lock = threading.Lock()
         self.request_count = 0
+        self.ca_file = ca_file
         self._own_session = session is None
         if session is None:
             session = requests.Session()
             # Room for the pipeline's concurrent GETs; retries are ours, not urllib3's.
-            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=8, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
+            session.mount("http://", HTTPAdapter(pool_connections=2, pool_maxsize=8, max_retries=0))
+            if parts.scheme == "https":
+                session.mount("https://", _TLSAdapter(tls.context(ca_file), pool_connections=2, pool_maxsize=8,
+                                                      max_retries=0))
         session.headers["Authorization"] = f"Bearer {token}"
         session.headers["Accept"] = "application/json"
         session.headers.setdefault("User-Agent", "medperf-apply")
@@ -257,6 +287,8 @@ class ApiClient:
         except _Overdue as e:
             raise _Temporary(f"no complete answer within {self.deadline:g} s (the server answers too slowly)",
                              sent=True) from e
+        except requests.exceptions.SSLError as e:
+            raise tls.explain(_ssl_reason(e), url, self.ca_file) from e
         except requests.exceptions.ConnectTimeout as e:
             raise _Temporary(f"connection timed out after {self.timeout[0]:g} s", sent=False) from e
         except requests.exceptions.ConnectionError as e:
@@ -265,6 +297,10 @@ class ApiClient:
                 raise _Temporary(f"cannot connect ({_short(reason)})", sent=False) from e
             if isinstance(reason, urllib3.exceptions.ReadTimeoutError) or "timed out" in str(e):
                 raise _Temporary(f"no answer within {self.timeout[1]:g} s", sent=True) from e
+            if urlsplit(url).scheme == "http" and tls.speaks_tls(url):
+                raise ServerError(f"{self.base_url} speaks HTTPS, not plain HTTP ({_short(e)})", where=self.base_url,
+                                  hint=f"use https:// in server.url ({url.split('/api/')[0].replace('http://', 'https://', 1)}"
+                                       "), with server.ca_file if its certificate authority is a private one") from e
             raise _Temporary(f"connection lost ({_short(e)})", sent=True) from e
         except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema,
                 requests.exceptions.InvalidHeader, requests.exceptions.TooManyRedirects) as e:

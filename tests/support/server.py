@@ -1,4 +1,4 @@
-"""The real registry server for other areas' tests: on a loopback port (waitress) or in-process (no socket).
+"""The real registry server for other areas' tests: on a loopback port (cheroot) or in-process (no socket).
 
     with live_server() as srv:                 # fresh temp SQLite, seeded with the tutorial world
         requests.get(srv.api + "/me/", headers={"Authorization": f"Bearer {srv.tokens['testdo@example.com']}"})
