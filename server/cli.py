@@ -11,7 +11,7 @@ from server import auth, store
 from server.app import make_app
 from server.db import Database, DatabaseError
 from server.seed import SeedError, load_components, seed_demo, write_tokens
-from server.settings import DEFAULT_DB, DEFAULT_EMAIL_CLAIM, Settings
+from server.settings import DEFAULT_DB, DEFAULT_EMAIL_CLAIM, DEFAULT_EMAIL_VERIFIED_CLAIM, Settings
 from server.wsgi import TLSFileError, make_server
 
 DEFAULT_TOKENS_FILE = "medperf-server-tokens.json"
@@ -41,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jwt-jwks-url", help="JWKS URL of the OIDC provider")
     run.add_argument("--jwt-issuer")
     run.add_argument("--jwt-audience")
-    run.add_argument("--jwt-email-claim", default=None, help=f"default {DEFAULT_EMAIL_CLAIM}")
+    run.add_argument("--jwt-email-claim", default=None, help=f"the claim holding the user's email (default "
+                     f"{DEFAULT_EMAIL_CLAIM})")
+    run.add_argument("--jwt-email-verified-claim", default=None, help="the claim asserting the email is verified: "
+                     "only then is a user known by email alone linked to the token's subject, once (default "
+                     f"{DEFAULT_EMAIL_VERIFIED_CLAIM})")
     run.add_argument("--auto-approve-benchmarks-from", default=None,
                      help="comma-separated owner emails whose benchmarks are approved at once")
     run.add_argument("--no-web", action="store_true", help="do not serve the web page at / (nor /login, /logout)")
@@ -71,7 +75,8 @@ def _settings(args) -> Settings:
             with open(args.jwt_public_key_file, encoding="utf-8") as f:
                 overrides["jwt_public_key"] = f.read()
         overrides.update(jwt_jwks_url=args.jwt_jwks_url, jwt_issuer=args.jwt_issuer,
-                         jwt_audience=args.jwt_audience, jwt_email_claim=args.jwt_email_claim)
+                         jwt_audience=args.jwt_audience, jwt_email_claim=args.jwt_email_claim,
+                         jwt_email_verified_claim=args.jwt_email_verified_claim)
         if args.auto_approve_benchmarks_from:
             emails = [e.strip() for e in args.auto_approve_benchmarks_from.split(",") if e.strip()]
             overrides["auto_approve_benchmarks_from"] = tuple(emails)

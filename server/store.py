@@ -208,6 +208,13 @@ def get_user_by_email(conn: Connection, email: str) -> dict | None:
     return _decode("users", conn.one("SELECT * FROM users WHERE email = ?", (email,)))
 
 
+def bind_user_to_subject(conn: Connection, user_id: int, email: str, subject: str) -> bool:
+    """Link a user known by email alone (username = email) to an identity provider's subject; False when it is
+    already bound (another request did it, or another subject)."""
+    return conn.execute("UPDATE users SET username = ? WHERE id = ? AND username = ?",
+                        (subject, user_id, email)).rowcount == 1
+
+
 def get_user_by_token_hash(conn: Connection, token_hash: str) -> dict | None:
     row = conn.one("SELECT u.* FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?", (token_hash,))
     return _decode("users", row)
