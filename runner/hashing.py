@@ -37,7 +37,7 @@ _BATCH_FILES = 512  # files per hash task ...
 _BATCH_BYTES = 8 << 20  # ... and bytes: large files spread over the workers, a small tail at the end
 _EAGER_BYTES = 8 << 20  # a scan task hashes up to this much itself in folders the cache does not know
 _AHEAD_FILES = 32768  # files listed but not finished: bounds memory whatever the tree's size
-_POOL_FILES = 2048  # below this many files and ...
+_POOL_FILES = 2048  # below this many files to read (8 times as many to stat) and ...
 _POOL_BYTES = 64 << 20  # ... this many bytes to read, everything runs in this process
 _DEPTH = 3  # tasks queued at each worker, so it never waits for the next one
 _WRITE_FILES = 16384  # files in the chunks written per transaction
@@ -207,6 +207,7 @@ def _serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends a worker at once, without a traceback
     buf = bytearray(_BUFFER_SIZE)
     view = memoryview(buf)
+    _write_all(1, bytes(4))  # an empty frame: ready
     while (frame := _read_frame(0)) is not None:
         tag, kind, payload = marshal.loads(frame)
         try:
@@ -256,6 +257,7 @@ class _Pool:
         self._in: dict[int, bytearray] = {}  # stdout fd -> bytes not yet parsed
         self._busy: dict[int, dict[int, object]] = {}  # stdin fd -> {tag: context}
         self._reader: dict[int, int] = {}  # stdout fd -> stdin fd
+        self._ready: list[int] = []  # stdin fds of the workers that have started
         self._tag = 0
         try:
             for _ in range(count):
@@ -270,9 +272,15 @@ class _Pool:
             self.kill()
             raise
 
+    @property
+    def starting(self) -> bool:
+        return len(self._ready) < len(self._procs)
+
     def free(self) -> int | None:
-        """The stdin of the least busy worker that can take a task, or None."""
-        fd = min(self._busy, key=lambda w: len(self._busy[w]))
+        """The stdin of the least busy started worker that can take a task, or None."""
+        if not self._ready:
+            return None
+        fd = min(self._ready, key=lambda w: len(self._busy[w]))
         return fd if len(self._busy[fd]) < _DEPTH else None
 
     def idle(self) -> bool:
@@ -315,9 +323,12 @@ class _Pool:
             buf = self._in[fd]
             buf += data
             while len(buf) >= 4 and len(buf) >= 4 + (n := int.from_bytes(buf[:4], "little")):
-                tag, error, result = marshal.loads(buf[4:4 + n])
+                if n == 0:
+                    self._ready.append(self._reader[fd])
+                else:
+                    tag, error, result = marshal.loads(buf[4:4 + n])
+                    done.append((self._busy[self._reader[fd]].pop(tag), error, result))
                 del buf[:4 + n]
-                done.append((self._busy[self._reader[fd]].pop(tag), error, result))
         return done
 
     def _why(self) -> str:
@@ -327,10 +338,14 @@ class _Pool:
             return f"it was stopped by {sig}"
         return f"exit statuses {codes}; hash again, or pass workers=1 to read in this process"
 
-    def close(self) -> None:
-        """Let the workers finish (they exit when their stdin closes); kill any that do not."""
+    def stop(self) -> None:
+        """Tell the workers there is no more work: they exit when their stdin closes."""
         for p in self._procs:
             p.stdin.close()
+
+    def close(self) -> None:
+        """Wait for the workers to exit (stopped earlier, they have by now); kill any that do not."""
+        self.stop()
         deadline = time.monotonic() + 2
         for p in self._procs:
             try:
@@ -432,10 +447,15 @@ class HashCache:
             raise
         return db
 
-    def folder(self, path: bytes) -> tuple[int, int, bytes | None] | None:
-        """(id, number of chunks, subfolder fingerprint) of a folder, or None."""
+    def folder(self, path: bytes) -> tuple[int, int, bytes | None, tuple | None] | None:
+        """(id, number of chunks, subfolder fingerprint, its first chunk as chunk() has it) of a folder, or None."""
         with self._lock:
-            return self._db.execute("SELECT id, chunks, subdirs FROM dirs WHERE path = ?", (path,)).fetchone()
+            row = self._db.execute("SELECT d.id, d.chunks, d.subdirs, c.fingerprint, c.names, c.stats, c.digests, "
+                                   "c.bytes FROM dirs d LEFT JOIN chunks c ON c.dir = d.id AND c.n = 0 "
+                                   "WHERE d.path = ?", (path,)).fetchone()
+        if row is None:
+            return None
+        return row[:3] + ((row[3:] if row[3] is not None else None),)
 
     def chunk(self, folder: int, n: int) -> tuple[bytes, bytes, bytes, bytes, int] | None:
         """(fingerprint, names, stats, digests, bytes) of a folder's n-th chunk, or None."""
@@ -554,15 +574,17 @@ def _walk(top: bytes, count: int, nested: dict[bytes, int]) -> Iterator[tuple]:
                             hint="make every folder under the data folders readable by this user") from e
         names: list[bytes] = []
         subdirs: list[bytes] = []
+        add = names.append
         with it:
             for entry in it:  # the hot loop of a re-plan: no system call for a file or a folder
                 try:
                     if entry.is_file(follow_symlinks=False) or (entry.is_symlink()
                                                                 and _linked_file(entry.path, inside, named)):
-                        names.append(entry.name)
+                        add(entry.name)
                         if len(names) == _CHUNK:
                             yield ("files", folder, names, times)
                             names = []
+                            add = names.append
                     elif entry.is_dir(follow_symlinks=False):
                         subdirs.append(entry.name)
                         extra = nested.get(entry.path)
@@ -610,7 +632,7 @@ class _Folder:
 
     def __init__(self, path: bytes, known: tuple | None):
         self.path = path
-        self.known = known  # (id, chunks, subfolder fingerprint) from the cache, or None
+        self.known = known  # (id, chunks, subfolder fingerprint, first chunk) from the cache, or None
         self.open = 0  # chunks not finished
         self.ended = False  # listed to the end
         self.listed = 0
@@ -636,22 +658,30 @@ class _Chunk:
 
 
 class _Digests:
-    """Every digest once per occurrence, 32 raw bytes each, kept in 256 runs by first byte to sort small."""
+    """Every digest once per occurrence, 32 raw bytes each; sorted by first byte into 256 runs only when
+    the digest must be computed (a set of folders whose fingerprint matched needs no sorting)."""
 
     def __init__(self):
-        self.runs = [bytearray() for _ in range(256)]
+        self.blobs: list[tuple[bytes, int]] = []
 
     def add(self, digests: bytes, times: int) -> None:
-        runs, view = self.runs, memoryview(digests)
-        for _ in range(times):
-            for i in range(0, len(digests), _DIGEST):
-                runs[digests[i]] += view[i:i + _DIGEST]
+        self.blobs.append((digests, times))
 
     def hexdigest(self) -> str:
+        runs = [bytearray() for _ in range(256)]
+        blobs, self.blobs = self.blobs, []
+        blobs.reverse()
+        while blobs:  # each blob let go once in its runs: at most one copy of every digest at any time
+            digests, times = blobs.pop()
+            view = memoryview(digests)
+            for _ in range(times):
+                for i in range(0, len(digests), _DIGEST):
+                    runs[digests[i]] += view[i:i + _DIGEST]
         # hex keeps the order of bytes, so sorting raw digests sorts their hex strings
         total = hashlib.sha256()
-        for run in self.runs:
+        for run in runs:
             total.update(b"".join(sorted(run[i:i + _DIGEST] for i in range(0, len(run), _DIGEST))).hex().encode())
+            run.clear()
         return total.hexdigest()
 
 
@@ -667,7 +697,7 @@ class _Hash:
         self.trusted = cache is not None  # every chunk remembered: the set's digest may be too
         self.pool: _Pool | None = None
         self.buf: bytearray | None = None
-        self.queue: deque[tuple[str, object, object]] = deque()
+        self.queue: deque[tuple[str, object, object, int]] = deque()  # (kind, payload, context, bytes)
         self.scan_items: list = []
         self.scan_chunks: list[_Chunk] = []
         self.scan_files = 0
@@ -677,7 +707,7 @@ class _Hash:
         self.queued_bytes = 0  # in hash tasks not finished
         self.ahead = 0  # files of unfinished chunks
         self.unscanned = 0  # files of chunks not scanned yet
-        self.listed = 0
+        self.work = 0.0  # files listed, those the cache may know counted for less
         self.exhausted = False
         self.digests = _Digests()
         self.fps: list[bytes] = []  # chunk fingerprints in walk order
@@ -715,8 +745,7 @@ class _Hash:
             if self.ahead:
                 raise RuntimeError("hashing ended with files unfinished")  # a bug
             if self.pool is not None:
-                self.pool.close()
-                self.pool = None
+                self.pool.stop()
             self._report(force=True)
             fingerprint = hashlib.blake2b(self.layout.digest() + b"".join(self.fps), digest_size=16).digest()
             digest = self._read(lambda c: c.digest(key, fingerprint)) if self.trusted else None
@@ -725,6 +754,9 @@ class _Hash:
                 if self.trusted:
                     self.writes.folders.append((key, fingerprint, digest))
             self._write(force=True)
+            if self.pool is not None:
+                self.pool.close()
+                self.pool = None
             return digest
         finally:
             if self.pool is not None:
@@ -745,13 +777,17 @@ class _Hash:
         n = f.listed // _CHUNK
         f.listed += len(names)
         f.open += 1
-        row = self._read(lambda c: c.chunk(f.known[0], n)) if f.known else None
+        if not f.known:
+            row = None
+        elif n == 0:
+            row = f.known[3]
+        else:
+            row = self._read(lambda c: c.chunk(f.known[0], n))
         c = _Chunk(f, n, names, times, len(self.fps), row)
         self.fps.append(b"")
         self.layout.update(b"%s\0%d\0%d\0%d\0" % (path, n, len(names), times))
         self.ahead += len(names)
         self.unscanned += len(names)
-        self.listed += len(names)
         # expected: the remembered fingerprint; b"" to have one computed; None when there is no cache
         expected = row[0] if row else (b"" if self.cache is not None else None)
         self.scan_items.append((path, names, expected, not f.known))
@@ -759,17 +795,19 @@ class _Hash:
         self.scan_files += len(names)
         if self.scan_files >= _SCAN_FILES:
             self._flush_scan()
-        if self.pool is None and self.workers > 1 and self.listed >= _POOL_FILES:
+        # a file the cache may know costs a stat, a fraction of reading it
+        self.work += len(names) if not f.known else len(names) / 8
+        if self.pool is None and self.workers > 1 and self.work >= _POOL_FILES:
             self._start_pool()
 
     def _flush_scan(self) -> None:
         if self.scan_items:
-            self.queue.append(("scan", (self.cutoff, self.scan_items), self.scan_chunks))
+            self.queue.append(("scan", (self.cutoff, self.scan_items), self.scan_chunks, _EAGER_BYTES))
             self.scan_items, self.scan_chunks, self.scan_files = [], [], 0
 
     def _flush_batch(self) -> None:
         if self.batch:
-            self.queue.append(("hash", self.batch, self.batch_refs))
+            self.queue.append(("hash", self.batch, self.batch_refs, self.batch_bytes))
             self.queued_bytes += self.batch_bytes
             self.batch, self.batch_refs, self.batch_bytes = [], [], 0
             if self.pool is None and self.workers > 1 and self.queued_bytes >= _POOL_BYTES:
@@ -785,28 +823,37 @@ class _Hash:
             self.on_warning(f"cannot start hash worker processes ({e}); reading the files in this process")
 
     def _dispatch(self) -> None:
-        if self.pool is None:
-            kind, payload, context = self.queue.popleft()
-            if self.buf is None:
-                self.buf = bytearray(_BUFFER_SIZE)
-            try:
-                result = _run(kind, payload, self.buf, memoryview(self.buf))
-            except _Unreadable as e:
-                raise self._unreadable(os.fsdecode(e.args[0]), e.args[1]) from None
-            self._done(kind, context, result)
+        pool = self.pool
+        if pool is None:
+            self._here()
         else:
+            # while the workers start (tens of ms), this process reads what is quick to read
+            meanwhile = bool(self.queue) and pool.starting and self.queue[0][3] <= _BATCH_BYTES
             self._send()
-            results = self.pool.wait(_PROGRESS_EVERY)
+            results = pool.wait(0 if meanwhile else _PROGRESS_EVERY)
             self._send()  # the workers that just finished get their next task before this process gets busy
             for (kind, context), error, result in results:
                 if error is not None:
                     raise self._unreadable(*error)
                 self._done(kind, context, result)
+            if meanwhile and self.queue and pool.starting and self.queue[0][3] <= _BATCH_BYTES:
+                self._here()
         self._report()
+
+    def _here(self) -> None:
+        """Run the next task in this process."""
+        kind, payload, context, _ = self.queue.popleft()
+        if self.buf is None:
+            self.buf = bytearray(_BUFFER_SIZE)
+        try:
+            result = _run(kind, payload, self.buf, memoryview(self.buf))
+        except _Unreadable as e:
+            raise self._unreadable(os.fsdecode(e.args[0]), e.args[1]) from None
+        self._done(kind, context, result)
 
     def _send(self) -> None:
         while self.queue and (fd := self.pool.free()) is not None:
-            kind, payload, context = self.queue.popleft()
+            kind, payload, context, _ = self.queue.popleft()
             self.pool.send(fd, kind, payload, (kind, context))
 
     @staticmethod

@@ -135,6 +135,9 @@ def test_worker_processes_give_the_reference_digest(many, tmp_path):
     with HashCache(tmp_path / "c.sqlite", settle=0) as cache:
         assert folders_hash([many / "site0", many / "flat", many / "site0"], cache=cache, workers=2) == \
             medperf_reference([many / "site0", many / "flat", many / "site0"])
+    with HashCache(tmp_path / "d.sqlite", settle=0) as cache:  # a part remembered, the rest not
+        assert folders_hash([many / "site1"], cache=cache, workers=2) == medperf_reference([many / "site1"])
+        assert folders_hash([many], cache=cache, workers=2) == expected
 
 
 def test_symlinks_follow_medperf(tree):
