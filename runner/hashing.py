@@ -240,6 +240,17 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+class _Worker:
+    __slots__ = ("proc", "stdin", "stdout", "out", "inbox", "tasks", "ready")
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc, self.stdin, self.stdout = proc, proc.stdin.fileno(), proc.stdout.fileno()
+        self.out = bytearray()  # frames not yet written to its stdin
+        self.inbox = bytearray()  # bytes read from its stdout, not yet a whole frame
+        self.tasks: dict[int, object] = {}  # tag -> context, sent and not answered
+        self.ready = False
+
+
 class _Pool:
     """Worker processes: tasks go out in frames on their stdin, results come back on their stdout.
 
@@ -252,126 +263,116 @@ class _Pool:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         code = "import sys; sys.path.insert(0, sys.argv[1]); from runner.hashing import _serve; _serve()"
         self._sel = selectors.DefaultSelector()
-        self._procs: list[subprocess.Popen] = []
-        self._out: dict[int, bytearray] = {}  # stdin fd -> bytes not yet written
-        self._in: dict[int, bytearray] = {}  # stdout fd -> bytes not yet parsed
-        self._busy: dict[int, dict[int, object]] = {}  # stdin fd -> {tag: context}
-        self._reader: dict[int, int] = {}  # stdout fd -> stdin fd
-        self._ready: list[int] = []  # stdin fds of the workers that have started
+        self._workers: list[_Worker] = []
         self._tag = 0
         try:
             for _ in range(count):
-                p = subprocess.Popen([sys.executable, "-I", "-S", "-c", code, root], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, bufsize=0, close_fds=True)
-                self._procs.append(p)
-                w, r = p.stdin.fileno(), p.stdout.fileno()
-                os.set_blocking(w, False)
-                self._out[w], self._in[r], self._busy[w], self._reader[r] = bytearray(), bytearray(), {}, w
-                self._sel.register(r, selectors.EVENT_READ)
+                w = _Worker(subprocess.Popen([sys.executable, "-I", "-S", "-c", code, root], bufsize=0,
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True))
+                self._workers.append(w)
+                os.set_blocking(w.stdin, False)
+                self._sel.register(w.stdout, selectors.EVENT_READ, w)
         except BaseException:
             self.kill()
             raise
 
     @property
     def starting(self) -> bool:
-        return len(self._ready) < len(self._procs)
+        return not all(w.ready for w in self._workers)
 
-    def free(self) -> int | None:
-        """The stdin of the least busy started worker that can take a task, or None."""
-        if not self._ready:
-            return None
-        fd = min(self._ready, key=lambda w: len(self._busy[w]))
-        return fd if len(self._busy[fd]) < _DEPTH else None
+    def free(self) -> _Worker | None:
+        """The least busy started worker, if it can take a task."""
+        ready = [w for w in self._workers if w.ready]
+        w = min(ready, key=lambda w: len(w.tasks), default=None)
+        return w if w is not None and len(w.tasks) < _DEPTH else None
 
     def idle(self) -> bool:
-        return not any(self._busy.values())
+        return not any(w.tasks for w in self._workers)
 
-    def send(self, fd: int, kind: str, payload: list, context: object) -> None:
+    def send(self, w: _Worker, kind: str, payload, context: object) -> None:
         self._tag += 1
-        self._busy[fd][self._tag] = context
+        w.tasks[self._tag] = context
         data = marshal.dumps((self._tag, kind, payload))
-        self._out[fd] += len(data).to_bytes(4, "little") + data
-        self._flush(fd)
+        w.out += len(data).to_bytes(4, "little") + data
+        self._flush(w)
 
-    def _flush(self, fd: int) -> None:
-        out = self._out[fd]
+    def _flush(self, w: _Worker) -> None:
         try:
-            n = os.write(fd, out)
+            del w.out[:os.write(w.stdin, w.out)]
         except BlockingIOError:
-            n = 0
+            pass
         except BrokenPipeError:
-            raise HashError("a hash worker process stopped", hint=self._why()) from None
-        del out[:n]
-        events = selectors.EVENT_WRITE if out else 0
-        key = self._sel.get_map().get(fd)
-        if events and key is None:
-            self._sel.register(fd, events)
-        elif not events and key is not None:
-            self._sel.unregister(fd)
+            self._stopped()
+        key = self._sel.get_map().get(w.stdin)
+        if w.out and key is None:
+            self._sel.register(w.stdin, selectors.EVENT_WRITE, w)
+        elif not w.out and key is not None:
+            self._sel.unregister(w.stdin)
 
     def wait(self, timeout: float) -> list[tuple[object, object, object]]:
         """Results that arrived within timeout: [(context, error, result)]."""
         done = []
-        for key, _ in self._sel.select(timeout):
-            fd = key.fd
-            if fd in self._out:
-                self._flush(fd)
+        for key, events in self._sel.select(timeout):
+            w = key.data
+            if events & selectors.EVENT_WRITE:
+                self._flush(w)
                 continue
-            data = os.read(fd, 1 << 20)
+            data = os.read(w.stdout, 1 << 20)
             if not data:
-                raise HashError("a hash worker process stopped", hint=self._why())
-            buf = self._in[fd]
-            buf += data
-            while len(buf) >= 4 and len(buf) >= 4 + (n := int.from_bytes(buf[:4], "little")):
-                if n == 0:
-                    self._ready.append(self._reader[fd])
+                self._stopped()
+            inbox = w.inbox
+            inbox += data
+            while len(inbox) >= 4 and len(inbox) >= 4 + (n := int.from_bytes(inbox[:4], "little")):
+                if n == 0:  # the empty frame a worker sends once started
+                    w.ready = True
                 else:
-                    tag, error, result = marshal.loads(buf[4:4 + n])
-                    done.append((self._busy[self._reader[fd]].pop(tag), error, result))
-                del buf[:4 + n]
+                    tag, error, result = marshal.loads(inbox[4:4 + n])
+                    done.append((w.tasks.pop(tag), error, result))
+                del inbox[:4 + n]
         return done
 
-    def _why(self) -> str:
-        codes = [p.poll() for p in self._procs]
-        if any(c is not None and c < 0 for c in codes):
-            sig = signal.Signals(-min(c for c in codes if c is not None)).name
-            return f"it was stopped by {sig}"
-        return f"exit statuses {codes}; hash again, or pass workers=1 to read in this process"
+    def _stopped(self) -> None:
+        time.sleep(0.05)  # its exit status, once it has one
+        codes = [w.proc.poll() for w in self._workers]
+        if -signal.SIGINT in codes:  # Ctrl-C reached the workers first
+            raise KeyboardInterrupt
+        raise HashError(f"a hash worker process stopped (exit statuses {codes})",
+                        hint="hash again, or pass workers=1 to read in this process")
 
     def stop(self) -> None:
         """Tell the workers there is no more work: they exit when their stdin closes."""
-        for p in self._procs:
-            p.stdin.close()
+        for w in self._workers:
+            w.proc.stdin.close()
 
     def close(self) -> None:
         """Wait for the workers to exit (stopped earlier, they have by now); kill any that do not."""
         self.stop()
         deadline = time.monotonic() + 2
-        for p in self._procs:
+        for w in self._workers:
             try:
-                p.wait(max(0.01, deadline - time.monotonic()))
+                w.proc.wait(max(0.01, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                p.kill()
+                w.proc.kill()
         self._release()
 
     def kill(self) -> None:
         """Stop at once, however stuck a worker is (a read from a hung disk ends when it ends, unwaited)."""
-        for p in self._procs:
+        for w in self._workers:
             try:
-                p.kill()
+                w.proc.kill()
             except OSError:
                 pass
-        for p in self._procs:
+        for w in self._workers:
             try:
-                p.wait(0.2)
+                w.proc.wait(0.2)
             except subprocess.TimeoutExpired:
                 pass
         self._release()
 
     def _release(self) -> None:
         self._sel.close()
-        for p in self._procs:
-            for f in (p.stdin, p.stdout):
+        for w in self._workers:
+            for f in (w.proc.stdin, w.proc.stdout):
                 try:
                     f.close()
                 except OSError:
@@ -543,9 +544,15 @@ def _subdirs_fingerprint(names: Iterable[bytes]) -> bytes:
     return hashlib.blake2b(b"\0".join(sorted(names)), digest_size=16).digest()
 
 
+def _intact(row: tuple) -> bool:
+    """Whether a chunk row (fingerprint, names, stats, digests, ...) has a stat and a digest for every name."""
+    count = row[1].count(b"\0") + 1 if row[1] else 0
+    return len(row[2]) == 32 * count and len(row[3]) == _DIGEST * count
+
+
 def _records(names: bytes, stats: bytes, digests: bytes) -> dict[bytes, tuple[tuple, bytes]]:
-    """{name: (stat, digest)} of a chunk row."""
-    if not names:
+    """{name: (stat, digest)} of a chunk row (nothing from a damaged one)."""
+    if not names or not _intact((None, names, stats, digests)):
         return {}
     return dict(zip(names.split(b"\0"), zip(_STAT_READ.iter_unpack(stats),
                                              (digests[i:i + _DIGEST] for i in range(0, len(digests), _DIGEST)),
@@ -783,6 +790,8 @@ class _Hash:
             row = f.known[3]
         else:
             row = self._read(lambda c: c.chunk(f.known[0], n))
+        if row is not None and not _intact(row):
+            row = None  # a damaged row is no row
         c = _Chunk(f, n, names, times, len(self.fps), row)
         self.fps.append(b"")
         self.layout.update(b"%s\0%d\0%d\0%d\0" % (path, n, len(names), times))
@@ -852,9 +861,9 @@ class _Hash:
         self._done(kind, context, result)
 
     def _send(self) -> None:
-        while self.queue and (fd := self.pool.free()) is not None:
+        while self.queue and (w := self.pool.free()) is not None:
             kind, payload, context, _ = self.queue.popleft()
-            self.pool.send(fd, kind, payload, (kind, context))
+            self.pool.send(w, kind, payload, (kind, context))
 
     @staticmethod
     def _unreadable(path: str, reason: str) -> HashError:

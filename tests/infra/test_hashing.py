@@ -452,6 +452,21 @@ def test_corrupt_cache_file_is_rebuilt(tree, tmp_path):
         assert folders_hash([tree / "labels"], cache=cache) == medperf_reference([tree / "labels"])
 
 
+def test_a_damaged_cache_row_is_not_trusted(tree, tmp_path):
+    paths = [tree / "data", tree / "labels"]
+    path = tmp_path / "cache.sqlite"
+    with HashCache(path, settle=0) as cache:
+        folders_hash(paths, cache=cache)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE chunks SET digests = substr(digests, 1, 40)")  # cut short
+    db.execute("DELETE FROM folders")
+    db.commit()
+    db.close()
+    with HashCache(path, settle=0) as cache:
+        assert folders_hash(paths, cache=cache) == medperf_reference(paths)
+        assert folders_hash(paths, cache=cache) == medperf_reference(paths)  # and repaired
+
+
 def test_cache_from_an_older_layout_is_replaced(tree, tmp_path):
     path = tmp_path / "cache.sqlite"
     db = sqlite3.connect(path)
