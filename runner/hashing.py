@@ -665,28 +665,37 @@ class _Chunk:
 
 
 class _Digests:
-    """Every digest once per occurrence, 32 raw bytes each; sorted by first byte into 256 runs only when
-    the digest must be computed (a set of folders whose fingerprint matched needs no sorting)."""
+    """Every digest once per occurrence, 32 raw bytes each, in 256 runs by first byte (so that sorting
+    takes small steps). While every chunk so far was answered whole by the cache, the runs wait: a set of
+    folders whose fingerprint then matches needs no sorting at all."""
 
     def __init__(self):
-        self.blobs: list[tuple[bytes, int]] = []
+        self.runs: list[bytearray] | None = None
+        self.waiting: list[tuple[bytes, int]] = []
 
-    def add(self, digests: bytes, times: int) -> None:
-        self.blobs.append((digests, times))
+    def add(self, digests: bytes, times: int, matched: bool) -> None:
+        if matched and self.runs is None:
+            self.waiting.append((digests, times))
+            return
+        if self.runs is None:
+            self.runs = [bytearray() for _ in range(256)]
+            waiting, self.waiting = self.waiting, []
+            for blob in waiting:
+                self._spread(*blob)
+        self._spread(digests, times)
+
+    def _spread(self, digests: bytes, times: int) -> None:
+        runs, view = self.runs, memoryview(digests)
+        for _ in range(times):
+            for i in range(0, len(digests), _DIGEST):
+                runs[digests[i]] += view[i:i + _DIGEST]
 
     def hexdigest(self) -> str:
-        runs = [bytearray() for _ in range(256)]
-        blobs, self.blobs = self.blobs, []
-        blobs.reverse()
-        while blobs:  # each blob let go once in its runs: at most one copy of every digest at any time
-            digests, times = blobs.pop()
-            view = memoryview(digests)
-            for _ in range(times):
-                for i in range(0, len(digests), _DIGEST):
-                    runs[digests[i]] += view[i:i + _DIGEST]
+        if self.runs is None:
+            self.add(b"", 1, False)
         # hex keeps the order of bytes, so sorting raw digests sorts their hex strings
         total = hashlib.sha256()
-        for run in runs:
+        for run in self.runs:
             total.update(b"".join(sorted(run[i:i + _DIGEST] for i in range(0, len(run), _DIGEST))).hex().encode())
             run.clear()
         return total.hexdigest()
@@ -958,7 +967,7 @@ class _Hash:
         f = c.folder
         self.ahead -= len(c.names)
         self.fps[c.seq] = c.fp
-        self.digests.add(c.digests, c.times)
+        self.digests.add(c.digests, c.times, c.matched)
         if c.recent:
             self.trusted = False
         if self.writable and not c.matched and (c.keep is None or c.keep):
