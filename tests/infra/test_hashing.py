@@ -524,10 +524,15 @@ def test_an_unchanged_re_plan_is_answered_by_the_remembered_digest(tree, tmp_pat
 
 STOPPABLE = """
 import sys, time
+from concurrent.futures import ThreadPoolExecutor
 from runner.hashing import folders_hash
 print("started", flush=True)
 try:
-    folders_hash([sys.argv[1]], workers=2)
+    if sys.argv[2] == "thread":  # as observe does: the hash in a pool thread, the main thread waiting
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(folders_hash, [sys.argv[1]], workers=2).result()
+    else:
+        folders_hash([sys.argv[1]], workers=2)
     print("finished", flush=True)
 except KeyboardInterrupt:
     print("interrupted", flush=True)
@@ -535,33 +540,43 @@ except KeyboardInterrupt:
 
 
 def children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(x) for x in f.read().split()]
+    """The processes started by any thread of pid."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(x) for x in (task / "children").read_text().split()]
+        except FileNotFoundError:  # a thread that has just ended
+            pass
+    return out
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs /proc")
-@pytest.mark.parametrize("stuck", [False, True])
-def test_ctrl_c_stops_hashing_within_a_second(tmp_path, stuck):
-    """Large sparse files keep the workers reading for seconds; Ctrl-C (SIGINT to this process only, the
-    workers stopped dead when stuck) ends it at once, and no worker is left behind."""
+@pytest.mark.parametrize("how", ["main", "stuck", "thread"])
+def test_ctrl_c_stops_hashing_within_a_second(tmp_path, how):
+    """Large sparse files keep the workers reading for seconds. SIGINT to the process alone (with the
+    workers stopped dead: stuck), or Ctrl-C at a terminal (SIGINT to the process group) while the hash
+    runs in a pool thread, ends it at once, and no worker is left behind."""
     data = tmp_path / "data"
     data.mkdir()
     for i in range(4):
         with open(data / f"sparse{i}", "wb") as f:
             f.truncate(6 << 30)  # reads as zeros at memory speed, takes no disk
-    p = subprocess.Popen([sys.executable, "-c", STOPPABLE, str(data)], cwd=REPO, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, "-c", STOPPABLE, str(data), how], cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert p.stdout.readline().strip() == "started"
     deadline = time.monotonic() + 10
     while len(workers := children(p.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(workers) == 2
     time.sleep(0.3)
-    if stuck:
+    if how == "stuck":
         for w in workers:
             os.kill(w, signal.SIGSTOP)
     started = time.monotonic()
-    p.send_signal(signal.SIGINT)
+    if how == "thread":
+        os.killpg(p.pid, signal.SIGINT)
+    else:
+        p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=10)
     assert time.monotonic() - started < 1.0, err
     assert out.strip() == "interrupted", err
