@@ -1069,6 +1069,8 @@ def folders_hash(
 ) -> str:
     """Return MedPerf's hash of the folders, reading only files the cache cannot answer for.
 
+    HashError names what cannot be hashed: a file or folder that cannot be read, a FIFO, socket or device,
+    a symlink leading outside its data folder (with its target: the container would not see it).
     workers: processes reading files (default: one per CPU, up to 8; 1 reads in this process).
     on_progress(done, total): bytes, as Amount (an int with .files and, for total, .final).
     on_warning(text): a cache that cannot be read or written (default: a line on stderr).
