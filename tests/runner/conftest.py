@@ -10,12 +10,17 @@ import pytest
 
 from runner import privacy
 from runner.cli import main
+from runner.clients.auth import read_token
 from runner.hashing import folders_hash
 from runner.reconcile import Clients
 from runner.state import StateDir
-from tests.runner.fakes import FakeApi, FakeRunner
+from tests.runner.fakes import ADMIN, BENCHMARK_OWNER, DATA_OWNER, DATA_OWNER_2, FakeApi, FakeRunner, Unauthorized
 
 TOKEN = "s3cret-token-value"
+BO_TOKEN = "benchmark-owner-token"
+ADMIN_TOKEN = "admin-token"
+DO2_TOKEN = "second-data-owner-token"
+USER_OF_TOKEN = {TOKEN: DATA_OWNER, BO_TOKEN: BENCHMARK_OWNER, ADMIN_TOKEN: ADMIN, DO2_TOKEN: DATA_OWNER_2}
 
 MANIFEST = """\
 apiVersion: medperf-apply/v1
@@ -66,25 +71,35 @@ class Workspace:
     def state(self) -> StateDir:
         return StateDir(self.state_dir)
 
-    def clients(self) -> Clients:
+    def clients(self, environ=None) -> Clients:
+        """The fakes as the CLI builds its clients: the registry answers as the user whose token is set."""
+        environ = self.environ if environ is None else environ
+
         def make_api(server, state):
             def before_send(method, path, body):
                 privacy.check_body(method, path, body)
                 state.ledger.record(server.url, method, path, body)
 
-            self.api.before_send = before_send
-            return self.api
+            user = USER_OF_TOKEN.get(read_token(server, environ))
+            if user is None:
+                return Unauthorized(self.api.calls)
+            if user == self.api.owner:
+                self.api.before_send = before_send
+                return self.api
+            return self.api.as_user(user, before_send)
 
         return Clients(state=StateDir, api=make_api, runner=lambda state: self.runner, hasher=folders_hash,
-                       environ=self.environ, sleep=self.clock.sleep, clock=self.clock)
+                       environ=environ, sleep=self.clock.sleep, clock=self.clock)
 
-    def run(self, *argv: str, stdin=None, tty: bool = False) -> Result:
+    def run(self, *argv: str, stdin=None, tty: bool = False, token: str | None = None) -> Result:
+        """The CLI in-process; `token` runs it with another user's token (e.g. BO_TOKEN, the benchmark owner)."""
         out, err = (TTY(), TTY()) if tty else (io.StringIO(), io.StringIO())
         argv = list(argv)
         if argv[:1] != ["validate"]:
             argv += ["--state-dir", str(self.state_dir)]
-        code = main(argv, stdout=out, stderr=err, stdin=stdin or io.StringIO(""), environ=self.environ,
-                    clients=self.clients())
+        environ = self.environ if token is None else {**self.environ, "MEDPERF_TOKEN": token}
+        code = main(argv, stdout=out, stderr=err, stdin=stdin or io.StringIO(""), environ=environ,
+                    clients=self.clients(environ))
         return Result(code, out.getvalue(), err.getvalue())
 
     def raw_hash(self) -> str:
