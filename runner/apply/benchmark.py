@@ -12,6 +12,7 @@ from runner.apply.execution import Computed, ModelExecution, cached, create_reco
 from runner.container_spec import ContainerSpec
 from runner.errors import (
     AssociationRejected,
+    Interrupted,
     MedperfApplyError,
     RunFailed,
     ServerError,
@@ -69,6 +70,8 @@ def _execute(ctx: RunContext, step: Step, *, benchmark_id: int, result_id: int, 
                            ignore_model_errors=ignore_model_errors, label=f"{step.dataset}: model {model}",
                            info={"name": _name(benchmark_id, model, dataset_id), "benchmark": benchmark_id,
                                  "model": model, "dataset": dataset_id})
+    except Interrupted:
+        raise  # Ctrl-C (DockerRunner raises Interrupted once it has stopped the container) stops the run: exit 130
     except RunFailed as e:
         ctx.memory.set_row(key, ModelRun(row.dataset, row.benchmark, model, result_id, e.partial, False, str(e)))
         raise StepFailed(f"model {model}: {e}", log_path=e.log_path) from e

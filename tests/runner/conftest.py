@@ -40,6 +40,19 @@ datasets:
       statistics: true
 """
 
+BENCHMARKS = """\
+    consent:
+      statistics: true
+      compatibility_results: true
+      results: true
+    benchmarks:
+      - benchmark: chestxray
+        association: approved
+        models: all
+        results: submitted
+        ignore_model_errors: false
+"""
+
 
 @dataclass
 class Result:
@@ -104,6 +117,16 @@ class Workspace:
 
     def raw_hash(self) -> str:
         return folders_hash([self.images, self.labels])
+
+
+def participating(ws: Workspace, **replace: str) -> Workspace:
+    """The workspace's dataset also takes part in benchmark chestxray (all consents given); `replace` edits the
+    manifest's text (old=new)."""
+    text = ws.manifest.read_text().replace("    consent:\n      statistics: true\n", BENCHMARKS)
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    ws.manifest.write_text(text)
+    return ws
 
 
 @pytest.fixture

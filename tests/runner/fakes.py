@@ -428,7 +428,8 @@ class FakeRunner:
     def __init__(self, *, fail: Mapping[str, int] | None = None, image_ok: bool = True, stats: Any = None):
         self.fail = dict(fail or {})  # task, or "image:task" -> exit code
         self.metrics: dict = {"Accuracy": 0.75, "AUC": 0.8125}
-        self.interrupt: str | None = None  # task during which Ctrl-C arrives
+        self.interrupt: str | None = None  # task (or "image:task") during which Ctrl-C arrives...
+        self.interrupt_skips = 0  # ...after this many runs of it went through
         # How the Ctrl-C surfaces: KeyboardInterrupt itself, or Interrupted, as DockerRunner raises it once it
         # has stopped the container.
         self.interrupt_as: type[BaseException] = KeyboardInterrupt
@@ -450,7 +451,7 @@ class FakeRunner:
         log_path.write_text(f"running {task}\n")
         if on_line is not None:
             on_line(f"{task}: working")
-        if task == self.interrupt:
+        if self.interrupt in (task, f"{spec.image}:{task}") and self._skipped_enough():
             if self.interrupt_as is Interrupted:
                 raise Interrupted(f"interrupted while running {task} of {spec.image}; the container was stopped",
                                   hint="run again to resume")
@@ -477,6 +478,12 @@ class FakeRunner:
             assert Path(volumes["predictions"]).is_dir() and Path(volumes["labels"]).is_dir()
             Path(volumes["output_path"]).write_text(yaml.safe_dump(self.metrics) if self.metrics else "")
         return TaskRun(task, 0, 0.01, log_path)
+
+    def _skipped_enough(self) -> bool:
+        if self.interrupt_skips:
+            self.interrupt_skips -= 1
+            return False
+        return True
 
     def tasks_run(self) -> list[str]:
         return [t for t, _ in self.runs]

@@ -9,28 +9,8 @@ import yaml
 
 from runner import privacy
 from tests.runner.conftest import BO_TOKEN
+from tests.runner.conftest import participating as _participating
 from tests.runner.fakes import model_record
-
-BENCHMARKS = """\
-    consent:
-      statistics: true
-      compatibility_results: true
-      results: true
-    benchmarks:
-      - benchmark: chestxray
-        association: approved
-        models: all
-        results: submitted
-        ignore_model_errors: false
-"""
-
-
-def _participating(ws, **replace):
-    text = ws.manifest.read_text().replace("    consent:\n      statistics: true\n", BENCHMARKS)
-    for old, new in replace.items():
-        text = text.replace(old, new)
-    ws.manifest.write_text(text)
-    return ws
 
 
 def _bodies(ws, method=None, prefix=""):
