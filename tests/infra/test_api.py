@@ -72,6 +72,39 @@ def test_retry_after_is_honoured(server):
     assert sleeps and sleeps[0] >= 3
 
 
+def _http_date(seconds_from_now: float) -> str:
+    import email.utils
+    from datetime import UTC, datetime, timedelta
+
+    return email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=seconds_from_now), usegmt=True)
+
+
+def test_retry_after_as_an_http_date_is_honoured(server):
+    """Retry-After may be a date (RFC 9110): the pause lasts until then (the date has whole seconds)."""
+    server.push(Answer(503, {"detail": "maintenance"}, headers={"Retry-After": _http_date(30)}))
+    sleeps = Sleeps()
+    with client(server, sleep=sleeps) as api:
+        assert api.get("benchmarks/1/")["name"] == "chestxray"
+    assert len(sleeps) == 1 and 20 <= sleeps[0] <= 30, sleeps  # not the default back-off (under a second)
+
+
+@pytest.mark.parametrize("value", [_http_date(-3600), "not a date", ""], ids=["past", "garbage", "empty"])
+def test_a_retry_after_date_in_the_past_or_unreadable_falls_back_to_the_backoff(server, value):
+    server.push(Answer(503, {"detail": "busy"}, headers={"Retry-After": value}))
+    sleeps = Sleeps()
+    with client(server, sleep=sleeps, backoff_base=0.5) as api:
+        assert api.get("benchmarks/1/")["name"] == "chestxray"
+    assert len(sleeps) == 1 and 0.25 <= sleeps[0] <= 0.5, sleeps
+
+
+def test_a_retry_after_date_beyond_reason_gives_up_at_once(server):
+    server.push(Answer(503, {"detail": "maintenance"}, headers={"Retry-After": _http_date(7200)}))
+    sleeps = Sleeps()
+    with client(server, sleep=sleeps) as api, pytest.raises(ServerUnavailable) as e:
+        api.get("benchmarks/1/")
+    assert sleeps == [] and "wait more than" in str(e.value)
+
+
 def test_a_retry_after_beyond_reason_gives_up_at_once(server):
     server.push(Answer(503, {"detail": "maintenance"}, headers={"Retry-After": "7200"}))
     sleeps = Sleeps()
