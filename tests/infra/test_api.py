@@ -275,8 +275,9 @@ def test_list_accepts_a_plain_list_and_refuses_nonsense(server):
     server.routes[("GET", "/api/v0/me/")] = Answer(200, {"id": 3})
     with client(server) as api:
         assert api.list("datasets/1/benchmarks/1/") == [{"approval_status": "PENDING"}]
-        with pytest.raises(ServerError):
+        with pytest.raises(ServerError, match="did not answer with a list or a page of one") as e:
             api.list("me/")
+        assert not isinstance(e.value, ServerUnavailable) and "is this a MedPerf v0 server?" in str(e.value)
 
 
 def test_list_retries_a_page_that_failed(server):
