@@ -12,6 +12,8 @@ from runner.clients.containers import DockerRunner
 from runner.errors import ContainerError, ImageMismatch, Interrupted
 from tests.containers.helpers import build_test_image, spec_for
 
+# The leftover check lists every container of the hostile image: this module's tests must not run beside each
+# other (make test's --dist loadfile keeps a module in one pytest-xdist worker).
 pytestmark = pytest.mark.docker
 
 IMAGE = "medperf-apply/test-hostile:latest"
