@@ -12,7 +12,11 @@ from runner.errors import PrivacyViolation, ServerError, ServerUnavailable, Serv
 from runner.privacy import check_body
 from tests.infra.fault_server import Answer, FaultServer, free_port
 
-FAST = (0.5, 0.4)  # connect, read timeouts: keep the suite quick
+# Connect and read timeouts. A read timeout fires only where a test makes the server late (by LATE): elsewhere it
+# is roomy, so a loaded machine answering slowly is not mistaken for a fault (an extra retry would change counts).
+ROOMY = (5.0, 10.0)
+SHORT = (5.0, 1.0)
+LATE = SHORT[1] + 1.0
 
 
 class Sleeps(list):
@@ -39,7 +43,7 @@ def server():
 
 def client(server_or_url, **kw):
     url = server_or_url if isinstance(server_or_url, str) else server_or_url.url
-    kw.setdefault("timeout", FAST)
+    kw.setdefault("timeout", ROOMY)
     kw.setdefault("sleep", Sleeps())
     return ApiClient(url, "tok-123", **kw)
 
@@ -134,8 +138,8 @@ def test_nothing_listening_is_server_unavailable(tmp_path):
 
 
 def test_slow_answers_and_resets_are_retried_for_get(server):
-    server.push(Answer(200, {"late": True}, delay=FAST[1] + 0.4), Answer(reset=True), Answer(close=True))
-    with client(server) as api:
+    server.push(Answer(200, {"late": True}, delay=LATE), Answer(reset=True), Answer(close=True))
+    with client(server, timeout=SHORT) as api:
         assert api.get("benchmarks/1/")["name"] == "chestxray"
         assert api.request_count == 4
 
@@ -156,13 +160,13 @@ REGISTER = {"name": "d", "input_data_hash": "a" * 64, "generated_uid": "a" * 64,
 @pytest.mark.parametrize("fault", [
     Answer(500, {"detail": "boom"}),
     Answer(503, raw=b"<html>Service Unavailable</html>", content_type="text/html"),
-    Answer(201, {"id": 7}, delay=FAST[1] + 0.4),          # landed, but the answer came too late
+    Answer(201, {"id": 7}, delay=LATE),                   # landed, but the answer came too late
     Answer(reset=True),
     Answer(close=True),
 ], ids=["500", "503-html", "read-timeout", "reset", "closed"])
 def test_a_post_that_may_have_landed_is_not_repeated(server, fault):
     server.push(fault)
-    with client(server) as api, pytest.raises(ServerWriteUncertain) as e:
+    with client(server, timeout=SHORT) as api, pytest.raises(ServerWriteUncertain) as e:
         api.create("datasets/", REGISTER)
     # a repeated POST would be on record already: the client waits for each answer before create() returns
     assert len(server.requests_to("POST")) == 1
@@ -312,7 +316,7 @@ def test_concurrent_gets_share_one_client(server):
         return Answer(200, {"ok": True})
 
     server.routes[("GET", "/api/v0/slow/")] = side_by_side
-    with client(server, timeout=(5.0, 30.0)) as api, ThreadPoolExecutor(8) as pool:
+    with client(server) as api, ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: api.get("slow/"), range(48)))
         assert results == [{"ok": True}] * 48
         assert api.request_count == 48
@@ -327,7 +331,7 @@ def test_redirects_of_writes_are_reported(server):
 
 
 def test_a_request_that_cannot_be_built_is_permanent_and_translated(server):
-    with ApiClient(server.url, "tok\nen", timeout=FAST, sleep=Sleeps()) as api, pytest.raises(ServerError) as e:
+    with ApiClient(server.url, "tok\nen", timeout=ROOMY, sleep=Sleeps()) as api, pytest.raises(ServerError) as e:
         api.get("benchmarks/1/")
     assert "cannot be sent" in str(e.value) and not isinstance(e.value, ServerUnavailable)
     assert isinstance(e.value.__cause__, requests.RequestException)
