@@ -199,7 +199,7 @@ def test_the_tutorial_end_to_end_gate_approval_runs_submit_then_new_models(tutor
     finalized = {r["model"]: r["finalized"] for r in tutorial.get("me/results/")["results"]}
     assert finalized == {1: True, 2: True, m3: True, bad: False, m5: True}
 
-    # every body sent is in a ledger and holds only what DESIGN allows there; no local path ever left
+    # every body sent is in a ledger and holds only what runner/privacy.py allows there; no local path ever left
     from runner import privacy
 
     ledger = [json.loads(line) for line in tutorial.ledger()] + \

@@ -42,7 +42,7 @@ def _table_rows(out: str) -> list[list[str]]:
 def _ledger_matches_what_was_sent(ws):
     ledger = ws.state().ledger.entries()
     assert [(e["method"], e["path"], e["body"]) for e in ledger] == [(m, p, b) for m, p, b in ws.api.sent()]
-    for e in ledger:  # and each body holds only the fields DESIGN allows there
+    for e in ledger:  # and each body holds only the fields runner/privacy.py allows there
         privacy.check_body(e["method"], e["path"], e["body"])
 
 

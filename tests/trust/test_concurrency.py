@@ -1,4 +1,4 @@
-"""Two applies on one state dir (DESIGN 4, lock): the second fails fast naming the holder's pid, or waits with
+"""Two applies on one state dir (the lock): the second fails fast naming the holder's pid, or waits with
 --lock-timeout and then finds the work done; a stale lock of a dead process is taken over. Real processes,
 the real registry; the first run is held mid-write by the proxy so that the overlap is certain.
 """

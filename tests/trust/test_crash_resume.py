@@ -1,4 +1,4 @@
-"""Crash resume (DESIGN 4): `medperf-apply apply` SIGKILLed at every step boundary and inside every long step,
+"""Crash resume: `medperf-apply apply` SIGKILLed at every step boundary and inside every long step,
 then applied again: the run converges, no server record exists twice, no state-dir file is half-written.
 
 Kill points are black-box: the event log (a step started or ended), the Docker engine (a task's container

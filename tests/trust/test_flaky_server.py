@@ -1,4 +1,4 @@
-"""A flaky registry (DESIGN 4, retries): the fault proxy breaks a share of the API requests (5xx before and
+"""A flaky registry (retries): the fault proxy breaks a share of the API requests (5xx before and
 after the server acted, 429, resets before and after, stalls past the read timeout, slow answers); apply
 converges with bounded retries and creates nothing twice. A registry that stays down: exit 1, one clear
 message after the bounded retries, no traceback.
