@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from runner import privacy
 from runner.clients.auth import read_token
+from runner.clients.retry import DEADLINE_S
 from runner.console import Console
 from runner.decide import Decision, decide, parse_decision
-from runner.errors import ExitStatus, MedperfApplyError, UsageError
+from runner.errors import ExitStatus, Interrupted, MedperfApplyError, UsageError
 from runner.hashing import folders_hash
 from runner.inspect import InspectOptions, inspect
 from runner.load import load_values
+from runner.model import ServerSpec
 from runner.reconcile import Clients, Options, reconcile
 from runner.report.plan import error_document
+from runner.signals import Interruption, handled
 from runner.state import StateDir
 
 PROG = "medperf-apply"
@@ -49,6 +51,7 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line, declared in one place (long, but a list of declarations: tests/docs reads it)."""
     common = _Parser(add_help=False)
     g = common.add_argument_group("common options")
     g.add_argument("--var", action="append", default=[], metavar="K=V", help="a template variable (vars.K)")
@@ -60,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this dataset (and its prerequisites); an error if it matches nothing")
     g.add_argument("--state-dir", metavar="DIR", help="local state dir (default $MEDPERF_APPLY_HOME or "
                    "~/.medperf_apply/<server host_port>/)")
+    g.add_argument("--request-timeout", type=_seconds, default=DEADLINE_S, metavar="DURATION",
+                   help=f"the longest one request to the registry may take, answer included (default {DEADLINE_S:g}s)")
+    g.add_argument("--ca-file", metavar="PEM", help="the certificate authority of an https registry with a private "
+                   "CA (overrides server.ca_file; default: the system's trust store)")
     g.add_argument("--lock-timeout", type=_seconds, default=0.0, metavar="S",
                    help="wait up to S seconds for another run holding the state dir's lock")
     g.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -112,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--token-file", metavar="FILE", help="file holding the token")
     assoc.add_argument("--state-dir", metavar="DIR", help="where the ledger of what was sent is kept")
     assoc.add_argument("--output", choices=("text", "json"), default="text")
+    assoc.add_argument("--request-timeout", type=_seconds, default=DEADLINE_S, metavar="DURATION",
+                       help=f"the longest one request may take, answer included (default {DEADLINE_S:g}s)")
+    assoc.add_argument("--ca-file", metavar="PEM", help="the certificate authority of an https registry with a "
+                       "private CA (default: the system's trust store)")
     assoc.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
@@ -143,7 +154,8 @@ def parse(argv: Sequence[str]) -> tuple[Options | InspectOptions | Decision, boo
     if command in ("status", "results"):
         return InspectOptions(command=command, manifests=tuple(ns.manifests), variables=variables, output=ns.output,
                               targets=tuple(ns.target), state_dir=ns.state_dir,
-                              benchmark=getattr(ns, "benchmark", None),
+                              benchmark=getattr(ns, "benchmark", None), request_timeout=ns.request_timeout,
+                              ca_file=ns.ca_file,
                               format=getattr(ns, "format", "table")), ns.debug
     manifests, plan_file = list(ns.manifests), None
     if ns.command == "apply" and manifests and manifests[-1].endswith(".json"):
@@ -159,53 +171,63 @@ def parse(argv: Sequence[str]) -> tuple[Options | InspectOptions | Decision, boo
                    wait=getattr(ns, "wait", False), wait_timeout=getattr(ns, "timeout", defaults.wait_timeout),
                    parallel=getattr(ns, "parallel", 1), request_again=getattr(ns, "request_again", False),
                    task_timeout=getattr(ns, "task_timeout", None),
-                   task_idle_timeout=getattr(ns, "task_idle_timeout", None))
+                   task_idle_timeout=getattr(ns, "task_idle_timeout", None), request_timeout=ns.request_timeout,
+                   ca_file=ns.ca_file)
     if command != "apply" and getattr(ns, "wait", False):
         raise UsageError("--wait applies to apply only")
     return opts, ns.debug
 
 
-def real_clients(environ: Mapping[str, str], *, task_timeout: float | None = None,
-                 task_idle_timeout: float | None = None):
+def before_send_for(server: ServerSpec, state: StateDir, interruption: Interruption
+                    ) -> Callable[[str, str, Mapping[str, Any]], None]:
+    """What every body passes before it is sent: after an interrupt only an "interrupted" status report; the
+    privacy allowlist; then the ledger (written before the send)."""
+
+    def before_send(method: str, path: str, body: Mapping[str, Any]) -> None:
+        if interruption.is_set() and not privacy.is_interrupted_report(method, path, body):
+            raise Interrupted(f"{method} /{privacy.normalize(path)} not sent: the run was interrupted")
+        privacy.check_body(method, path, body)
+        state.ledger.record(server.url, method, path, body)
+
+    return before_send
+
+
+def real_clients(environ: Mapping[str, str], *, request_timeout: float = DEADLINE_S, task_timeout: float | None = None,
+                 task_idle_timeout: float | None = None, interruption: Interruption | None = None,
+                 ca_file: str | None = None):
     """The real edges: the registry client (privacy check + ledger before every body), Docker, the hash."""
+    interruption = interruption or Interruption()
 
     def make_api(server, state):
         from runner.clients.api import ApiClient  # requests is imported only when a command talks to a server
 
-        def before_send(method: str, path: str, body: Mapping[str, Any]) -> None:
-            privacy.check_body(method, path, body)
-            state.ledger.record(server.url, method, path, body)
-
-        return ApiClient(server.url, read_token(server, environ), before_send=before_send)
+        return ApiClient(server.url, read_token(server, environ), before_send=before_send_for(server, state,
+                                                                                               interruption),
+                         deadline=request_timeout, interrupted=interruption.is_set,
+                         ca_file=Path(ca_file).expanduser().absolute() if ca_file else server.ca_file)
 
     def make_runner(state):
         from runner.clients.containers import DockerRunner  # docker is imported only when a container runs
 
         return DockerRunner(state.containers, timeout=task_timeout, inactivity_timeout=task_idle_timeout)
 
-    return Clients(state=StateDir, api=make_api, runner=make_runner, hasher=folders_hash, environ=environ)
+    return Clients(state=StateDir, api=make_api, runner=make_runner, hasher=folders_hash, environ=environ,
+                   interruption=interruption)
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None,
          stdin: TextIO | None = None, environ: Mapping[str, str] | None = None, clients=None) -> int:
     """Run medperf-apply; return the exit code (the console script exits with it)."""
-    # SIGTERM (CI cancelling a job, a service manager stopping it) takes Ctrl-C's path: the running container
-    # is stopped and removed, MedPerf's "interrupted" report is sent, the journal says so, exit 130.
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        return _main(argv, stdout=stdout, stderr=stderr, stdin=stdin, environ=environ, clients=clients)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    # SIGINT and SIGTERM (CI cancelling a job, a service manager stopping it) take one path: the running
+    # containers are stopped and removed, nothing more is sent but MedPerf's "interrupted" reports, the journal
+    # says so, exit 130.
+    interruption = clients.interruption if clients is not None else Interruption()
+    with handled(interruption):
+        return _main(argv, stdout=stdout, stderr=stderr, stdin=stdin, environ=environ, clients=clients,
+                     interruption=interruption)
 
 
-def _terminate(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
-def _main(argv, *, stdout, stderr, stdin, environ, clients) -> int:
+def _main(argv, *, stdout, stderr, stdin, environ, clients, interruption: Interruption) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
@@ -221,14 +243,20 @@ def _main(argv, *, stdout, stderr, stdin, environ, clients) -> int:
         except SystemExit as e:  # --help
             return int(e.code or 0) if isinstance(e.code, int) else ExitStatus.USAGE
         if isinstance(opts, Decision):
-            return decide(opts, clients or real_clients(environ), console)
+            return decide(opts, clients or real_clients(environ, request_timeout=opts.request_timeout,
+                                                        interruption=interruption, ca_file=opts.ca_file), console)
         if isinstance(opts, InspectOptions):
-            return inspect(opts, clients or real_clients(environ), console)
-        return reconcile(opts, clients or real_clients(environ, task_timeout=opts.task_timeout,
-                                                        task_idle_timeout=opts.task_idle_timeout), console)
-    except KeyboardInterrupt:
-        console.error("interrupted; nothing half-done is lost: run again to resume")
-        return _fail(console, "interrupted", ExitStatus.INTERRUPTED)
+            return inspect(opts, clients or real_clients(environ, request_timeout=opts.request_timeout,
+                                                         interruption=interruption, ca_file=opts.ca_file), console)
+        return reconcile(opts, clients or real_clients(environ, request_timeout=opts.request_timeout,
+                                                        task_timeout=opts.task_timeout,
+                                                        task_idle_timeout=opts.task_idle_timeout,
+                                                        interruption=interruption, ca_file=opts.ca_file), console)
+    except KeyboardInterrupt as e:
+        interruption.set()
+        what = e.message if isinstance(e, Interrupted) else "interrupted"
+        console.error(f"{what}; nothing half-done is lost: run again to resume")
+        return _fail(console, what, ExitStatus.INTERRUPTED)
     except MedperfApplyError as e:
         if debug:
             traceback.print_exc(file=stderr)

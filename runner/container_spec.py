@@ -17,7 +17,7 @@ import yaml
 import schemas
 from runner.errors import ContainerSpecError
 
-# The MedPerf keys MedPerf supplies to each task (reference 5.1); `parameters_file` and
+# The MedPerf keys MedPerf supplies to each task; `parameters_file` and
 # `additional_files` are supplied to every task by the container runner itself.
 SUPPLIED_KEYS: Mapping[str, frozenset[str]] = MappingProxyType({
     "prepare": frozenset({"data_path", "labels_path", "output_path", "output_labels_path", "metadata_path",

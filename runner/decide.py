@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.clients.retry import DEADLINE_S
 from runner.console import Console
 from runner.errors import ExitStatus, MedperfApplyError, ServerError, UsageError
 from runner.model import FORMAT_VERSION, ApprovalStatus, Ref, RemoteBenchmark, ServerSpec, latest_associations
@@ -29,6 +30,8 @@ class Decision:
     token_env: str = "MEDPERF_TOKEN"
     token_file: str | None = None
     state_dir: str | None = None
+    request_timeout: float = DEADLINE_S  # --request-timeout: one request, answer included
+    ca_file: str | None = None  # --ca-file: a private CA (overrides server.ca_file)
 
 
 def decide(d: Decision, clients: Clients, console: Console) -> int:
@@ -118,4 +121,5 @@ def _explain(e: ServerError, d: Decision, ds_id: int, ds_name: str, bench) -> Me
 def parse_decision(ns: Mapping) -> Decision:
     return Decision(decision=ns["decision"], benchmark=ns["benchmark"], dataset=ns["dataset"], server=ns.get("server"),
                     token_env=ns.get("token_env") or "MEDPERF_TOKEN", token_file=ns.get("token_file"),
-                    state_dir=ns.get("state_dir"))
+                    state_dir=ns.get("state_dir"), request_timeout=ns.get("request_timeout") or DEADLINE_S,
+                    ca_file=ns.get("ca_file"))

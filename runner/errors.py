@@ -27,12 +27,8 @@ EXIT_USAGE = ExitStatus.USAGE
 EXIT_INTERRUPTED = ExitStatus.INTERRUPTED
 
 
-class MedperfApplyError(Exception):
-    """Root of every error the runner reports: one line saying what, where, and what to do.
-
-    `log_path` is the log to read when there is one (a container task's, a model run's)."""
-
-    exit_code = ExitStatus.ERROR
+class _Said:
+    """What a reported condition says: what, where, and what to do (`log_path`: the log to read, if any)."""
 
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None,
                  log_path: str | None = None):
@@ -47,16 +43,28 @@ class MedperfApplyError(Exception):
         return f"{text}; {self.hint}" if self.hint else text
 
 
+class MedperfApplyError(_Said, Exception):
+    """Root of every error the runner reports: one line saying what, where, and what to do."""
+
+    exit_code = ExitStatus.ERROR
+
+
 class UsageError(MedperfApplyError):
     """The command line itself is wrong."""
 
     exit_code = ExitStatus.USAGE
 
 
-class Interrupted(MedperfApplyError):
-    """Ctrl-C or SIGTERM: stopped cleanly, resumable by running again."""
+class Interrupted(_Said, KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: stopped cleanly, resumable by running again.
+
+    A KeyboardInterrupt, not a MedperfApplyError: no handler of errors (a model's failure, a status report that
+    could not be sent) can take an interrupt for an error and go on."""
 
     exit_code = ExitStatus.INTERRUPTED
+
+    def __init__(self, message: str = "interrupted", **kw):
+        super().__init__(message, **kw)
 
 
 class ManifestError(MedperfApplyError):

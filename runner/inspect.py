@@ -8,16 +8,16 @@ from typing import Any
 
 import yaml
 
+from runner.clients.retry import DEADLINE_S
 from runner.console import Console
 from runner.errors import ExitStatus, UsageError
 from runner.load import load
 from runner.model import FORMAT_VERSION, Manifest, Observation, Ref, RemoteBenchmark
 from runner.observe import observe
 from runner.plan import select
-from runner.reconcile import Clients, state_root_of
+from runner.reconcile import Clients, state_root_of, validate_cached
 from runner.report import status as views
-from runner.state import StateDir
-from runner.validate import validate
+from runner.state import StateDir, ValidationCache
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class InspectOptions:
     state_dir: str | None = None
     benchmark: str | None = None  # results --benchmark
     format: str = "table"  # results --format table|yaml|json
+    request_timeout: float = DEADLINE_S  # --request-timeout: one request, answer included
+    ca_file: str | None = None  # --ca-file: a private CA (overrides server.ca_file)
 
 
 def inspect(opts: InspectOptions, clients: Clients, console: Console) -> int:
@@ -42,9 +44,9 @@ def inspect(opts: InspectOptions, clients: Clients, console: Console) -> int:
 def _observe(opts: InspectOptions, clients: Clients, console: Console) -> tuple[Manifest, Observation, StateDir]:
     docs = load(opts.manifests, variables=opts.variables, environ=clients.environ)
     state_root = state_root_of(docs, opts.state_dir, clients.environ)
-    manifest = validate(docs, cache_dir=state_root / "validated")
+    manifest = validate_cached(docs, ValidationCache(state_root))
     selected = select(manifest, opts.targets)
-    state = clients.state(state_root)
+    state = clients.state(state_root, read_only=True)
     api = clients.api(manifest.server, state)
     obs = observe(manifest, api=api, state=state, hasher=clients.hasher, names=set(selected),
                   progress=console.progress())

@@ -13,6 +13,7 @@ from runner.clients import Api, Hasher, NoProgress, Progress
 from runner.errors import ServerError
 from runner.model import (
     Manifest,
+    MissingField,
     Observation,
     Ref,
     RemoteAssociation,
@@ -53,8 +54,8 @@ def shaped(api: Api, what: str):
     try:
         yield
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise ServerError(f"the server's answer to GET /{what} does not hold MedPerf records "
-                          f"({type(e).__name__}: {e})", where=getattr(api, "base_url", None),
+        detail = str(e) if isinstance(e, MissingField) else f"{type(e).__name__}: {e}"
+        raise ServerError(f"the server's answer to GET /{what} does not hold MedPerf records ({detail})", where=getattr(api, "base_url", None),
                           hint="is this a MedPerf v0 server? check server.url") from e
 
 

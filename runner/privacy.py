@@ -1,4 +1,4 @@
-"""The privacy allowlist: exactly which fields each endpoint may receive from a data owner (DESIGN 4, ref 3.3).
+"""The privacy allowlist: exactly which fields each endpoint may receive from a data owner, and nothing else.
 
 Pure: check_body raises PrivacyViolation before anything is sent; describe lists the fields for the plan.
 """
@@ -86,6 +86,7 @@ _SET_OPERATIONAL = _Shape("set operational", {
     "input_data_hash": _is_hash, "generated_uid": _is_hash, "generated_metadata": _is_mapping,
     "state": _one_of("OPERATION"),
 }, frozenset({"input_data_hash", "generated_uid", "generated_metadata", "state"}))
+_UPDATE = _Shape("dataset update", {"description": _is_text(256), "location": _is_text(128)}, frozenset())
 _PREPARE_REPORT = _Shape("preparation status", {
     "report": _Shape("report", {"execution_status": _PREPARE_STATUS, "progress": _is_progress},
                      frozenset({"execution_status"})),
@@ -116,7 +117,7 @@ _SUBMIT = _Shape("result submission", {
 # (method, path pattern relative to /api/v0/) -> the bodies allowed there, first match wins.
 _ENDPOINTS: tuple[tuple[str, re.Pattern[str], tuple[_Shape, ...]], ...] = (
     ("POST", re.compile(r"datasets/"), (_REGISTER,)),
-    ("PUT", re.compile(rf"datasets/{_ID}/"), (_SET_OPERATIONAL, _PREPARE_REPORT)),
+    ("PUT", re.compile(rf"datasets/{_ID}/"), (_SET_OPERATIONAL, _PREPARE_REPORT, _UPDATE)),
     ("POST", re.compile(r"datasets/benchmarks/"), (_ASSOCIATE,)),
     ("PUT", re.compile(rf"datasets/{_ID}/benchmarks/{_ID}/"), (_APPROVE,)),
     ("POST", re.compile(r"results/"), (_CREATE_RESULT,)),
@@ -231,6 +232,8 @@ REGISTER_CONSTANTS = {"split_seed": 0, "submitted_as_prepared": False, "for_test
                       "user_metadata": {}}
 SET_OPERATIONAL_FIELDS = ("input_data_hash", "generated_uid", "generated_metadata", "state")
 PREPARE_REPORT_FIELDS = ("report",)
+# What a registered dataset's update may send (MedPerf lets its owner change them while it is in DEVELOPMENT).
+UPDATABLE_FIELDS = ("description", "location")
 # POST results/ (MedPerf's Execution schema, without the read-only and null keys)
 RESULT_RECORD_FIELDS = ("name", "benchmark", "model", "dataset", "results", "metadata", "user_metadata",
                         "model_report", "evaluation_report")
@@ -238,6 +241,18 @@ RESULT_RECORD_FIELDS = ("name", "benchmark", "model", "dataset", "results", "met
 ASSOCIATE_SHOWN = ("test_result",)  # with dataset, benchmark, approval_status=PENDING
 RUN_SHOWN = ("model_report", "evaluation_report")  # status reports (execution_status only) on the result record
 SUBMIT_SHOWN = ("results", "partial")
+
+
+def is_interrupted_report(method: str, path: str, body: Mapping) -> bool:
+    """The one kind of body sent after an interrupt: a status report marking the stopped task `interrupted`."""
+    if method.upper() != "PUT" or not isinstance(body, Mapping) or len(body) != 1:
+        return False
+    rel = normalize(path)
+    (key, value), = body.items()
+    if re.fullmatch(rf"datasets/{_ID}/", rel) and key == "report" or \
+            re.fullmatch(rf"results/{_ID}/", rel) and key in ("model_report", "evaluation_report"):
+        return isinstance(value, Mapping) and value.get("execution_status") == "interrupted"
+    return False
 
 
 def json_safe(value: Any) -> Any:

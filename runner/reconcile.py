@@ -13,6 +13,7 @@ from typing import Any
 from runner.apply.applier import Applier
 from runner.apply.context import RunContext, WaitPolicy
 from runner.clients import Api, ContainerRunner, Hasher
+from runner.clients.retry import DEADLINE_S
 from runner.console import Console
 from runner.errors import ExitStatus, PlanFileError, StalePlan, UsageError
 from runner.journal import write_atomic
@@ -35,8 +36,9 @@ from runner.observe import observe
 from runner.plan import Selection, select
 from runner.plan import plan as make_plan
 from runner.report import plan as report
-from runner.state import StateDir, root_for
-from runner.validate import validate
+from runner.signals import Interruption
+from runner.state import StateDir, ValidationCache, root_for
+from runner.validate import digest, validate
 
 
 @dataclass(frozen=True)
@@ -60,13 +62,15 @@ class Options:
     task_timeout: float | None = None  # apply --task-timeout: wall clock per container task
     task_idle_timeout: float | None = None  # apply --task-idle-timeout: no output for this long stops a task
     request_again: bool = False  # plan/apply --request-again: a REJECTED association is requested anew
+    request_timeout: float = DEADLINE_S  # --request-timeout: one request, answer included
+    ca_file: str | None = None  # --ca-file: a private CA (overrides server.ca_file)
 
 
 @dataclass(frozen=True)
 class Clients:
     """How to build the edges, decided in cli.py (tests pass fakes)."""
 
-    state: Callable[[Path], StateDir]  # root -> StateDir
+    state: Callable[..., StateDir]  # (root, read_only=False) -> StateDir
     api: Callable[[ServerSpec, StateDir], Api]  # (server, state) -> Api
     runner: Callable[[StateDir], ContainerRunner]  # called only when a container must run
     hasher: Hasher
@@ -74,6 +78,7 @@ class Clients:
     sleep: Callable[[float], None] = time.sleep  # --wait's pauses (tests pass a fake clock)
     poll: tuple[float, float] = (5.0, 60.0)  # --wait polls after 5 s, doubling up to 60 s
     clock: Callable[[], float] = time.monotonic
+    interruption: Interruption = field(default_factory=Interruption)  # set by SIGINT/SIGTERM (runner/signals.py)
 
 
 class EventLog:
@@ -131,9 +136,9 @@ def reconcile(opts: Options, clients: Clients, console: Console) -> int:
     if opts.command == "validate":
         return _validated(validate(docs), console)
     state_root = state_root_of(docs, opts.state_dir, clients.environ)
-    manifest = validate(docs, cache_dir=state_root / "validated")
-    run = _Run(opts, clients, console, EventLog(opts.event_log), manifest, clients.state(state_root),
-               select(manifest, opts.targets))
+    manifest = validate_cached(docs, ValidationCache(state_root))
+    run = _Run(opts, clients, console, EventLog(opts.event_log), manifest,
+               clients.state(state_root, read_only=opts.command == "plan"), select(manifest, opts.targets))
     try:
         if opts.command == "plan":
             return _plan(run)
@@ -147,6 +152,16 @@ def reconcile(opts: Options, clients: Clients, console: Console) -> int:
         raise
     finally:
         run.events.close()
+
+
+def validate_cached(docs: Sequence[Document], cache: ValidationCache) -> Manifest:
+    """Validate, skipping the schema for documents that passed it before; remember the ones that pass now."""
+    key = digest(docs)
+    known = cache.knows(key)
+    manifest = validate(docs, known_valid=known)
+    if not known:
+        cache.remember(key)
+    return manifest
 
 
 def state_root_of(docs: Sequence[Document], override: str | None, environ: Mapping[str, str]) -> Path:
@@ -288,7 +303,8 @@ def _applier(run: _Run, plan: Plan, obs: Observation, quiet: set[str]) -> Applie
     ctx = RunContext(manifest=run.manifest, obs=obs, api=run.api, state=run.state, hasher=clients.hasher,
                      runner_factory=lambda: clients.runner(run.state), ask=ask if run.interactive else None,
                      progress=console.progress(), clock=clients.clock, sleep=clients.sleep,
-                     wait=WaitPolicy(opts.wait_timeout if opts.wait else None, *clients.poll), notify=console.say)
+                     wait=WaitPolicy(opts.wait_timeout if opts.wait else None, *clients.poll), notify=console.say,
+                     interrupted=clients.interruption.is_set)
     return Applier(ctx=ctx, plan=plan, on_start=on_start, on_end=on_end, parallel=max(1, opts.parallel))
 
 

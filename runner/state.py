@@ -3,7 +3,7 @@
 ```
 <root>/datasets/<id>/{data/, labels/, metadata/, logs/, statistics.yaml, report.yaml, raw.yaml, .ready}
 <root>/results/<id>/{results.yaml, result-info.yaml, predictions/, logs/, local_outputs/, .partial, .executed}
-<root>/{hash-cache.sqlite, journal.jsonl, ledger.jsonl, lock, containers/, validated/}
+<root>/{hash-cache.sqlite, journal.jsonl, ledger.jsonl, lock, containers/, validated/<manifest digest>}
 ```
 """
 
@@ -33,6 +33,26 @@ def root_for(server_url: str, override: str | Path | None = None, environ: Mappi
     if env:
         return Path(env).expanduser().absolute()
     return Path.home() / ".medperf_apply" / server_dir_name(server_url)
+
+
+class ValidationCache:
+    """validated/<digest>: manifests that passed the schema before (jsonschema is not even imported for them)."""
+
+    def __init__(self, state_root: Path):
+        self.folder = Path(state_root) / "validated"
+
+    def knows(self, key: str) -> bool:
+        return (self.folder / key).exists()
+
+    def remember(self, key: str) -> None:
+        try:
+            # The state dir may not exist yet: create it private (0700), as StateDir does, or it would stay
+            # world-readable with the prepared data and results later written under it.
+            self.folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.folder.mkdir(exist_ok=True)
+            (self.folder / key).touch()
+        except OSError:
+            pass  # a cache only
 
 
 @dataclass(frozen=True)
@@ -157,14 +177,18 @@ class ResultDir:
 class StateDir:
     """One server's local state: prepared datasets, local results, hash cache, journal, ledger, lock."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, read_only: bool = False):
+        """`read_only`: for the commands that change nothing (plan, status, results): a state dir that cannot be
+        written (a read-only mount, a backup) is read as it is, and the hash cache is kept in memory."""
         self.root = Path(root).expanduser().absolute()
+        self.read_only = read_only
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as e:
-            raise StateError(f"cannot create the state dir: {e.strerror or e}", where=str(self.root),
-                             hint="choose another with --state-dir or MEDPERF_APPLY_HOME") from e
-        if not os.access(self.root, os.W_OK | os.X_OK):
+            if not read_only:
+                raise StateError(f"cannot create the state dir: {e.strerror or e}", where=str(self.root),
+                                 hint="choose another with --state-dir or MEDPERF_APPLY_HOME") from e
+        if not read_only and not os.access(self.root, os.W_OK | os.X_OK):
             raise StateError("the state dir is not writable", where=str(self.root),
                              hint="fix its permissions or choose another with --state-dir")
         self.journal = Journal(self.root / "journal.jsonl")
@@ -191,8 +215,11 @@ class StateDir:
         return self.root / "containers"
 
     def hash_cache(self) -> HashCache:
-        """Open the hash cache (the caller closes it)."""
-        return HashCache(self.root / "hash-cache.sqlite")
+        """Open the hash cache (the caller closes it); in memory for a read-only command on a read-only dir."""
+        path = self.root / "hash-cache.sqlite"
+        if self.read_only and not os.access(self.root, os.W_OK):
+            return HashCache(Path(":memory:"))
+        return HashCache(path)
 
     @property
     def lock_path(self) -> Path:

@@ -6,7 +6,6 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import schemas
@@ -120,26 +119,17 @@ def _explain(doc: Document, e) -> list[Problem]:
     return [Problem(where, jp, e.message)]
 
 
-def validate(docs: Sequence[Document], *, check_paths: bool = True, cache_dir: Path | None = None) -> Manifest:
-    """Return the typed Manifest of `docs`, or raise InvalidManifest listing every problem."""
+def validate(docs: Sequence[Document], *, check_paths: bool = True, known_valid: bool = False) -> Manifest:
+    """Return the typed Manifest of `docs`, or raise InvalidManifest listing every problem.
+
+    known_valid: these exact documents passed the schema before (the caller's cache): only paths are checked."""
     if not docs:
         raise ManifestError("no manifest document found", hint="give a file or folder holding a DataOwner manifest")
-    key = digest(docs) if cache_dir is not None else None
-    cached = key is not None and (cache_dir / key).exists()
-    problems = [] if cached else schema_problems(docs)
+    problems = [] if known_valid else schema_problems(docs)
     if check_paths:
         problems.extend(path_problems(docs))
     if problems:
         raise InvalidManifest(sorted(problems, key=lambda p: (p.where.file, p.where.line, p.where.col)))
-    if key is not None and not cached:
-        try:
-            # The cache lives in the state dir, which may not exist yet: create it private (0700), as StateDir
-            # does, or it would stay world-readable with the prepared data and results later written under it.
-            cache_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            cache_dir.mkdir(exist_ok=True)
-            (cache_dir / key).touch()
-        except OSError:
-            pass  # a cache only
     return build(docs)
 
 
@@ -149,10 +139,11 @@ def path_problems(docs: Sequence[Document]) -> list[Problem]:
     for doc in docs:
         data = doc.data if isinstance(doc.data, dict) else {}
         s = data.get("server")
-        if isinstance(s, dict) and isinstance(s.get("token_file"), str):
-            f = doc.folder / s["token_file"]
-            if not f.is_file():
-                problems.append(Problem(doc.where(("server", "token_file")), "server.token_file", f"no such file: {f}"))
+        for key in ("token_file", "ca_file"):
+            if isinstance(s, dict) and isinstance(s.get(key), str):
+                f = doc.folder / s[key]
+                if not f.is_file():
+                    problems.append(Problem(doc.where(("server", key)), f"server.{key}", f"no such file: {f}"))
         datasets = data.get("datasets")
         for i, d in enumerate(datasets if isinstance(datasets, list) else ()):
             for k in ("data_path", "labels_path"):
@@ -169,6 +160,20 @@ def _ref(kind: str, value: Any) -> Ref:
     return Ref(kind, int(value) if isinstance(value, int) else str(value))
 
 
+def _repeated_benchmarks(doc: Document, base: tuple, benchmarks: Sequence[dict]) -> list[Problem]:
+    """A benchmark listed twice for one dataset (a template produces this easily): both places named."""
+    problems, seen = [], {}
+    for j, b in enumerate(benchmarks):
+        key = str(b["benchmark"])
+        path = (*base, "benchmarks", j, "benchmark")
+        if key in seen:
+            problems.append(Problem(doc.where(path), json_path(path),
+                                    f"benchmark {key!r} is listed twice for this dataset (also at {seen[key]})",
+                                    "list each benchmark once per dataset"))
+        seen.setdefault(key, doc.where(path))
+    return problems
+
+
 def build(docs: Sequence[Document]) -> Manifest:
     """Turn schema-valid documents into a Manifest; check duplicates and that one server is named."""
     problems: list[Problem] = []
@@ -178,8 +183,9 @@ def build(docs: Sequence[Document]) -> Manifest:
     for doc in docs:
         s = doc.data["server"]
         token_file = (doc.folder / s["token_file"]) if s.get("token_file") else None
+        ca_file = (doc.folder / s["ca_file"]).resolve() if s.get("ca_file") else None
         this = ServerSpec(url=s["url"].rstrip("/"), token_env=s.get("token_env"), token_file=token_file,
-                          where=doc.where(("server",)))
+                          where=doc.where(("server",)), ca_file=ca_file)
         if server is None:
             server = this
         elif (this.url, this.token_env, this.token_file) != (server.url, server.token_env, server.token_file):
@@ -206,6 +212,7 @@ def build(docs: Sequence[Document]) -> Manifest:
                 )
                 for j, b in enumerate(d.get("benchmarks") or ())
             )
+            problems.extend(_repeated_benchmarks(doc, base, d.get("benchmarks") or ()))
             datasets.append(DatasetSpec(
                 name=d["name"], data_path=paths["data_path"], labels_path=paths["labels_path"],
                 prepare_with=_ref(kind, value), state=DesiredState(d.get("state", "operational")),

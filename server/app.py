@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import bottle
 
+from server import routes
 from server.auth import Authenticator
 from server.db import Connection, Database
 from server.errors import ApiError, ParseError, TooLarge
@@ -129,8 +130,6 @@ class ApiPlugin:
 
 def make_app(settings: Settings, *, migrate: bool = True) -> bottle.Bottle:
     """Build the WSGI app for `settings` (migrating the database first unless told not to)."""
-    from server.routes import route_modules
-
     db = Database(settings.db_url, pool_size=settings.pool_size)
     if migrate:
         db.migrate()
@@ -138,7 +137,7 @@ def make_app(settings: Settings, *, migrate: bool = True) -> bottle.Bottle:
     app.config["medperf.settings"] = settings
     app.config["medperf.db"] = db
     app.install(ApiPlugin(db, Authenticator(settings), settings))
-    for module in route_modules():
+    for module in routes.MODULES:
         module.register(app)
 
     def json_errors(res: bottle.HTTPError):

@@ -1,7 +1,9 @@
 """Bearer authentication: server-issued API tokens (stored as SHA-256) and RS256 JWTs from an OIDC provider.
 
-A token with two dots is a JWT (verified with the configured PEM key or JWKS URL, issuer, audience and
-email claim; its user is created on first use, username = `sub`); anything else is an API token.
+A token with two dots is a JWT (verified with the configured PEM key or JWKS URL, issuer, audience, expiry and
+email claim); anything else is an API token. A JWT's user is found by its subject (`sub`, kept as username): a
+user known by email alone is linked to a subject once, only when the provider asserts the email is verified, and
+a user bound to one subject is never another's; otherwise the user is created on first use.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class Authenticator:
         self._cache: dict[str, tuple[float, dict]] = {}  # token hash -> (expires, user)
         self._jwks_client = None
         if settings.jwt_jwks_url:
-            import jwt
+            import jwt  # here, not at the top: PyJWT loads cryptography, which only JWT servers need
 
             self._jwks_client = jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True)
 
@@ -77,7 +79,7 @@ class Authenticator:
         return dict(user)
 
     def _jwt_user(self, conn: Connection, token: str) -> tuple[dict, float]:
-        import jwt
+        import jwt  # as in __init__: only a JWT request pays for loading cryptography
 
         s = self.settings
         if not s.jwt_enabled:
@@ -90,19 +92,38 @@ class Authenticator:
                 algorithms=["RS256"],
                 audience=s.jwt_audience,
                 issuer=s.jwt_issuer,
-                options={"require": ["sub"], "verify_aud": s.jwt_audience is not None},
+                options={"require": ["sub", "exp"], "verify_aud": s.jwt_audience is not None},
+                leeway=s.jwt_leeway_s,
             )
         except jwt.PyJWTError as e:
             raise NotAuthenticated({"detail": f"Given token not valid: {e}"}) from e
         email = claims.get(s.jwt_email_claim)
         if not email or not isinstance(email, str):
             raise NotAuthenticated({"detail": f"Token has no '{s.jwt_email_claim}' claim"})
-        ttl = CACHE_SECONDS if "exp" not in claims else max(0.0, min(CACHE_SECONDS, claims["exp"] - time.time()))
-        return self._user_for(conn, claims["sub"], email), ttl
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not sub:
+            raise NotAuthenticated({"detail": "Token has no usable 'sub' claim"})
+        ttl = max(0.0, min(CACHE_SECONDS, claims["exp"] - time.time()))
+        verified = claims.get(s.jwt_email_verified_claim) is True
+        return self._user_for(conn, sub, email, verified), ttl
 
-    def _user_for(self, conn: Connection, sub: str, email: str) -> dict:
-        user = store.get_user_by_username(conn, sub) or store.get_user_by_email(conn, email)
+    def _user_for(self, conn: Connection, sub: str, email: str, verified: bool) -> dict:
+        user = store.get_user_by_username(conn, sub)
         if user is not None:
+            return user
+        known = store.get_user_by_email(conn, email)
+        if known is not None:
+            if known["username"] != known["email"]:
+                raise NotAuthenticated({"detail": f"The email {email} belongs to another sign-in of this registry; "
+                                                  "this token's subject is not that user's."})
+            if not verified:
+                raise NotAuthenticated({"detail": f"The identity provider does not assert that {email} is verified "
+                                                  f"('{self.settings.jwt_email_verified_claim}'): the existing user "
+                                                  "with that email is not linked to this sign-in."})
+            store.bind_user_to_subject(conn, known["id"], email, sub)
+            user = store.get_user_by_username(conn, sub)
+            if user is None:  # bound meanwhile to another subject
+                raise NotAuthenticated({"detail": f"The email {email} belongs to another sign-in of this registry."})
             return user
         try:
             return store.insert_user(conn, username=sub, email=email)

@@ -1,4 +1,4 @@
-"""medperf-server: argv -> Settings; run (waitress), user create, seed, migrate. Nothing else."""
+"""medperf-server: argv -> Settings; run (cheroot, HTTP or HTTPS), user create, seed, migrate. Nothing else."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import logging
 import os
 import sys
 
-from server.settings import DEFAULT_DB, DEFAULT_EMAIL_CLAIM, Settings
+from server import auth, store
+from server.app import make_app
+from server.db import Database, DatabaseError
+from server.seed import SeedError, load_components, seed_demo, write_tokens
+from server.settings import DEFAULT_DB, DEFAULT_EMAIL_CLAIM, DEFAULT_EMAIL_VERIFIED_CLAIM, Settings
+from server.wsgi import TLSFileError, make_server
 
 DEFAULT_TOKENS_FILE = "medperf-server-tokens.json"
 
@@ -15,7 +20,8 @@ DEFAULT_TOKENS_FILE = "medperf-server-tokens.json"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medperf-server",
-        description="MedPerf's v0 registry API (Bottle + waitress) on SQLite or PostgreSQL.",
+        description="MedPerf's v0 registry API (Bottle + cheroot) on SQLite or PostgreSQL.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--db",
@@ -24,15 +30,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="serve the API with waitress")
-    run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=8000)
-    run.add_argument("--threads", type=int, default=4, help="waitress worker threads (default 4)")
+    run = sub.add_parser("run", help="serve the API (HTTPS with --certfile and --keyfile)",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    run.add_argument("--port", type=int, default=8000, help="port to listen on")
+    run.add_argument("--threads", type=int, default=4, help="worker threads")
+    run.add_argument("--certfile", help="PEM certificate (chain) to serve HTTPS; with --keyfile")
+    run.add_argument("--keyfile", help="PEM private key of --certfile")
     run.add_argument("--jwt-public-key-file", help="PEM public key verifying RS256 JWTs")
     run.add_argument("--jwt-jwks-url", help="JWKS URL of the OIDC provider")
     run.add_argument("--jwt-issuer")
     run.add_argument("--jwt-audience")
-    run.add_argument("--jwt-email-claim", default=None, help=f"default {DEFAULT_EMAIL_CLAIM}")
+    run.add_argument("--jwt-email-claim", default=None, help=f"the claim holding the user's email (default "
+                     f"{DEFAULT_EMAIL_CLAIM})")
+    run.add_argument("--jwt-email-verified-claim", default=None, help="the claim asserting the email is verified: "
+                     "only then is a user known by email alone linked to the token's subject, once (default "
+                     f"{DEFAULT_EMAIL_VERIFIED_CLAIM})")
     run.add_argument("--auto-approve-benchmarks-from", default=None,
                      help="comma-separated owner emails whose benchmarks are approved at once")
     run.add_argument("--no-web", action="store_true", help="do not serve the web page at / (nor /login, /logout)")
@@ -62,7 +75,8 @@ def _settings(args) -> Settings:
             with open(args.jwt_public_key_file, encoding="utf-8") as f:
                 overrides["jwt_public_key"] = f.read()
         overrides.update(jwt_jwks_url=args.jwt_jwks_url, jwt_issuer=args.jwt_issuer,
-                         jwt_audience=args.jwt_audience, jwt_email_claim=args.jwt_email_claim)
+                         jwt_audience=args.jwt_audience, jwt_email_claim=args.jwt_email_claim,
+                         jwt_email_verified_claim=args.jwt_email_verified_claim)
         if args.auto_approve_benchmarks_from:
             emails = [e.strip() for e in args.auto_approve_benchmarks_from.split(",") if e.strip()]
             overrides["auto_approve_benchmarks_from"] = tuple(emails)
@@ -74,37 +88,37 @@ def _settings(args) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="medperf-server: %(message)s", stream=sys.stderr)
-    from server.db import DatabaseError
-    from server.seed import SeedError
-
     try:
         settings = _settings(args)
         return COMMANDS[args.command](args, settings)
-    except (DatabaseError, SeedError, ValueError, OSError) as e:
+    except (DatabaseError, SeedError, TLSFileError, ValueError, OSError) as e:
         print(f"medperf-server: {e}", file=sys.stderr)
         return 1
 
 
 def cmd_run(args, settings: Settings) -> int:
-    import waitress
-
-    from server.app import make_app
-
     app = make_app(settings)
     # Requests are short and mostly wait on the database: hand the GIL over sooner than the 5 ms
     # default so a thread whose query returned does not queue behind a busy one (measured by bench/).
     sys.setswitchinterval(0.001)
-    print(f"medperf-server: serving http://{args.host}:{args.port}/api/v0/ ({settings.db_url}, "
+    if bool(args.certfile) != bool(args.keyfile):
+        raise ValueError("--certfile and --keyfile go together (HTTPS needs both)")
+    server = make_server(app, host=args.host, port=args.port, threads=args.threads, certfile=args.certfile,
+                         keyfile=args.keyfile)
+    scheme = "https" if args.certfile else "http"
+    server.prepare()  # binds now: a port in use is an error before "serving" is said
+    print(f"medperf-server: serving {scheme}://{args.host}:{server.bind_addr[1]}/api/v0/ ({settings.db_url}, "
           f"{args.threads} threads)", file=sys.stderr, flush=True)
-    waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="medperf-server",
-                   _quiet=True)
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
     return 0
 
 
 def cmd_user(args, settings: Settings) -> int:
-    from server import auth, store
-    from server.db import Database
-
     db = Database(settings.db_url, pool_size=1)
     db.migrate()
     try:
@@ -131,9 +145,6 @@ def cmd_user(args, settings: Settings) -> int:
 
 
 def cmd_seed(args, settings: Settings) -> int:
-    from server.app import make_app
-    from server.seed import load_components, seed_demo, write_tokens
-
     components = load_components(args.components)
     app = make_app(settings)
     tokens = seed_demo(app, components)
@@ -143,8 +154,6 @@ def cmd_seed(args, settings: Settings) -> int:
 
 
 def cmd_migrate(args, settings: Settings) -> int:
-    from server.db import Database
-
     db = Database(settings.db_url, pool_size=1)
     applied = db.migrate()
     db.close()

@@ -19,10 +19,16 @@ from pathlib import Path
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_LOCK_KEY = 7_340_001  # any constant; one lock serializes writers on PostgreSQL
+BIGINT_MAX = 2**63 - 1  # integer columns are BIGINT: neither backend can bind a larger value
 
 
 class DatabaseError(Exception):
     """The database could not be reached or migrated; the message says which URL and why."""
+
+
+def fits_bigint(n: int) -> bool:
+    """True if an integer column can hold `n` (the one place the bound is checked: ids, filters, bodies)."""
+    return -BIGINT_MAX <= n <= BIGINT_MAX
 
 
 def now() -> str:
@@ -139,7 +145,7 @@ class Database:
     def _open(self) -> Connection:
         try:
             if self.dialect == "postgresql":
-                import psycopg
+                import psycopg  # here, not at the top: a SQLite server should not pay for loading libpq
                 from psycopg.rows import dict_row
 
                 raw = psycopg.connect(self.target.location, autocommit=True, row_factory=dict_row, connect_timeout=10)
@@ -176,7 +182,8 @@ class Database:
             self._idle.put(conn)
 
     def connection(self):
-        """Context manager lending a pooled connection (autocommit unless begin_write is called)."""
+        """Context manager lending a pooled connection (autocommit unless begin_write is called); a block
+        that raises gets its connection closed, not pooled."""
         return _Lease(self)
 
     def close(self):
@@ -222,14 +229,9 @@ class _Lease:
         return self.conn
 
     def __exit__(self, exc_type, exc, tb):
-        self.db.release(self.conn, broken=exc_type is not None and not _is_api_error(exc))
+        # Whatever the block raised, the connection may be mid-statement: close it rather than pool it.
+        self.db.release(self.conn, broken=exc_type is not None)
         return False
-
-
-def _is_api_error(exc) -> bool:
-    from server.errors import ApiError
-
-    return isinstance(exc, ApiError)
 
 
 def migration_files() -> list[tuple[str, str]]:

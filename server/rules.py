@@ -152,6 +152,11 @@ def public_dataset(dataset: dict) -> dict:
     return {k: v for k, v in dataset.items() if k not in DATASET_PRIVATE_FIELDS}
 
 
+def benchmark_view(user, benchmark: dict) -> dict:
+    """Owner and admin see the auto-approval allow lists; everyone else the public fields."""
+    return benchmark if sees_full_benchmark(user, benchmark) else public_benchmark(benchmark)
+
+
 # ---------------------------------------------------------------- state transitions
 
 
@@ -193,6 +198,12 @@ def check_model_update(current: dict, body: dict) -> dict:
     changes = changed_fields(current, body)
     _locked_when_operational(current, changes, MODEL_EDITABLE_IN_OPERATION)
     return changes
+
+
+def check_unique_name(existing: dict | None, resource: str):
+    """A name already taken by `existing` (the record found under it, or None) is refused."""
+    if existing is not None:
+        raise Invalid({"name": [f"{resource} with this name already exists."]})
 
 
 def check_tarball_fields(url: str, tarball_hash: str):

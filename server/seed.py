@@ -15,13 +15,10 @@ from pathlib import Path
 from server import auth, store
 from server.inprocess import ApiCaller
 
-USERS = (
-    ("testadmin@example.com", True),
-    ("testbo@example.com", False),
-    ("testmo@example.com", False),
-    ("testdo@example.com", False),
-    ("testdo2@example.com", False),
+TESTADMIN, TESTBO, TESTMO, TESTDO, TESTDO2 = (
+    "testadmin@example.com", "testbo@example.com", "testmo@example.com", "testdo@example.com", "testdo2@example.com",
 )
+USERS = ((TESTADMIN, True), (TESTBO, False), (TESTMO, False), (TESTDO, False), (TESTDO2, False))  # (email, admin)
 COMPONENT_KEYS = ("prep", "reference_model", "metrics", "second_model")
 RECORD_KEYS = (
     "name", "container_config", "parameters_config", "image_hash",
@@ -165,9 +162,9 @@ def seed_demo(app, components: dict | None = None) -> dict[str, str]:
             _user, tokens[email] = auth.create_user_with_token(conn, email, is_admin)
         conn.commit()
 
-    admin = ApiCaller(app, tokens["testadmin@example.com"])
-    bo = ApiCaller(app, tokens["testbo@example.com"])
-    mo = ApiCaller(app, tokens["testmo@example.com"])
+    admin = ApiCaller(app, tokens[TESTADMIN])
+    bo = ApiCaller(app, tokens[TESTBO])
+    mo = ApiCaller(app, tokens[TESTMO])
 
     prep = _ok("POST prep container", 201, bo.call("POST", "/mlcubes/", _container_body(components["prep"])))
     ref_record = components["reference_model"]

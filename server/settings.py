@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 DEFAULT_DB = "./medperf-server.sqlite3"
 DEFAULT_EMAIL_CLAIM = "https://medperf.org/email"
+DEFAULT_EMAIL_VERIFIED_CLAIM = "email_verified"
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,11 @@ class Settings:
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_email_claim: str = DEFAULT_EMAIL_CLAIM
+    jwt_email_verified_claim: str = DEFAULT_EMAIL_VERIFIED_CLAIM
+    """The claim by which the provider asserts the email was verified: only then is a user known by email alone
+    (seeded, or made by `user create`) linked to the token's `sub`, once."""
+    jwt_leeway_s: float = 5.0
+    """Clock skew tolerated on exp, nbf and iat."""
     max_body_bytes: int = 2_621_440
     """Largest request body accepted (413 beyond): Django's DATA_UPLOAD_MAX_MEMORY_SIZE, as MedPerf runs it."""
     web_ui: bool = True
@@ -60,7 +66,7 @@ class Settings:
         if key_file:
             with open(key_file, encoding="utf-8") as f:
                 values["jwt_public_key"] = f.read()
-        for name in ("jwt_jwks_url", "jwt_issuer", "jwt_audience", "jwt_email_claim"):
+        for name in ("jwt_jwks_url", "jwt_issuer", "jwt_audience", "jwt_email_claim", "jwt_email_verified_claim"):
             v = env.get("MEDPERF_SERVER_" + name.upper())
             if v:
                 values[name] = v

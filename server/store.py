@@ -1,8 +1,12 @@
 """All SQL of the server, one function per query. Rows go in and come out as API-shaped dicts.
 
 Columns are named after the API fields. JSON columns are stored as text and decoded here; boolean
-columns are 0/1 integers. Every "latest" query orders by (created_at DESC, id DESC), so two rows
-created within the same microsecond are still ordered deterministically.
+columns are 0/1 integers. Every "latest" query orders by LATEST_FIRST (created_at DESC, id DESC), so two
+rows created within the same microsecond are still ordered deterministically.
+
+One module past ~400 lines on purpose: its sections go by resource, but every query shares the table
+metadata below and the private helpers (_insert, _get, _update, _page); split into a package, it would
+need a face re-exporting some sixty names that routes, auth and seed call as `store.<query>`.
 """
 
 from __future__ import annotations
@@ -80,6 +84,14 @@ FILTERABLE = {
     "results": {"name", "owner", "benchmark", "model", "dataset", "is_valid", "approval_status"},
 }
 LATEST_FIRST = "created_at DESC, id DESC"
+
+
+def _latest(column: str, table: str, subject: str, subject_value: str, benchmark_value: str) -> str:
+    """A scalar subquery: `column` of the latest `table` row of one (subject, benchmark) pair. The values
+    are SQL (`?` or an outer query's qualified column); LATEST_FIRST's unqualified names resolve to the
+    subquery's own table."""
+    return (f"(SELECT {column} FROM {table} WHERE {subject} = {subject_value}"
+            f" AND benchmark = {benchmark_value} ORDER BY {LATEST_FIRST} LIMIT 1)")
 
 
 # ---------------------------------------------------------------- encoding
@@ -194,6 +206,13 @@ def get_user_by_username(conn: Connection, username: str) -> dict | None:
 
 def get_user_by_email(conn: Connection, email: str) -> dict | None:
     return _decode("users", conn.one("SELECT * FROM users WHERE email = ?", (email,)))
+
+
+def bind_user_to_subject(conn: Connection, user_id: int, email: str, subject: str) -> bool:
+    """Link a user known by email alone (username = email) to an identity provider's subject; False when it is
+    already bound (another request did it, or another subject)."""
+    return conn.execute("UPDATE users SET username = ? WHERE id = ? AND username = ?",
+                        (subject, user_id, email)).rowcount == 1
 
 
 def get_user_by_token_hash(conn: Connection, token_hash: str) -> dict | None:
@@ -416,9 +435,8 @@ def list_dataset_associations_for_user(conn: Connection, user_id: int, limit: in
 def user_has_approved_dataset_in(conn: Connection, user_id: int, benchmark_id: int) -> bool:
     """True if one of the user's datasets has APPROVED as its latest association with the benchmark."""
     row = conn.one(
-        "SELECT 1 AS hit FROM datasets d WHERE d.owner = ? AND ("
-        " SELECT a.approval_status FROM benchmark_datasets a WHERE a.dataset = d.id AND a.benchmark = ?"
-        " ORDER BY a.created_at DESC, a.id DESC LIMIT 1) = 'APPROVED' LIMIT 1",
+        "SELECT 1 AS hit FROM datasets d WHERE d.owner = ? AND "
+        f"{_latest('approval_status', 'benchmark_datasets', 'dataset', 'd.id', '?')} = 'APPROVED' LIMIT 1",
         (user_id, benchmark_id),
     )
     return row is not None
@@ -427,9 +445,8 @@ def user_has_approved_dataset_in(conn: Connection, user_id: int, benchmark_id: i
 def all_latest_dataset_associations(conn: Connection) -> list[dict]:
     """The latest row of every (dataset, benchmark) pair (the web page shows them to an admin)."""
     rows = conn.all(
-        "SELECT a.* FROM benchmark_datasets a WHERE NOT EXISTS ("
-        " SELECT 1 FROM benchmark_datasets b WHERE b.dataset = a.dataset AND b.benchmark = a.benchmark"
-        " AND (b.created_at > a.created_at OR (b.created_at = a.created_at AND b.id > a.id)))"
+        "SELECT a.* FROM benchmark_datasets a WHERE a.id = "
+        f"{_latest('id', 'benchmark_datasets', 'dataset', 'a.dataset', 'a.benchmark')}"
         " ORDER BY a.benchmark, a.dataset"
     )
     return [_decode("benchmark_datasets", r) for r in rows]
@@ -483,9 +500,8 @@ def list_model_associations_for_user(conn: Connection, user_id: int, limit: int,
 
 def user_has_approved_model_in(conn: Connection, user_id: int, benchmark_id: int) -> bool:
     row = conn.one(
-        "SELECT 1 AS hit FROM models m WHERE m.owner = ? AND ("
-        " SELECT a.approval_status FROM benchmark_models a WHERE a.model = m.id AND a.benchmark = ?"
-        " ORDER BY a.created_at DESC, a.id DESC LIMIT 1) = 'APPROVED' LIMIT 1",
+        "SELECT 1 AS hit FROM models m WHERE m.owner = ? AND "
+        f"{_latest('approval_status', 'benchmark_models', 'model', 'm.id', '?')} = 'APPROVED' LIMIT 1",
         (user_id, benchmark_id),
     )
     return row is not None
@@ -510,10 +526,8 @@ def result_creation_facts(conn: Connection, benchmark_id: int, model_id: int, da
         "SELECT b.reference_model AS reference_model,"
         " (SELECT 1 FROM models m WHERE m.id = ?) AS model_exists,"
         " (SELECT 1 FROM datasets d WHERE d.id = ?) AS dataset_exists,"
-        " (SELECT a.approval_status FROM benchmark_datasets a WHERE a.dataset = ? AND a.benchmark = b.id"
-        "  ORDER BY a.created_at DESC, a.id DESC LIMIT 1) AS dataset_status,"
-        " (SELECT a.approval_status FROM benchmark_models a WHERE a.model = ? AND a.benchmark = b.id"
-        "  ORDER BY a.created_at DESC, a.id DESC LIMIT 1) AS model_status"
+        f" {_latest('approval_status', 'benchmark_datasets', 'dataset', '?', 'b.id')} AS dataset_status,"
+        f" {_latest('approval_status', 'benchmark_models', 'model', '?', 'b.id')} AS model_status"
         " FROM benchmarks b WHERE b.id = ?",
         (model_id, dataset_id, dataset_id, model_id, benchmark_id),
     )

@@ -13,9 +13,8 @@ import jsonschema
 from referencing import Registry, Resource
 
 import schemas
+from server.db import BIGINT_MAX, fits_bigint
 from server.errors import Invalid
-
-INT64_MAX = 2**63 - 1  # integer columns are BIGINT
 
 API_SCHEMAS = (
     "api-mlcube", "api-model", "api-benchmark", "api-dataset", "api-dataset-association",
@@ -95,8 +94,8 @@ def validate(body, name: str, *, partial: bool = False) -> dict:
     for key, value in body.items():
         if isinstance(value, str) and "\x00" in value:  # PostgreSQL TEXT cannot hold it; DRF refuses it too
             _place(errors, [key], "Null characters are not allowed.")
-        if isinstance(value, int) and not isinstance(value, bool) and not -INT64_MAX <= value <= INT64_MAX:
-            _place(errors, [key], f"Ensure this value is less than or equal to {INT64_MAX}.")
+        if isinstance(value, int) and not fits_bigint(value):
+            _place(errors, [key], f"Ensure this value is less than or equal to {BIGINT_MAX}.")
     if errors:
         raise Invalid(errors)
     fields = schemas.load(name)["properties"]

@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.support.server import TESTBO, TESTDO, TESTMO, live_server  # noqa: E402
+from server.loopback import live_server  # noqa: E402
+from server.seed import TESTBO, TESTDO, TESTMO  # noqa: E402
 
 COMPONENTS = REPO / "examples" / "chestxray" / "build" / "components.json"
 MANIFEST = REPO / "manifests" / "chestxray-tutorial.yaml"

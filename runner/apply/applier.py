@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from runner.apply import benchmark, dataset
@@ -17,8 +17,10 @@ from runner.apply.context import RunContext, row_key
 from runner.errors import ConsentDeclined, Interrupted, MedperfApplyError
 from runner.model import Action, Change, ModelRun, Outcome, Plan, RunModelArgs, Step, StepResult
 
+GROUP_STOP_S = 30.0  # after an interrupt, how long the parallel model runs get to stop their containers
+
 _HANDLERS: dict[Action, Callable[[RunContext, Step], str]] = {
-    Action.REGISTER: dataset.register, Action.PREPARE: dataset.prepare,
+    Action.REGISTER: dataset.register, Action.UPDATE: dataset.update, Action.PREPARE: dataset.prepare,
     Action.SET_OPERATIONAL: dataset.set_operational, Action.ASSOCIATE: benchmark.associate,
     Action.RUN_MODEL: benchmark.run_model, Action.SUBMIT: benchmark.submit,
 }
@@ -84,11 +86,25 @@ class Applier:
             self.on_end(step, result)
 
     def _run_group(self, group: list[Step], done: dict[str, StepResult]) -> None:
-        """Independent model runs of one benchmark, --parallel at a time; results kept in plan order."""
+        """Independent model runs of one benchmark, --parallel at a time; results kept in plan order.
+
+        An interrupt reaches the main thread only: it stops the workers' containers, and the workers, seeing the
+        run interrupted, send nothing more (but their "interrupted" reports) and end."""
         self.ctx.container_runner()  # built once, before the threads share it
-        with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="run-model") as pool:
-            futures = [pool.submit(self._started, step, dict(done)) for step in group]
+        pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="run-model")
+        futures = [pool.submit(self._started, step, dict(done)) for step in group]
+        try:
             outcomes = [f.result() for f in futures]
+        except KeyboardInterrupt as e:
+            self.ctx.stop_containers()
+            pool.shutdown(wait=False, cancel_futures=True)
+            wait([f for f in futures if not f.cancelled()], timeout=GROUP_STOP_S)  # (wait() never sees a
+            # future cancelled before it ran as done)
+            for step, f in zip(group, futures, strict=True):
+                if f.done() and not f.cancelled() and f.exception() is None:
+                    self._record(step, f.result(), done)  # finished before the interrupt: said in the recap
+            raise e if isinstance(e, Interrupted) else Interrupted("interrupted while models ran in parallel") from e
+        pool.shutdown()
         for step, result in zip(group, outcomes, strict=True):
             self._record(step, result, done)
 
@@ -99,6 +115,8 @@ class Applier:
                 self.ctx.state.journal.end(entry["id"], "resolved", by="observation")
 
     def _one(self, step: Step, done: Mapping[str, StepResult]) -> StepResult:
+        if self.ctx.interrupted():  # a worker of a parallel group, after the main thread was interrupted
+            raise Interrupted(f"not started: {step.key}")
         if step.change is Change.DONE:
             return self._already_done(step)
         waiting = self._waiting(step, done)
@@ -123,8 +141,7 @@ class Applier:
         try:
             message = _HANDLERS[step.action](self.ctx, step)
         except (Interrupted, KeyboardInterrupt) as e:
-            raise e if isinstance(e, Interrupted) else Interrupted(
-                f"interrupted during {step.key}; run again to resume") from e
+            raise e if isinstance(e, Interrupted) else Interrupted(f"interrupted during {step.key}") from e
         except ConsentDeclined as e:
             return StepResult(step.key, Outcome.PENDING, self.ctx.clock() - start, str(e))
         except MedperfApplyError as e:
@@ -170,7 +187,7 @@ class Applier:
             outcome, message = benchmark.await_approval(self.ctx, step)
         except (Interrupted, KeyboardInterrupt) as e:
             raise e if isinstance(e, Interrupted) else Interrupted(
-                f"interrupted while waiting for approval ({step.key}); run again to resume") from e
+                f"interrupted while waiting for approval ({step.key})") from e
         except MedperfApplyError as e:
             return StepResult(step.key, Outcome.FAILED, self.ctx.clock() - start, str(e))
         return StepResult(step.key, outcome, self.ctx.clock() - start, message)

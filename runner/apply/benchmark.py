@@ -12,7 +12,6 @@ from runner.apply.execution import Computed, ModelExecution, cached, create_reco
 from runner.container_spec import ContainerSpec
 from runner.errors import (
     AssociationRejected,
-    Interrupted,
     MedperfApplyError,
     RunFailed,
     ServerError,
@@ -65,13 +64,11 @@ def _execute(ctx: RunContext, step: Step, *, benchmark_id: int, result_id: int, 
     try:
         model_spec, eval_spec = _model_spec(ctx, model), _mlcube_spec(ctx, evaluator)
         run = ModelExecution(ctx.api, ctx.state, ctx.container_runner(), warn=ctx.memory.warn,
-                             on_line=ctx.progress.task)
+                             on_line=ctx.progress.task, interrupted=ctx.interrupted)
         computed = run.run(result_id=result_id, dataset_id=dataset_id, model=model_spec, evaluator=eval_spec,
                            ignore_model_errors=ignore_model_errors, label=f"{step.dataset}: model {model}",
                            info={"name": _name(benchmark_id, model, dataset_id), "benchmark": benchmark_id,
                                  "model": model, "dataset": dataset_id})
-    except Interrupted:
-        raise  # Ctrl-C (DockerRunner raises Interrupted once it has stopped the container) stops the run: exit 130
     except RunFailed as e:
         ctx.memory.set_row(key, ModelRun(row.dataset, row.benchmark, model, result_id, e.partial, False, str(e)))
         raise StepFailed(f"model {model}: {e}", log_path=e.log_path) from e

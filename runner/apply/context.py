@@ -96,6 +96,7 @@ class RunContext:
     sleep: Callable[[float], None] = time.sleep
     wait: WaitPolicy = WaitPolicy()
     notify: Callable[[str], None] = lambda text: None  # a human line while a step runs
+    interrupted: Callable[[], bool] = lambda: False  # SIGINT/SIGTERM came: nothing more is started or sent
     memory: RunMemory = field(default_factory=RunMemory)
     _runner: ContainerRunner | None = None
     _cache: HashCache | None = None
@@ -122,6 +123,13 @@ class RunContext:
         if self.ask is None or not self.ask(step, body):
             raise ConsentDeclined(f"consent to send {step.consent} not given: nothing was sent; set "
                                   f"consent.{step.consent}: true under dataset {step.dataset} to go on")
+
+    def stop_containers(self) -> None:
+        """Stop every container task of this run that is still running (an interrupt, from the main thread)."""
+        with self.memory.lock:
+            runner = self._runner
+        if runner is not None:
+            runner.stop_all()
 
     def container_runner(self) -> ContainerRunner:
         with self.memory.lock:

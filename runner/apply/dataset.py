@@ -17,10 +17,10 @@ from runner.errors import (
     StateError,
     StepFailed,
 )
-from runner.model import SERVER_OPERATION, PrepareArgs, RegisterArgs, SetOperationalArgs, Step
+from runner.model import SERVER_OPERATION, PrepareArgs, RegisterArgs, SetOperationalArgs, Step, UpdateArgs
 from runner.observe import find_dataset
 from runner.plan import PREPARE_TASKS
-from runner.privacy import REGISTER_CONSTANTS, REGISTER_FIELDS, SET_OPERATIONAL_FIELDS, json_safe
+from runner.privacy import REGISTER_CONSTANTS, REGISTER_FIELDS, SET_OPERATIONAL_FIELDS, UPDATABLE_FIELDS, json_safe
 from runner.state import DatasetDir
 
 
@@ -50,6 +50,17 @@ def register(ctx: RunContext, step: Step) -> str:
     return f"dataset {ds_id}"
 
 
+def update(ctx: RunContext, step: Step) -> str:
+    """PUT datasets/{id}/ with exactly the fields the manifest changed (MedPerf allows it in DEVELOPMENT)."""
+    args = step.args
+    assert isinstance(args, UpdateArgs)
+    ds_id = ctx.dataset_id(step)
+    body = {f: args.changes[f] for f in UPDATABLE_FIELDS if f in args.changes}
+    with ctx.journal(step, dataset_id=ds_id, fields=sorted(body)):
+        ctx.api.update(f"datasets/{ds_id}/", body)
+    return f"dataset {ds_id}: {', '.join(f'{f} {v!r}' for f, v in body.items())}"
+
+
 def prepare(ctx: RunContext, step: Step) -> str:
     """Run prepare (unless ready), sanity_check and statistics with MedPerf's mounts; .ready when all passed."""
     args = step.args
@@ -76,19 +87,36 @@ def prepare(ctx: RunContext, step: Step) -> str:
     if ds.is_ready():
         tasks = [t for t in tasks if t != "prepare"]  # MedPerf: a ready dataset only re-checks
     ran: list[str] = []
-    with ctx.journal(step, dataset_id=ds_id, tasks=tasks):
+    with ctx.journal(step, dataset_id=ds_id, tasks=tasks, local_copy=args.local_copy):
         for task in tasks:
             _run_task(ctx, step, ds_id, container, task, _volumes(task, spec.data_path, spec.labels_path, ds,
                                                                    with_metadata=with_metadata,
-                                                                   with_report=with_report))
+                                                                   with_report=with_report),
+                      report=task == "prepare" and not args.local_copy)
             ran.append(task)
         if not ds.read_statistics():
             ds.unmark_ready()
             raise StepFailed(f"dataset {spec.name}: the statistics task wrote no statistics "
                              f"({ds.statistics} is empty); the dataset can be prepared again",
                              log_path=str(ds.logs / "statistics.log"))
+        if args.local_copy:
+            _same_as_registered(ctx, step, ds_id, ds, args.generated_uid)
         ds.mark_ready()
-    return f"dataset {ds_id}: {', '.join(ran)} done"
+    what = "local copy: " if args.local_copy else ""
+    return f"dataset {ds_id}: {what}{', '.join(ran)} done"
+
+
+def _same_as_registered(ctx: RunContext, step: Step, ds_id: int, ds: DatasetDir, generated_uid: str) -> None:
+    """The copy prepared here must be the data the server registered, or no model may run on it."""
+    ctx.raw_hash(step.dataset)  # DriftError when the raw data changed since the plan
+    local = ctx.hash([ds.data, ds.labels], f"{step.dataset} (prepared data)")
+    if local != generated_uid:
+        ds.unmark_ready()
+        raise StepFailed(
+            f"dataset {step.dataset} ({ds_id}): the data prepared here hashes to {local}, but the server registered "
+            f"generated_uid {generated_uid}: the preparation is not reproducible on this machine (another version "
+            "of the data preparation container, or of the raw data), so no model runs on it and nothing is sent",
+            hint="prepare on the machine that registered it, or register this data as a new dataset")
 
 
 def _volumes(task: str, data_path: Path, labels_path: Path, ds: DatasetDir, *, with_metadata: bool,
@@ -120,10 +148,9 @@ def _report(ctx: RunContext, ds_id: int, status: str) -> None:
 
 
 def _run_task(ctx: RunContext, step: Step, ds_id: int, container: ContainerSpec, task: str,
-              volumes: dict[str, Path]) -> None:
+              volumes: dict[str, Path], *, report: bool) -> None:
     ds = ctx.state.dataset(ds_id)
     log_path = ds.logs / f"{task}.log"
-    report = task == "prepare"
     if report:
         _report(ctx, ds_id, "started")
     try:

@@ -25,7 +25,7 @@ from runner.errors import (
 from runner.journal import read_yaml, write_atomic, write_yaml_atomic
 from runner.observe import find_result
 from runner.privacy import RESULT_RECORD_FIELDS
-from runner.state import StateDir
+from runner.state import DatasetDir, ResultDir, StateDir
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ class ModelExecution:
     runner: ContainerRunner
     warn: Callable[[str], None]
     on_line: Callable[[str], Callable[[str], None] | None] = lambda name: None
+    interrupted: Callable[[], bool] = lambda: False  # a task that fails after an interrupt was stopped by it
 
     def report(self, result_id: int, which: str, status: str) -> None:
         """PUT a status report; failures to send it are only noted (MedPerf logs them and goes on)."""
@@ -92,65 +93,83 @@ class ModelExecution:
             raise RunFailed(f"dataset {dataset_id} has no prepared copy in the state dir ({ds.root}): models run on "
                             "the prepared data", hint="prepare it here (a state dir of the machine that prepared it)")
         result = self.state.result(result_id)
-        predictions, logs, local_outputs = result.predictions, result.logs, result.local_outputs
         for flag in (result.executed, result.partial):
             flag.unlink(missing_ok=True)
-        shutil.rmtree(predictions, ignore_errors=True)  # a fresh predictions folder for every run
-        for d in (predictions, logs, local_outputs):
+        shutil.rmtree(result.predictions, ignore_errors=True)  # a fresh predictions folder for every run
+        for d in (result.predictions, result.logs, result.local_outputs):
             d.mkdir(parents=True, exist_ok=True)
-        model_log, eval_log = logs / "model.log", logs / f"metrics_{evaluator.name}.log"
-        output = result.results_new
-        output.unlink(missing_ok=True)
+        result.results_new.unlink(missing_ok=True)
 
         self.report(result_id, "model_report", "pending")
         self.report(result_id, "evaluation_report", "pending")
-        partial = False
-        self.report(result_id, "model_report", "started")
-        try:
-            self.runner.run_task(model, "infer", {"data_path": ds.data, "output_path": predictions},
-                                 log_path=model_log, on_line=self.on_line(f"{label}: infer"))
-        except (Interrupted, KeyboardInterrupt):
-            self.report(result_id, "model_report", "interrupted")
-            raise
-        except MedperfApplyError as e:
-            self.report(result_id, "model_report", "failed")
-            if not ignore_model_errors:
-                raise RunFailed(f"model execution failed: infer of {model.name} {_what(e)}; log: "
-                                f"{e.log_path or model_log}", log_path=str(model_log)) from e
-            partial = True  # MedPerf --ignore-model-errors: evaluate whatever predictions exist
-            self.warn(f"{label}: infer of {model.name} {_what(e)}; evaluating what it predicted (partial result)")
-        else:
-            self.report(result_id, "model_report", "finished")
-
-        self.report(result_id, "evaluation_report", "started")
-        try:
-            self.runner.run_task(evaluator, "evaluate", {"predictions": predictions, "labels": ds.labels,
-                                                         "output_path": output, "local_outputs_path": local_outputs},
-                                 log_path=eval_log, on_line=self.on_line(f"{label}: evaluate"))
-            metrics = read_yaml(output)
-            if not isinstance(metrics, dict) or not metrics:
-                raise RunFailed(f"evaluate of {evaluator.name} wrote no results ({output} is empty)",
-                                log_path=str(eval_log))
-        except (Interrupted, KeyboardInterrupt):
-            self.report(result_id, "evaluation_report", "interrupted")
-            raise
-        except RunFailed as e:
-            self.report(result_id, "evaluation_report", "failed")
-            e.partial = partial
-            raise
-        except MedperfApplyError as e:
-            self.report(result_id, "evaluation_report", "failed")
-            raise RunFailed(f"evaluation failed: evaluate of {evaluator.name} {_what(e)}; log: "
-                            f"{e.log_path or eval_log}", log_path=str(eval_log),
-                            partial=partial) from e
-        self.report(result_id, "evaluation_report", "finished")
+        partial = not self._infer(result_id, model, ds, result, ignore_model_errors=ignore_model_errors, label=label)
+        metrics = self._evaluate(result_id, evaluator, ds, result, partial=partial, label=label)
         write_yaml_atomic(result.results, metrics)
-        output.unlink(missing_ok=True)
+        result.results_new.unlink(missing_ok=True)
         if partial:
             write_atomic(result.partial, b"")
         write_yaml_atomic(result.info, {"id": result_id, **dict(info or {}), "partial": partial})
         write_atomic(result.executed, b"")  # last: the run counts only once everything is written
         return Computed(result_id, metrics, partial)
+
+    def _infer(self, result_id: int, model: ContainerSpec, ds: DatasetDir, result: ResultDir, *,
+               ignore_model_errors: bool, label: str) -> bool:
+        """Run infer; True when it finished, False when it failed and MedPerf's --ignore-model-errors goes on."""
+        log = result.logs / "model.log"
+        self.report(result_id, "model_report", "started")
+        try:
+            self.runner.run_task(model, "infer", {"data_path": ds.data, "output_path": result.predictions},
+                                 log_path=log, on_line=self.on_line(f"{label}: infer"))
+        except (Interrupted, KeyboardInterrupt):
+            self.report(result_id, "model_report", "interrupted")
+            raise
+        except MedperfApplyError as e:
+            self._stopped(result_id, "model_report", model, "infer", e)
+            self.report(result_id, "model_report", "failed")
+            if not ignore_model_errors:
+                raise RunFailed(f"model execution failed: infer of {model.name} {_what(e)}; log: "
+                                f"{e.log_path or log}", log_path=str(log)) from e
+            # evaluate whatever predictions exist: a partial result
+            self.warn(f"{label}: infer of {model.name} {_what(e)}; evaluating what it predicted (partial result)")
+            return False
+        self.report(result_id, "model_report", "finished")
+        return True
+
+    def _evaluate(self, result_id: int, evaluator: ContainerSpec, ds: DatasetDir, result: ResultDir, *,
+                  partial: bool, label: str) -> dict:
+        """Run evaluate on the predictions; return the metrics it wrote."""
+        log, output = result.logs / f"metrics_{evaluator.name}.log", result.results_new
+        self.report(result_id, "evaluation_report", "started")
+        try:
+            self.runner.run_task(evaluator, "evaluate", {"predictions": result.predictions, "labels": ds.labels,
+                                                         "output_path": output,
+                                                         "local_outputs_path": result.local_outputs},
+                                 log_path=log, on_line=self.on_line(f"{label}: evaluate"))
+            metrics = read_yaml(output)
+            if not isinstance(metrics, dict) or not metrics:
+                raise RunFailed(f"evaluate of {evaluator.name} wrote no results ({output} is empty)", log_path=str(log))
+        except (Interrupted, KeyboardInterrupt):
+            self.report(result_id, "evaluation_report", "interrupted")
+            raise
+        except RunFailed as e:
+            self._stopped(result_id, "evaluation_report", evaluator, "evaluate", e)
+            self.report(result_id, "evaluation_report", "failed")
+            e.partial = partial
+            raise
+        except MedperfApplyError as e:
+            self._stopped(result_id, "evaluation_report", evaluator, "evaluate", e)
+            self.report(result_id, "evaluation_report", "failed")
+            raise RunFailed(f"evaluation failed: evaluate of {evaluator.name} {_what(e)}; log: "
+                            f"{e.log_path or log}", log_path=str(log), partial=partial) from e
+        self.report(result_id, "evaluation_report", "finished")
+        return metrics
+
+
+    def _stopped(self, result_id: int, which: str, spec: ContainerSpec, task: str, e: Exception) -> None:
+        """A task that failed because the run was interrupted (its container stopped) is interrupted, not failed."""
+        if self.interrupted():
+            self.report(result_id, which, "interrupted")
+            raise Interrupted(f"{task} of {spec.name} stopped: the run was interrupted") from e
 
 
 def _what(e: MedperfApplyError) -> str:

@@ -48,6 +48,9 @@ class ContainerRunner(Protocol):
                  on_line: Callable[[str], None] | None = None,
                  inactivity_timeout: float | None = None, timeout: float | None = None) -> TaskRun: ...
 
+    def stop_all(self) -> None:
+        """Stop every task still running (an interrupt, from another thread than theirs)."""
+
 
 class Hasher(Protocol):
     """MedPerf's folder hash (runner.hashing.folders_hash)."""

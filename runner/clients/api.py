@@ -10,9 +10,11 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -20,8 +22,9 @@ import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
-from runner.clients.retry import RETRY_AFTER_CAP, backoff_delay
-from runner.errors import ServerError, ServerUnavailable, ServerWriteUncertain
+from runner.clients import tls
+from runner.clients.retry import DEADLINE_S, RETRY_AFTER_CAP, backoff_delay
+from runner.errors import Interrupted, ServerError, ServerUnavailable, ServerWriteUncertain
 
 API_PREFIX = "/api/v0/"
 PAGE_SIZE = 500  # large pages: a no-op plan lists a benchmark's models in one request
@@ -29,6 +32,9 @@ MAX_PAGES = 10_000
 
 
 MAX_REDIRECTS = 5  # a GET follows at most this many redirects within the server's own origin
+INTERRUPTED_DEADLINE_S = 5.0  # the status report sent after an interrupt waits no longer
+MAX_BODY = 64 << 20  # an answer larger than this is not the registry's (its largest page is a few MiB)
+_CHUNK = 1 << 16
 
 
 class _Temporary(Exception):
@@ -40,6 +46,34 @@ class _Temporary(Exception):
         self.sent = sent
         self.retry_after = retry_after
         self.status = status
+
+
+class _Overdue(Exception):
+    """The whole request did not finish within the deadline."""
+
+
+class _TLSAdapter(HTTPAdapter):
+    """An adapter whose connections verify with our TLS context (a private CA, or the system's trust store)."""
+
+    def __init__(self, context, **kw):
+        self._context = context
+        super().__init__(**kw)
+
+    def init_poolmanager(self, *args, **kw):
+        kw["ssl_context"] = self._context
+        return super().init_poolmanager(*args, **kw)
+
+
+def _ssl_reason(e: BaseException) -> BaseException:
+    """The ssl module's own error inside requests' and urllib3's wrappers (it has the verify message)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, ssl.SSLError):
+            return e
+        inner = e.args[0] if e.args and isinstance(e.args[0], BaseException) else None
+        e = getattr(e, "reason", None) or inner or e.__cause__ or e.__context__
+    return e if e is not None else RuntimeError("TLS handshake failed")
 
 
 class ApiClient:
@@ -58,6 +92,10 @@ class ApiClient:
         before_send: Callable[[str, str, Mapping], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         page_size: int = PAGE_SIZE,
+        deadline: float = DEADLINE_S,
+        max_body: int = MAX_BODY,
+        interrupted: Callable[[], bool] = lambda: False,
+        ca_file: Path | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
@@ -67,6 +105,10 @@ class ApiClient:
         self._origin = (parts.scheme, parts.netloc)
         self._prefix = parts.path.rstrip("/") + API_PREFIX
         self.timeout = timeout
+        self.deadline = deadline
+        self.max_body = max_body
+        self.interrupted = interrupted  # once true: no GET, and a body (before_send allows only an "interrupted"
+        # status report) is sent once, with a short deadline
         self.max_attempts = max(1, max_attempts)
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -76,13 +118,15 @@ class ApiClient:
         self._random = random.Random()
         self._count_lock = threading.Lock()
         self.request_count = 0
+        self.ca_file = ca_file
         self._own_session = session is None
         if session is None:
             session = requests.Session()
             # Room for the pipeline's concurrent GETs; retries are ours, not urllib3's.
-            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=8, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
+            session.mount("http://", HTTPAdapter(pool_connections=2, pool_maxsize=8, max_retries=0))
+            if parts.scheme == "https":
+                session.mount("https://", _TLSAdapter(tls.context(ca_file), pool_connections=2, pool_maxsize=8,
+                                                      max_retries=0))
         session.headers["Authorization"] = f"Bearer {token}"
         session.headers["Accept"] = "application/json"
         session.headers.setdefault("User-Agent", "medperf-apply")
@@ -196,9 +240,14 @@ class ApiClient:
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers = {"Content-Type": "application/json"}
+        attempts = self.max_attempts
+        if self.interrupted():
+            if body is None:
+                raise Interrupted(f"{method} {self._display(url)} not requested: the run was interrupted")
+            attempts = 1
         last: _Temporary | None = None
         gave_up = ""
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, attempts + 1):
             try:
                 return self._once(method, url, data, headers)
             except _Temporary as fault:
@@ -209,7 +258,7 @@ class ApiClient:
                         status=fault.status, where=self.base_url,
                         hint="it is not sent again blindly: run again, and the current state is observed first",
                     ) from fault
-                if attempt == self.max_attempts:
+                if attempt == attempts:
                     gave_up = f"failed {attempt} times"
                     break
                 delay = self._delay(attempt, fault.retry_after)
@@ -234,9 +283,12 @@ class ApiClient:
         try:
             # Redirects are followed here, not by requests: only a GET, only within our own origin, so the
             # token never goes anywhere the manifest does not name.
-            resp = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout,
-                                        allow_redirects=False)
-            content = resp.content  # read the whole body here, so a reset mid-body is caught below
+            resp, content = self._exchange(method, url, data, headers)
+        except _Overdue as e:
+            raise _Temporary(f"no complete answer within {self.deadline:g} s (the server answers too slowly)",
+                             sent=True) from e
+        except requests.exceptions.SSLError as e:
+            raise tls.explain(_ssl_reason(e), url, self.ca_file) from e
         except requests.exceptions.ConnectTimeout as e:
             raise _Temporary(f"connection timed out after {self.timeout[0]:g} s", sent=False) from e
         except requests.exceptions.ConnectionError as e:
@@ -245,6 +297,10 @@ class ApiClient:
                 raise _Temporary(f"cannot connect ({_short(reason)})", sent=False) from e
             if isinstance(reason, urllib3.exceptions.ReadTimeoutError) or "timed out" in str(e):
                 raise _Temporary(f"no answer within {self.timeout[1]:g} s", sent=True) from e
+            if urlsplit(url).scheme == "http" and tls.speaks_tls(url):
+                raise ServerError(f"{self.base_url} speaks HTTPS, not plain HTTP ({_short(e)})", where=self.base_url,
+                                  hint=f"use https:// in server.url ({url.split('/api/')[0].replace('http://', 'https://', 1)}"
+                                       "), with server.ca_file if its certificate authority is a private one") from e
             raise _Temporary(f"connection lost ({_short(e)})", sent=True) from e
         except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema,
                 requests.exceptions.InvalidHeader, requests.exceptions.TooManyRedirects) as e:
@@ -284,6 +340,56 @@ class ApiClient:
             return json.loads(content)
         except ValueError:
             raise self._not_api(url, status, ctype, content) from None
+
+    def _exchange(self, method: str, url: str, data: bytes | None, headers: Mapping | None
+                  ) -> tuple[requests.Response, bytes]:
+        """Send and read the whole answer within the deadline (per-read timeouts alone let a server that trickles
+        a byte at a time hold a command forever); the answer's size is bounded. The exchange runs in a daemon
+        thread that is abandoned at the deadline: its socket times out on its own."""
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def exchange() -> None:
+            try:
+                resp = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout,
+                                            allow_redirects=False, stream=True)
+                with resp:
+                    box["result"] = (resp, self._body(resp, url))
+            except BaseException as e:  # handed to the caller's thread
+                box["error"] = e
+            finally:
+                done.set()
+
+        threading.Thread(target=exchange, name="api-request", daemon=True).start()
+        # Begun before an interrupt: abandoned at once when it comes. Begun after (the one status report that
+        # marks a stopped task "interrupted"): bounded by a short deadline.
+        abandon = not self.interrupted()
+        deadline = time.monotonic() + (self.deadline if abandon else min(self.deadline, INTERRUPTED_DEADLINE_S))
+        while not done.wait(0.1):
+            if abandon and self.interrupted():
+                raise Interrupted(f"{method} {self._display(url)} abandoned: the run was interrupted")
+            if time.monotonic() >= deadline:
+                raise _Overdue()
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    def _body(self, resp: requests.Response, url: str) -> bytes:
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_body:
+            raise self._too_large(url, int(declared))
+        chunks, size = [], 0
+        for chunk in resp.iter_content(_CHUNK):
+            size += len(chunk)
+            if size > self.max_body:
+                raise self._too_large(url, size)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, url: str, size: int) -> ServerError:
+        return ServerError(f"the server's answer to {self._display(url)} is larger than {self.max_body >> 20} MiB "
+                           f"({size:,} bytes or more): not the registry's API", where=self.base_url,
+                           hint="check server.url: it must be the registry's root")
 
     def _not_api(self, url: str, status: int, ctype: str, content: bytes) -> ServerError:
         first = content[:80].decode("utf-8", "replace").replace("\n", " ").strip()

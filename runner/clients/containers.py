@@ -50,6 +50,16 @@ class DockerRunner:
         self.gpus = gpus
         self._owner = str(self.cache_dir.absolute())
         self.orphans_removed = 0
+        self._running: set = set()  # containers of tasks now running (stop_all stops them)
+        self._running_lock = threading.Lock()
+
+    def stop_all(self) -> None:
+        """Stop every task still running (an interrupt reaches the main thread; parallel tasks run in others):
+        their run_task sees the container end and removes it."""
+        with self._running_lock:
+            running = list(self._running)
+        for container in running:
+            _stop(container)
 
     # -- the engine -------------------------------------------------------------------------------
 
@@ -129,15 +139,7 @@ class DockerRunner:
         inactivity_timeout = self.inactivity_timeout if inactivity_timeout is None else inactivity_timeout
 
         where = f"container {spec.name}"
-        cfg = spec.task(task)  # ContainerSpecError if the container has no such task
-        declared_missing = [v.key for v in cfg.volumes if v.key not in RUNNER_KEYS and v.key not in volumes]
-        if declared_missing:
-            raise ContainerSpecError(f"task {task} declares volume {declared_missing[0]}, which is not supplied "
-                                     f"to {task} (supplied: {', '.join(sorted(volumes)) or 'none'})", where=where,
-                                     hint="MedPerf's keys per task are fixed; the container must not declare others")
-        if cfg.volume("parameters_file") and spec.parameters is None:
-            raise ContainerSpecError(f"task {task} mounts parameters_file but the container has no parameters_config",
-                                     where=where)
+        cfg = _task_config(spec, task, volumes, where)
         self.check_image(spec)  # before anything is created or run
         client = self._docker()
 
@@ -150,22 +152,9 @@ class DockerRunner:
         try:
             work.mkdir(parents=True)
             mounts = self._mounts(spec, task, cfg.volumes, volumes, work, where)
-            container = client.containers.create(
-                spec.image,
-                command=list(cfg.command) if cfg.command is not None else None,
-                entrypoint=list(cfg.entrypoint) if cfg.entrypoint is not None else None,
-                environment=dict(cfg.environment) or None,
-                user=f"{self.uid}:{self.gid}",
-                name=name,
-                labels={"medperf-apply.task": task, "medperf-apply.container": spec.name, OWNER_LABEL: self._owner},
-                network_mode="none",
-                mounts=mounts,
-                security_opt=["no-new-privileges"],
-                cap_drop=["ALL"],
-                device_requests=_device_requests(self.gpus if self.gpus is not None else cfg.gpus, where),
-                shm_size=cfg.shm_size if cfg.shm_size not in (None, "") else None,
-                detach=True,
-            )
+            container = self._create(client, spec, task, cfg, name, mounts, where)
+            with self._running_lock:
+                self._running.add(container)
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "wb") as log:
                 container.start()
@@ -188,6 +177,8 @@ class DockerRunner:
                                         task=task, hint=_DOCKER_HINT) from e
             raise
         finally:
+            with self._running_lock:
+                self._running.discard(container)
             _remove(container)
             shutil.rmtree(work, ignore_errors=True)
         duration = time.monotonic() - started
@@ -197,6 +188,25 @@ class DockerRunner:
                                  image=spec.image, task=task, exit_code=exit_code, last_lines=tuple(last),
                                  log_path=str(log_path), where=where, hint=f"full log: {log_path}")
         return TaskRun(task=task, exit_code=exit_code, duration_s=duration, log_path=log_path)
+
+    def _create(self, client, spec: ContainerSpec, task: str, cfg, name: str, mounts: list, where: str):
+        """The task's container, created with the sandbox: no network, no capabilities, not root, GPUs if asked."""
+        return client.containers.create(
+            spec.image,
+            command=list(cfg.command) if cfg.command is not None else None,
+            entrypoint=list(cfg.entrypoint) if cfg.entrypoint is not None else None,
+            environment=dict(cfg.environment) or None,
+            user=f"{self.uid}:{self.gid}",
+            name=name,
+            labels={"medperf-apply.task": task, "medperf-apply.container": spec.name, OWNER_LABEL: self._owner},
+            network_mode="none",
+            mounts=mounts,
+            security_opt=["no-new-privileges"],
+            cap_drop=["ALL"],
+            device_requests=_device_requests(self.gpus if self.gpus is not None else cfg.gpus, where),
+            shm_size=cfg.shm_size if cfg.shm_size not in (None, "") else None,
+            detach=True,
+        )
 
     def _mounts(self, spec: ContainerSpec, task: str, declared: tuple[Volume, ...], supplied: Mapping[str, Path],
                 work: Path, where: str) -> list:
@@ -288,6 +298,20 @@ class DockerRunner:
                               image=spec.image, task=task, exit_code=None, last_lines=tuple(last),
                               log_path=str(log_path), where=f"container {spec.name}",
                               hint=f"raise the timeout if the task is just slow; full log: {log_path}")
+
+
+def _task_config(spec: ContainerSpec, task: str, volumes: Mapping[str, Path], where: str):
+    """The task's configuration, checked against what the caller supplies (ContainerSpecError)."""
+    cfg = spec.task(task)  # ContainerSpecError if the container has no such task
+    declared_missing = [v.key for v in cfg.volumes if v.key not in RUNNER_KEYS and v.key not in volumes]
+    if declared_missing:
+        raise ContainerSpecError(f"task {task} declares volume {declared_missing[0]}, which is not supplied "
+                                 f"to {task} (supplied: {', '.join(sorted(volumes)) or 'none'})", where=where,
+                                 hint="MedPerf's keys per task are fixed; the container must not declare others")
+    if cfg.volume("parameters_file") and spec.parameters is None:
+        raise ContainerSpecError(f"task {task} mounts parameters_file but the container has no parameters_config",
+                                 where=where)
+    return cfg
 
 
 def _emit(raw: bytes, last, on_line) -> None:

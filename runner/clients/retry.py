@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 RETRY_AFTER_CAP = 60.0  # a server asking for a longer pause is treated as down
+DEADLINE_S = 120.0  # a whole request (connect, send, every byte of the answer) ends within this, or is a fault
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random,

@@ -19,6 +19,7 @@ from runner.model.observation import (
     BenchmarkModel,
     LocalDataset,
     LocalResult,
+    MissingField,
     Observation,
     RemoteAssociation,
     RemoteBenchmark,
@@ -51,14 +52,15 @@ from runner.model.plan import (
     Step,
     StepArgs,
     SubmitArgs,
+    UpdateArgs,
 )
 
 __all__ = [
     "ARGS", "FORMAT_VERSION", "PLAN_FORMAT_VERSION", "SERVER_DEVELOPMENT", "SERVER_OPERATION", "Action",
     "ApprovalStatus", "AssociateArgs", "AssociationGoal", "AwaitApprovalArgs", "BenchmarkArgs", "BenchmarkModel",
-    "BenchmarkSpec", "Change", "Consent", "DatasetSpec", "DesiredState", "LocalDataset", "LocalResult", "Manifest",
+    "BenchmarkSpec", "Change", "Consent", "DatasetSpec", "DesiredState", "LocalDataset", "LocalResult", "Manifest", "MissingField",
     "ModelRun", "Note", "Observation", "Outcome", "Plan", "PlanFileError", "PrepareArgs", "Ref", "RegisterArgs",
     "RemoteAssociation", "RemoteBenchmark", "RemoteContainer", "RemoteDataset", "RemoteResult", "ResultsGoal",
-    "RunModelArgs", "ServerSpec", "SetOperationalArgs", "Step", "StepArgs", "StepResult", "SubmitArgs", "Where",
+    "RunModelArgs", "ServerSpec", "SetOperationalArgs", "Step", "StepArgs", "StepResult", "SubmitArgs", "UpdateArgs", "Where",
     "approved_models", "identify", "int_or_none", "latest_associations", "latest_results",
 ]

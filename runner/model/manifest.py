@@ -51,6 +51,7 @@ class ServerSpec:
     token_env: str | None = None
     token_file: Path | None = None
     where: Where | None = None
+    ca_file: Path | None = None  # a private CA's PEM bundle; None: the system's trust store
 
 
 @dataclass(frozen=True)

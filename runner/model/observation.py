@@ -30,6 +30,21 @@ def int_or_none(v: Any) -> int | None:
     return int(v) if isinstance(v, int | str) and str(v).isdigit() else None
 
 
+class MissingField(KeyError):
+    """A server record lacks a field MedPerf's server always sends."""
+
+    def __str__(self) -> str:
+        return f"missing field {self.args[0]!r}"
+
+
+def _field(r: Mapping[str, Any], *names: str) -> Any:
+    """The first of `names` the record holds (MedPerf has renamed a few fields); MissingField when none."""
+    for n in names:
+        if n in r:
+            return r[n]
+    raise MissingField(names[0])
+
+
 def _record(r: Any) -> Mapping[str, Any]:
     """A server record must be a JSON object (a wrong shape raises, and observe says the server is wrong)."""
     if not isinstance(r, Mapping):
@@ -49,15 +64,21 @@ class RemoteDataset:
     generated_metadata: Mapping[str, Any] = field(default_factory=dict)
     report: Mapping[str, Any] = field(default_factory=dict)
     modified_at: str = ""
+    description: str = ""
+    location: str = ""
+    user_metadata: Mapping[str, Any] = field(default_factory=dict)
+    is_valid: bool = True
 
     @classmethod
     def from_record(cls, r: Mapping[str, Any]) -> RemoteDataset:
         return cls(
-            id=int(r["id"]), name=str(r.get("name", "")),
-            data_preparation_mlcube=int_or_none(r.get("data_preparation_mlcube")),
+            id=int(_field(r, "id")), name=str(_field(r, "name")),
+            data_preparation_mlcube=int_or_none(_field(r, "data_preparation_mlcube")),
             input_data_hash=str(r.get("input_data_hash") or ""), generated_uid=str(r.get("generated_uid") or ""),
             state=str(r.get("state") or SERVER_DEVELOPMENT), generated_metadata=dict(r.get("generated_metadata") or {}),
             report=dict(r.get("report") or {}), modified_at=str(r.get("modified_at") or ""),
+            description=str(r.get("description") or ""), location=str(r.get("location") or ""),
+            user_metadata=dict(r.get("user_metadata") or {}), is_valid=bool(r.get("is_valid", True)),
         )
 
     @property
@@ -85,10 +106,10 @@ class RemoteBenchmark:
     @classmethod
     def from_record(cls, r: Mapping[str, Any]) -> RemoteBenchmark:
         return cls(
-            id=int(r["id"]), name=str(r.get("name", "")),
-            data_preparation_mlcube=int_or_none(r.get("data_preparation_mlcube")),
-            reference_model=int_or_none(r.get("reference_model") or r.get("reference_model_mlcube")),
-            data_evaluator_mlcube=int_or_none(r.get("data_evaluator_mlcube")),
+            id=int(_field(r, "id")), name=str(_field(r, "name")),
+            data_preparation_mlcube=int_or_none(_field(r, "data_preparation_mlcube")),
+            reference_model=int_or_none(_field(r, "reference_model", "reference_model_mlcube")),
+            data_evaluator_mlcube=int_or_none(_field(r, "data_evaluator_mlcube")),
             approval_status=str(r.get("approval_status") or ""), state=str(r.get("state") or ""),
             metadata=dict(r.get("metadata") or {}), modified_at=str(r.get("modified_at") or ""),
             dataset_auto_approval_mode=str(r.get("dataset_auto_approval_mode") or ""),

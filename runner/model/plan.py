@@ -19,6 +19,7 @@ class Action(StrEnum):
     """What a step does; the order here is the order within a dataset."""
 
     REGISTER = "register"
+    UPDATE = "update"
     PREPARE = "prepare"
     SET_OPERATIONAL = "set_operational"
     ASSOCIATE = "associate"
@@ -75,11 +76,23 @@ class RegisterArgs(StepArgs):
 
 
 @dataclass(frozen=True)
+class UpdateArgs(StepArgs):
+    kind: ClassVar[str] = "update"
+    dataset_id: int | None = None
+    changes: Mapping[str, Any] = field(default_factory=dict)  # field -> the manifest's value
+    was: Mapping[str, Any] = field(default_factory=dict)  # field -> the server's value
+
+
+@dataclass(frozen=True)
 class PrepareArgs(StepArgs):
     kind: ClassVar[str] = "prepare"
     dataset_id: int | None = None  # None: the id register gives it in the same run
     container: int | None = None
     tasks: tuple[str, ...] = ()
+    # A local copy of a dataset the server already holds as prepared: nothing is sent, and the prepared data must
+    # hash to the server's generated_uid before any model runs on it.
+    local_copy: bool = False
+    generated_uid: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,7 +148,7 @@ class SubmitArgs(BenchmarkArgs):
     more: bool = False  # more models come once the benchmark lists them
 
 
-ARGS = {Action.REGISTER: RegisterArgs, Action.PREPARE: PrepareArgs, Action.SET_OPERATIONAL: SetOperationalArgs,
+ARGS = {Action.REGISTER: RegisterArgs, Action.UPDATE: UpdateArgs, Action.PREPARE: PrepareArgs, Action.SET_OPERATIONAL: SetOperationalArgs,
         Action.ASSOCIATE: AssociateArgs, Action.AWAIT_APPROVAL: AwaitApprovalArgs, Action.RUN_MODEL: RunModelArgs,
         Action.SUBMIT: SubmitArgs}
 
@@ -168,6 +181,8 @@ class Step:
         a = self.args
         if isinstance(a, RunModelArgs):
             return "run other models" if a.model is None else f"run model {a.model}"
+        if isinstance(a, PrepareArgs) and a.local_copy and self.change is not Change.DONE:
+            return "prepare (local copy)"
         if isinstance(a, SubmitArgs) and self.change is not Change.DONE:
             n, more = len(a.models), "+" if a.more else ""
             return f"submit {n}{more} result{'s' if n != 1 or more else ''}"

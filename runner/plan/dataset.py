@@ -18,6 +18,7 @@ from runner.model import (
     RemoteDataset,
     SetOperationalArgs,
     Step,
+    UpdateArgs,
     identify,
 )
 from runner.plan.common import preparation_container, resolve, sends, step_key, with_consent
@@ -49,8 +50,11 @@ def dataset_steps(spec: DatasetSpec, obs: Observation, *, interactive: bool
         )
     local = obs.local.get(ds.id) if ds is not None else None
     unfinished = {e.get("step") for e in obs.unfinished}
-    keys = {a: step_key(spec.name, a) for a in (Action.REGISTER, Action.PREPARE, Action.SET_OPERATIONAL)}
+    keys = {a: step_key(spec.name, a) for a in (Action.REGISTER, Action.UPDATE, Action.PREPARE, Action.SET_OPERATIONAL)}
     steps = [_register(spec, ds, container, prep, raw_hash, keys, unfinished)]
+    update, note = _update(spec, ds)
+    steps.extend([update] if update else [])
+    notes.extend([note] if note else [])
     if spec.state.rank >= DesiredState.PREPARED.rank:
         step, note = _prepare(spec, ds, local, container, cname, prep, keys, unfinished)
         steps.append(step)
@@ -60,7 +64,7 @@ def dataset_steps(spec: DatasetSpec, obs: Observation, *, interactive: bool
             steps.append(Step(keys[Action.SET_OPERATIONAL], Action.SET_OPERATIONAL, spec.name, Change.DONE,
                               "operational on the server", args=SetOperationalArgs(ds.id)))
         else:
-            steps.append(_set_operational(spec, ds, keys, interactive=interactive))
+            steps.append(_set_operational(spec, ds, keys, interactive=interactive, update_planned=update is not None))
 
     reached = _reached(ds, local)  # asking less than exists is satisfied
     if reached.rank > spec.state.rank:
@@ -102,9 +106,18 @@ def _prepare(spec: DatasetSpec, ds: RemoteDataset | None, local: LocalDataset | 
     key = keys[Action.PREPARE]
     ready = local is not None and local.ready
     if ds is not None and ds.operational:
-        return Step(key, Action.PREPARE, spec.name, Change.DONE,
-                    "operational on the server" + ("" if ready else " (no prepared copy in the state dir)"),
-                    args=PrepareArgs(dataset_id=ds.id)), None
+        if ready:
+            return Step(key, Action.PREPARE, spec.name, Change.DONE, "operational on the server",
+                        args=PrepareArgs(dataset_id=ds.id)), None
+        # No prepared copy here (a new machine or state dir): made again if a model is to run on it; the planner
+        # turns this back into "done" when nothing needs it.
+        _usable(container, spec)
+        return Step(key, Action.PREPARE, spec.name, Change.TODO,
+                    "operational on the server, but this state dir has no prepared copy: prepared again here, and "
+                    "checked against the server's generated_uid before any model runs",
+                    detail=f"{cname}: {', '.join(PREPARE_TASKS)}",
+                    args=PrepareArgs(dataset_id=ds.id, container=prep, tasks=PREPARE_TASKS, local_copy=True,
+                                     generated_uid=ds.generated_uid)), None
     if ready and local.has_statistics:  # .ready without statistics.yaml: re-checked below, never stuck
         return Step(key, Action.PREPARE, spec.name, Change.DONE, "prepared (.ready in the state dir)",
                     args=PrepareArgs(dataset_id=ds.id)), None
@@ -116,6 +129,28 @@ def _prepare(spec: DatasetSpec, ds: RemoteDataset | None, local: LocalDataset | 
                 sends=sends("PUT", path, "preparation status", PREPARE_REPORT_FIELDS),
                 args=PrepareArgs(dataset_id=ds.id if ds else None, container=prep, tasks=PREPARE_TASKS),
                 after=(keys[Action.REGISTER],)), note
+
+
+def _update(spec: DatasetSpec, ds: RemoteDataset | None) -> tuple[Step | None, Note | None]:
+    """The registered fields that differ from the manifest: a step while MedPerf lets them change (DEVELOPMENT),
+    a note once the dataset is operational (they are locked then)."""
+    if ds is None:
+        return None, None
+    wanted = {"description": spec.description, "location": spec.location}
+    changes = {f: v for f, v in wanted.items() if v != getattr(ds, f)}
+    if not changes:
+        return None, None
+    was = {f: getattr(ds, f) for f in changes}
+    shown = "; ".join(f"{f}: {was[f]!r} -> {v!r}" for f, v in changes.items())
+    if ds.operational:
+        return None, Note(f"dataset {ds.id} is operational, so the server keeps its registered {', '.join(changes)} "
+                          f"({shown}): MedPerf locks them once a dataset is operational; set them back in the "
+                          "manifest, or register the data as a new dataset to change them", spec.name)
+    key = step_key(spec.name, Action.UPDATE)
+    return Step(key, Action.UPDATE, spec.name, Change.TODO, f"the manifest changed {', '.join(changes)}",
+                endpoint=f"PUT /datasets/{ds.id}/", detail=shown,
+                sends=sends("PUT", f"datasets/{ds.id}/", "dataset update", tuple(changes)),
+                args=UpdateArgs(dataset_id=ds.id, changes=changes, was=was)), None
 
 
 def _usable(container: RemoteContainer | None, spec: DatasetSpec) -> None:
@@ -135,11 +170,13 @@ def _prepare_reason(local: LocalDataset | None, key: str, unfinished: set) -> st
     return "not prepared yet"
 
 
-def _set_operational(spec: DatasetSpec, ds: RemoteDataset | None, keys: dict, *, interactive: bool) -> Step:
+def _set_operational(spec: DatasetSpec, ds: RemoteDataset | None, keys: dict, *, interactive: bool,
+                     update_planned: bool = False) -> Step:
     fields = sends("PUT", f"datasets/{ds.id if ds else 1}/", "set operational", SET_OPERATIONAL_FIELDS)
     base = dict(key=keys[Action.SET_OPERATIONAL], action=Action.SET_OPERATIONAL, dataset=spec.name, sends=fields,
                 endpoint=f"PUT /datasets/{ds.id if ds else '{id}'}/",
-                args=SetOperationalArgs(ds.id if ds else None), after=(keys[Action.PREPARE],))
+                args=SetOperationalArgs(ds.id if ds else None),
+                after=(keys[Action.PREPARE],) + ((keys[Action.UPDATE],) if update_planned else ()))
     return with_consent(spec, "statistics", "the statistics", "prepared data not yet declared operational", base,
                         interactive=interactive, consequence=", so it cannot become operational")
 

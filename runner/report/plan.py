@@ -8,7 +8,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runner.model import FORMAT_VERSION, PLAN_FORMAT_VERSION, Action, Change, ModelRun, Outcome, Plan, Step, StepResult
+from runner.model import (
+    FORMAT_VERSION,
+    PLAN_FORMAT_VERSION,
+    Action,
+    Change,
+    ModelRun,
+    Outcome,
+    Plan,
+    PrepareArgs,
+    Step,
+    StepResult,
+)
 from runner.privacy import REGISTER_CONSTANTS
 from runner.report.tables import align
 
@@ -50,6 +61,10 @@ def detail(step: Step) -> str:
         return step.reason + (f"; then {sends_text(step.sends)}" if step.sends else "")
     if step.action is Action.REGISTER:
         return f"{step.endpoint}   {sends_text(step.sends, REGISTER_CONSTANTS)}"
+    if step.action is Action.UPDATE:
+        return f"{step.endpoint}   {step.detail}; {sends_text(step.sends)}"
+    if isinstance(step.args, PrepareArgs) and step.args.local_copy:
+        return f"{step.detail}   (local only; nothing sent)"
     if step.action in (Action.PREPARE, Action.RUN_MODEL):
         return f"{step.detail}   (local only; status reports)" + \
             (f"   [{step.reason}]" if step.action is Action.RUN_MODEL and step.show_reason else "")
@@ -77,7 +92,7 @@ def plan_text(plan: Plan, *, color: bool = False) -> str:
                     bench = s.benchmark
                     lines.append(f"  benchmark {bench}")
                 indent = "    "
-            head = f"{indent}{s.change.value} "
+            head = f"{indent}{_symbol(s)} "
             lines.append(_c(head, _CHANGE_COLOUR[s.change], color) + f"{label(s):<{LABEL_COLUMN - len(head)}}"
                          f"{detail(s)}".rstrip())
         for n in plan.notes:
@@ -88,6 +103,11 @@ def plan_text(plan: Plan, *, color: bool = False) -> str:
             lines.append(f"note: {n.text}")
     lines.append(summary(plan))
     return "\n".join(lines) + "\n"
+
+
+def _symbol(step: Step) -> str:
+    """"~" for a registered field changed in place, else the change's own symbol (+ = ?)."""
+    return "~" if step.action is Action.UPDATE and step.change is Change.TODO else step.change.value
 
 
 def summary(plan: Plan) -> str:

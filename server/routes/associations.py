@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from server import rules, store
 from server.db import now
-from server.routes import add, found, list_page, paginated, related
+from server.http import add, found, list_page, paginated, related
 from server.validation import validate
 
 

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from server import rules, store
 from server.db import now
-from server.routes import add, filters, found, found_or_forbidden, list_page, paginated, related, unique_name
+from server.http import add, filters, found, found_or_forbidden, list_page, paginated, related
 from server.validation import validate
-
-
-def benchmark_view(user, benchmark: dict) -> dict:
-    """Owner and admin see the auto-approval allow lists; everyone else the public fields."""
-    return benchmark if rules.sees_full_benchmark(user, benchmark) else rules.public_benchmark(benchmark)
 
 
 def _components(conn, values: dict) -> list[dict]:
@@ -23,14 +18,14 @@ def _components(conn, values: dict) -> list[dict]:
 
 def list_benchmarks(ctx):
     page = list_page(ctx, store.list_benchmarks, filters(ctx, store.FILTERABLE["benchmarks"]))
-    return paginated(ctx, page, lambda b: benchmark_view(ctx.user, b))
+    return paginated(ctx, page, lambda b: rules.benchmark_view(ctx.user, b))
 
 
 def post_benchmark(ctx):
     body = validate(ctx.body(), "api-benchmark")
     body.pop("approval_status", None)  # read-only: set by the auto-approve list or later by an admin
     components = _components(ctx.conn, body)
-    unique_name(store.get_benchmark_by_name(ctx.conn, body["name"]), "benchmark")
+    rules.check_unique_name(store.get_benchmark_by_name(ctx.conn, body["name"]), "benchmark")
     status = rules.initial_benchmark_approval(
         ctx.user["email"],
         ctx.settings.auto_approve_benchmarks_from,
@@ -43,7 +38,7 @@ def post_benchmark(ctx):
 
 
 def get_benchmark(ctx, benchmark_id):
-    return benchmark_view(ctx.user, found(store.get_benchmark(ctx.conn, benchmark_id)))
+    return rules.benchmark_view(ctx.user, found(store.get_benchmark(ctx.conn, benchmark_id)))
 
 
 def put_benchmark(ctx, benchmark_id):
@@ -53,7 +48,7 @@ def put_benchmark(ctx, benchmark_id):
     components = _components(ctx.conn, {**current, **body})
     changes = rules.check_benchmark_update(ctx.user, current, body, [c["state"] for c in components])
     if "name" in changes:
-        unique_name(store.get_benchmark_by_name(ctx.conn, changes["name"]), "benchmark")
+        rules.check_unique_name(store.get_benchmark_by_name(ctx.conn, changes["name"]), "benchmark")
     if "approval_status" in changes:
         changes["approved_at"] = rules.approved_at_for(changes["approval_status"], now())
     return store.update_benchmark(ctx.conn, benchmark_id, changes) if changes else current

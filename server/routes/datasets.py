@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from server import rules, store
-from server.routes import add, found, found_or_forbidden, list_page, paginated, related
+from server.http import add, found, found_or_forbidden, list_page, paginated, related
 from server.validation import validate
 
 

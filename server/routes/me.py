@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from server import store
-from server.routes import add, list_page, paginated
-from server.routes.models import model_view
+from server.components import model_view
+from server.http import add, list_page, paginated
 
 
 def my_datasets(ctx):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from server import rules, store
 from server.db import now
-from server.routes import INT64_MAX, add, filters, found_or_forbidden, invalid_pk, list_page, paginated, related
+from server.http import add, filters, found_or_forbidden, invalid_pk, is_id, list_page, paginated, related
 from server.validation import validate
 
 
@@ -12,8 +12,7 @@ def post_result(ctx):
     raw = ctx.body()
     # Permission first, from the dataset named in the body (admin or its owner), as MedPerf does.
     named = raw.get("dataset") if isinstance(raw, dict) else None
-    dataset = store.get_dataset(ctx.conn, named) if isinstance(named, int) and not isinstance(named, bool) \
-        and abs(named) <= INT64_MAX else None  # a larger id names nothing (and cannot be bound: 500)
+    dataset = store.get_dataset(ctx.conn, named) if is_id(named) else None
     if not rules.is_admin(ctx.user):
         rules.require(dataset is not None and rules.can_create_result(ctx.user, dataset))
     body = validate(raw, "api-result")

@@ -15,7 +15,6 @@ import jinja2
 
 from server import openapi, rules, store
 from server.errors import NotAuthenticated
-from server.routes.benchmarks import benchmark_view
 
 PAGE_ALL = 10_000
 SESSION_COOKIE = "medperf_token"
@@ -75,7 +74,7 @@ def visible_to(conn, user: dict) -> dict:
     metrics = {bid: sorted({k for r in rows for k in (r["results"] or {})}) for bid, (_, rows) in results.items()}
     return {
         "admin": admin,
-        "benchmarks": [benchmark_view(user, b) for b in all_benchmarks],
+        "benchmarks": [rules.benchmark_view(user, b) for b in all_benchmarks],
         "models": {m["id"]: m["name"] for m in models},
         "datasets": datasets,
         "associations": associations,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from server import rules, store
-from server.routes import add, found
+from server.http import add, found
 
 USER_FIELDS = ("id", "username", "email", "first_name", "last_name", "metadata", "is_admin")
 

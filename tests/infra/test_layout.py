@@ -62,7 +62,7 @@ def _graph(exclude_type_checking: bool = True):
     return grimp.build_graph(*PACKAGES, exclude_type_checking_imports=exclude_type_checking)
 
 
-@pytest.mark.parametrize("package", ["runner", "schemas"])
+@pytest.mark.parametrize("package", ["runner", "server", "schemas"])
 def test_no_import_circles(package):
     cycles = [c for c in _cycles(_graph()) if c[0].split(".")[0] == package]
     assert cycles == [], f"import circles: {cycles}"
@@ -95,7 +95,7 @@ def _function_imports(path: Path) -> list[tuple[int, str]]:
     return found
 
 
-@pytest.mark.parametrize("package", ["runner", "schemas"])
+@pytest.mark.parametrize("package", ["runner", "server", "schemas"])
 def test_own_modules_are_imported_at_the_top(package):
     hidden = []
     for path in sorted((ROOT / package).rglob("*.py")):
@@ -114,9 +114,9 @@ def test_a_data_owner_installs_and_imports_no_server_stack():
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
     required = cfg["options"]["install_requires"]
-    server_stack = ("bottle", "waitress", "psycopg", "pyjwt", "jwt")
+    server_stack = ("bottle", "cheroot", "psycopg", "pyjwt", "jwt")
     assert not [p for p in server_stack if p in required]
-    assert all(p in cfg["options.extras_require"]["server"] for p in ("bottle", "waitress", "psycopg", "pyjwt"))
+    assert all(p in cfg["options.extras_require"]["server"] for p in ("bottle", "cheroot", "psycopg", "pyjwt"))
     code = ("import sys, json, pkgutil, importlib, runner\n"
             "for m in pkgutil.walk_packages(runner.__path__, 'runner.'): importlib.import_module(m.name)\n"
             f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(server_stack)!r})))")

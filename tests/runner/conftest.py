@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from runner import privacy
-from runner.cli import main
+from runner.cli import before_send_for, main
 from runner.clients.auth import read_token
 from runner.hashing import folders_hash
 from runner.reconcile import Clients
+from runner.signals import Interruption
 from runner.state import StateDir
 from tests.runner.fakes import ADMIN, BENCHMARK_OWNER, DATA_OWNER, DATA_OWNER_2, FakeApi, FakeRunner, Unauthorized
 
@@ -87,12 +87,10 @@ class Workspace:
     def clients(self, environ=None) -> Clients:
         """The fakes as the CLI builds its clients: the registry answers as the user whose token is set."""
         environ = self.environ if environ is None else environ
+        interruption = Interruption()
 
         def make_api(server, state):
-            def before_send(method, path, body):
-                privacy.check_body(method, path, body)
-                state.ledger.record(server.url, method, path, body)
-
+            before_send = before_send_for(server, state, interruption)  # the CLI's own checks
             user = USER_OF_TOKEN.get(read_token(server, environ))
             if user is None:
                 return Unauthorized(self.api.calls)
@@ -102,7 +100,7 @@ class Workspace:
             return self.api.as_user(user, before_send)
 
         return Clients(state=StateDir, api=make_api, runner=lambda state: self.runner, hasher=folders_hash,
-                       environ=environ, sleep=self.clock.sleep, clock=self.clock)
+                       environ=environ, sleep=self.clock.sleep, clock=self.clock, interruption=interruption)
 
     def run(self, *argv: str, stdin=None, tty: bool = False, token: str | None = None) -> Result:
         """The CLI in-process; `token` runs it with another user's token (e.g. BO_TOKEN, the benchmark owner)."""

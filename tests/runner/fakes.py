@@ -485,5 +485,8 @@ class FakeRunner:
             return False
         return True
 
+    def stop_all(self) -> None:
+        self.stopped_all = True
+
     def tasks_run(self) -> list[str]:
         return [t for t, _ in self.runs]

@@ -1,5 +1,5 @@
 """The fake registry answers as the real server does: one table of requests, the data owner's workflow and the
-refusals around it, run against FakeApi and against the real server (in-process, through the real ApiClient).
+refusals around it, run against FakeApi and against the real server (on loopback, through the real ApiClient).
 
 Each row says who sends what and the answer both must give: a status, and for a success the fields that
 matter; for a refusal the error body itself. A fake that lets through what the server refuses, or answers
@@ -21,7 +21,7 @@ from runner.errors import ServerError
 from server import rules
 from server.errors import NotFound
 from tests.runner.fakes import BENCHMARK_OWNER, DATA_OWNER_2, FakeApi, model_record
-from tests.support.server import TESTBO, TESTDO, TESTDO2, TESTMO, inprocess_server, inprocess_session
+from tests.support.server import TESTBO, TESTDO, TESTDO2, TESTMO, live_server
 
 DO, DO2, BO = "data owner", "second data owner", "benchmark owner"
 RAW, PREPARED = "a" * 64, "b" * 64
@@ -48,25 +48,25 @@ class FakeBackend:
 
 
 class ServerBackend:
-    """The seeded real server in this process, one real ApiClient per actor."""
+    """The seeded real server on a loopback port, one real ApiClient per actor."""
 
     def __init__(self):
-        self._server = inprocess_server()
+        self._server = live_server()
         self.srv = self._server.__enter__()
-        self.apis = {who: ApiClient(self.srv.url, self.srv.tokens[email], session=inprocess_session(self.srv.app))
+        self.apis = {who: ApiClient(self.srv.url, self.srv.tokens[email])
                      for who, email in ((DO, TESTDO), (DO2, TESTDO2), (BO, TESTBO))}
 
     def pending_model(self) -> int:
         """As the model owner: a model and its association request, which nobody approves."""
-        mo = ApiClient(self.srv.url, self.srv.tokens[TESTMO], session=inprocess_session(self.srv.app))
-        reference = mo.get("models/1/")["container"]
-        container = {k: reference[k] for k in ("container_config", "image_hash", "additional_files_tarball_url",
-                                               "additional_files_tarball_hash")}
-        container["parameters_config"] = {"variant": "unapproved"}  # the server wants a distinct container
-        model = mo.create("models/", {"name": "unapproved", "type": "CONTAINER", "state": "OPERATION",
-                                      "container": {**container, "name": "unapproved", "state": "OPERATION"}})
-        mo.create("models/benchmarks/", {"model": model["id"], "benchmark": 1, "approval_status": "PENDING",
-                                         "metadata": {}})
+        with ApiClient(self.srv.url, self.srv.tokens[TESTMO]) as mo:
+            reference = mo.get("models/1/")["container"]
+            container = {k: reference[k] for k in ("container_config", "image_hash", "additional_files_tarball_url",
+                                                   "additional_files_tarball_hash")}
+            container["parameters_config"] = {"variant": "unapproved"}  # the server wants a distinct container
+            model = mo.create("models/", {"name": "unapproved", "type": "CONTAINER", "state": "OPERATION",
+                                          "container": {**container, "name": "unapproved", "state": "OPERATION"}})
+            mo.create("models/benchmarks/", {"model": model["id"], "benchmark": 1, "approval_status": "PENDING",
+                                             "metadata": {}})
         return model["id"]
 
     def close(self):

@@ -12,6 +12,8 @@ import schemas
 from runner.errors import ManifestError, UsageError
 from runner.load import load, load_values, parse
 from runner.model import AssociationGoal, DesiredState, ResultsGoal
+from runner.reconcile import validate_cached
+from runner.state import ValidationCache
 from runner.validate import InvalidManifest, validate
 
 DOC = """\
@@ -138,13 +140,13 @@ datasets:
 
 def test_validation_cache_skips_the_schema_only_for_the_same_valid_data(folder, tmp_path):
     (folder / "m.yaml").write_text(DOC.format(name="a"))
-    cache = tmp_path / "cache"
-    validate(load([folder / "m.yaml"]), cache_dir=cache)
-    assert len(list(cache.iterdir())) == 1
-    validate(load([folder / "m.yaml"]), cache_dir=cache)  # hit
+    cache = ValidationCache(tmp_path / "state")
+    validate_cached(load([folder / "m.yaml"]), cache)
+    assert len(list(cache.folder.iterdir())) == 1
+    validate_cached(load([folder / "m.yaml"]), cache)  # hit
     (folder / "m.yaml").write_text(DOC.format(name="a") + "    stat: x\n")
     with pytest.raises(InvalidManifest):
-        validate(load([folder / "m.yaml"]), cache_dir=cache)
+        validate_cached(load([folder / "m.yaml"]), cache)
 
 
 def test_template_env_vars_values_and_strict_undefined(folder):

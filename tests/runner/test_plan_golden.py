@@ -75,7 +75,8 @@ def build_case(case: dict, folder: Path):
     mine = []
     for r in case.get("server_datasets", []):
         rec = {"owner": 5, "state": "DEVELOPMENT", "data_preparation_mlcube": 2, "input_data_hash": RAW,
-               "generated_uid": RAW, "modified_at": "t1", **r}
+               "generated_uid": RAW, "modified_at": "t1", "description": BASE_DATASET["description"],
+               "location": BASE_DATASET["location"], **r}  # as register sent them
         mine.append(RemoteDataset.from_record(rec))
     obs = Observation(
         server_url="http://registry.test:8000", my_datasets=tuple(mine), refs=refs,

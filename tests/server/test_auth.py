@@ -131,3 +131,54 @@ def test_jwt_with_jwks_url(tmp_path, keypair):
 def test_settings_refuse_both_key_and_jwks():
     with pytest.raises(ValueError):
         Settings(jwt_public_key="pem", jwt_jwks_url="http://x")
+
+
+# -- who a JWT is: its subject; a user known by email alone is linked once, only to a verified email -----------
+
+def _seeded(app, email: str) -> int:
+    with app.config["medperf.db"].connection() as conn:
+        user, _ = auth.create_user_with_token(conn, email)
+    return user["id"]
+
+
+def test_a_user_known_by_email_is_linked_once_to_a_verified_subject(tmp_path, keypair):
+    key, public_pem = keypair
+    app = app_with(str(tmp_path / "s.db"), jwt_public_key=public_pem)
+    uid = _seeded(app, "victim@example.com")
+    r = me(app, token(key, sub="idp|victim", email="victim@example.com", email_verified=True))
+    assert r.status_code == 200 and r.json()["id"] == uid and r.json()["username"] == "idp|victim"
+    assert me(app, token(key, sub="idp|victim", email="victim@example.com")).json()["id"] == uid  # by sub now
+    app.config["medperf.db"].close()
+
+
+@pytest.mark.parametrize("verified", [False, None, "true"], ids=["false", "absent", "a string"])
+def test_an_unverified_email_never_signs_in_as_the_user_with_that_email(tmp_path, keypair, verified):
+    key, public_pem = keypair
+    app = app_with(str(tmp_path / "s.db"), jwt_public_key=public_pem)
+    uid = _seeded(app, "victim@example.com")
+    extra = {} if verified is None else {"email_verified": verified}
+    r = me(app, token(key, sub="idp|attacker", email="victim@example.com", **extra))
+    assert r.status_code == 401 and "verified" in r.json()["detail"]
+    assert me(app, token(key, sub="idp|victim", email="victim@example.com", email_verified=True)).json()["id"] == uid
+    app.config["medperf.db"].close()
+
+
+def test_a_user_bound_to_one_subject_is_never_another_subjects(tmp_path, keypair):
+    key, public_pem = keypair
+    app = app_with(str(tmp_path / "s.db"), jwt_public_key=public_pem)
+    first = me(app, token(key, sub="idp|one", email="shared@example.com", email_verified=True)).json()
+    r = me(app, token(key, sub="idp|two", email="shared@example.com", email_verified=True))
+    assert r.status_code == 401 and "another sign-in" in r.json()["detail"]
+    assert me(app, token(key, sub="idp|one", email="shared@example.com")).json()["id"] == first["id"]
+    app.config["medperf.db"].close()
+
+
+def test_a_token_without_expiry_is_refused_and_a_little_clock_skew_is_tolerated(tmp_path, keypair):
+    key, public_pem = keypair
+    app = app_with(str(tmp_path / "s.db"), jwt_public_key=public_pem)
+    no_exp = jwt.encode({"sub": "s", "https://medperf.org/email": "s@x.org", "iss": ISSUER, "aud": AUDIENCE}, key,
+                        algorithm="RS256")
+    assert me(app, no_exp).status_code == 401
+    assert me(app, token(key, sub="skew", email="k@x.org", exp=int(time.time()) - 2)).status_code == 200
+    assert me(app, token(key, sub="skew", email="k@x.org", exp=int(time.time()) - 120)).status_code == 401
+    app.config["medperf.db"].close()

@@ -91,7 +91,7 @@ def test_default_db_comes_from_env(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "env.sqlite3").exists()
 
 
-def test_run_serves_with_waitress(tmp_path):
+def test_run_serves_on_its_port(tmp_path):
     """The console script's `run` answers on its port, then stops on SIGTERM."""
     db = str(tmp_path / "s.db")
     secret = subprocess.run([sys.executable, "-m", "server.cli", "--db", db, "user", "create", "--email", "r@x.y"],

@@ -1,4 +1,4 @@
-"""The real server on a loopback socket (waitress), SQLite and PostgreSQL: the flow, concurrency, races."""
+"""The real server on a loopback socket (cheroot), SQLite and PostgreSQL: the flow, concurrency, races."""
 
 from __future__ import annotations
 

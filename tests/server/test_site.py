@@ -210,7 +210,7 @@ def test_the_page_shows_what_the_api_answers_the_same_user(hospitals, email):
 
 
 def test_signing_in_through_a_browser_like_cookie_jar_over_loopback():
-    """A real client (requests' cookie jar) against waitress: sign in, read the page, sign out."""
+    """A real client (requests' cookie jar) against the real server: sign in, read the page, sign out."""
     with live_server() as srv:
         browser = requests.Session()
         r = browser.post(srv.url + "/login", data={"token": srv.tokens[TESTBO]})
