@@ -13,8 +13,6 @@ import dataclasses
 from collections.abc import Callable, Mapping
 
 from runner.cli import real_clients
-from runner.clients.api import ApiClient
-from runner.clients.auth import read_token
 
 
 class Pauses(list):
@@ -32,18 +30,17 @@ class Pauses(list):
 
 def real_clients_pausing(environ: Mapping[str, str], sleep: Callable[[float], None],
                          *, timeout: tuple[float, float] | None = None, **real_options):
-    """runner.cli.real_clients(environ), whose registry client sleeps with `sleep`.
+    """runner.cli.real_clients(environ, sleep=sleep): everything as the CLI builds it, but the pauses.
 
-    The client keeps everything real_clients wires into it (the privacy check and the ledger before every body,
-    the retry policy); `timeout` (connect, read) shortens its socket timeouts when a test stalls answers.
+    `timeout` (connect, read) shortens the registry client's socket timeouts when a test stalls answers.
     """
-    base = real_clients(environ, **real_options)
+    clients = real_clients(environ, sleep=sleep, **real_options)
+    if timeout is None:
+        return clients
 
     def api(server, state):
-        real = base.api(server, state)
-        real.close()  # only its wiring is kept: the same URL, token and before_send, another sleep
-        return ApiClient(real.base_url, read_token(server, environ), before_send=real.before_send, sleep=sleep,
-                         timeout=timeout or real.timeout, max_attempts=real.max_attempts,
-                         backoff_base=real.backoff_base, backoff_cap=real.backoff_cap)
+        client = clients.api(server, state)
+        client.timeout = timeout
+        return client
 
-    return dataclasses.replace(base, api=api, sleep=sleep)
+    return dataclasses.replace(clients, api=api)
