@@ -162,7 +162,8 @@ GARBLED = {
 
 @pytest.mark.parametrize("case", list(GARBLED))
 def test_a_garbled_answer_to_a_write_is_resolved_by_observing(case, trial_factory, registry, request):
-    """The server did the write but answered garbage: no internal error, no duplicate, the run still converges."""
+    """The server did the write but answered garbage: no internal error, no duplicate, the run still converges.
+    A garbled read (records missing a field) is an error naming the endpoint and the field; the next run converges."""
     from tests.support.proxy import FaultProxy
 
     method, path, answer, participation = GARBLED[case]
@@ -176,6 +177,10 @@ def test_a_garbled_answer_to_a_write_is_resolved_by_observing(case, trial_factor
         r = trial.run_inprocess("apply")
         assert garbled.exchange is not None and garbled.exchange.forwarded  # the server did get it
         assert no_traceback(r.out + r.err), r.out + r.err
+        if method == "GET":  # a read of records missing a field MedPerf always sends: an error naming both
+            assert r.code == 1 and "GET /me/datasets/" in r.err and "missing field 'name'" in r.err, r.out + r.err
+            assert trial.ledger_bodies() == []  # it stopped before sending anything
+            r = trial.run_inprocess("apply")  # the server answers properly again
         assert r.code in ((3,) if participation else (0,)), r.out + r.err
         again = trial.run_inprocess("apply")
         assert again.code == r.code and "0 changed" in again.out, again.out + again.err
