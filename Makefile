@@ -5,7 +5,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PYTEST_ARGS ?=
+# Both cores (pytest-xdist), one test module per worker at a time (module-scoped fixtures and checks stay whole).
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: help venv test bench lint images data demo demo-clean
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -194,8 +195,10 @@ def before_send_for(server: ServerSpec, state: StateDir, interruption: Interrupt
 
 def real_clients(environ: Mapping[str, str], *, request_timeout: float = DEADLINE_S, task_timeout: float | None = None,
                  task_idle_timeout: float | None = None, interruption: Interruption | None = None,
-                 ca_file: str | None = None):
-    """The real edges: the registry client (privacy check + ledger before every body), Docker, the hash."""
+                 ca_file: str | None = None, sleep: Callable[[float], None] = time.sleep):
+    """The real edges: the registry client (privacy check + ledger before every body), Docker, the hash.
+
+    `sleep` takes the pauses: the registry client's back-off between retries and apply --wait's polls."""
     interruption = interruption or Interruption()
 
     def make_api(server, state):
@@ -203,7 +206,7 @@ def real_clients(environ: Mapping[str, str], *, request_timeout: float = DEADLIN
 
         return ApiClient(server.url, read_token(server, environ), before_send=before_send_for(server, state,
                                                                                                interruption),
-                         deadline=request_timeout, interrupted=interruption.is_set,
+                         deadline=request_timeout, interrupted=interruption.is_set, sleep=sleep,
                          ca_file=Path(ca_file).expanduser().absolute() if ca_file else server.ca_file)
 
     def make_runner(state):
@@ -212,7 +215,7 @@ def real_clients(environ: Mapping[str, str], *, request_timeout: float = DEADLIN
         return DockerRunner(state.containers, timeout=task_timeout, inactivity_timeout=task_idle_timeout)
 
     return Clients(state=StateDir, api=make_api, runner=make_runner, hasher=folders_hash, environ=environ,
-                   interruption=interruption)
+                   interruption=interruption, sleep=sleep)
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None,

@@ -43,6 +43,19 @@ def decide(d: Decision, clients: Clients, console: Console) -> int:
                         token_file=Path(d.token_file) if d.token_file else None)
     state = clients.state(root_for(server.url, d.state_dir, clients.environ))
     api = clients.api(server, state)
+    try:
+        return _decide(d, api, server, console)
+    except ServerError as e:
+        if e.status != 401:
+            raise
+        # The client's hint names the manifest's token settings; this command has none: name its own.
+        source = f"the file {d.token_file} (--token-file)" if d.token_file else \
+            f"the environment variable {d.token_env} (--token-env)"
+        raise MedperfApplyError(f"the server at {server.url} does not accept the token in {source}",
+                                hint="use the benchmark owner's API token") from e
+
+
+def _decide(d: Decision, api, server: ServerSpec, console: Console) -> int:
     bench = fetch_ref(api, Ref("benchmark", _id_or_name(d.benchmark)))
     if not isinstance(bench, RemoteBenchmark):
         raise MedperfApplyError(f"no benchmark {d.benchmark!r} on {server.url}",

@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.support.trust_figures"]  # the trust tests' closing figures, also under pytest-xdist
+
 
 def _unavailable(kind: str, env: str, why: str):
     if os.environ.get(env) == "1":

@@ -35,12 +35,20 @@ def _components_current(client) -> bool:
 
 
 @pytest.fixture(scope="session")
-def chestxray(docker_client) -> dict[str, ContainerSpec]:
-    """The four example containers as ContainerSpecs, keyed as components.json; runs build.sh when stale."""
-    if not _components_current(docker_client):
-        env = {**os.environ, "PYTHON": sys.executable}
-        subprocess.run(["bash", str(EXAMPLE / "build.sh")], check=True, env=env, timeout=900)
-    records = json.loads(COMPONENTS.read_text())
+def chestxray(docker_client, tmp_path_factory) -> dict[str, ContainerSpec]:
+    """The four example containers as ContainerSpecs, keyed as components.json; runs build.sh when stale.
+
+    Under pytest-xdist every worker has this session fixture: a lock beside the workers' temp dirs lets one
+    build while the others wait, then find the images current."""
+    import fcntl
+
+    lock_path = tmp_path_factory.getbasetemp().parent / "chestxray-build.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _components_current(docker_client):
+            env = {**os.environ, "PYTHON": sys.executable}
+            subprocess.run(["bash", str(EXAMPLE / "build.sh")], check=True, env=env, timeout=900)
+        records = json.loads(COMPONENTS.read_text())
     return {key: ContainerSpec.from_record(record) for key, record in records.items()}
 
 

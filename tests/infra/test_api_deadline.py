@@ -87,7 +87,9 @@ def test_a_trickled_answer_ends_at_the_deadline_naming_the_server_and_endpoint(h
     start = time.monotonic()
     with pytest.raises(ServerUnavailable) as e:
         client.get("benchmarks/1/")
-    assert time.monotonic() - start < 5.0  # two attempts of one second, not a read timeout per byte
+    # two attempts of one second; without the deadline it would never end (each byte resets a read timeout): the
+    # bound only tells the two apart, with room for a loaded machine
+    assert time.monotonic() - start < 20.0
     text = str(e.value)
     assert "GET /api/v0/benchmarks/1/" in text and f"127.0.0.1:{server.port}" in text
     assert "no complete answer within 1 s" in text
@@ -105,11 +107,10 @@ def test_an_endless_answer_is_refused_past_the_size_limit(hostile):
 def test_a_declared_oversized_answer_is_refused_before_reading_it(hostile):
     def declared(conn, stop):
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 999999999\r\n\r\n[]")
-        stop.wait(5)
+        stop.wait(60)  # the rest never comes: a client reading it would meet its deadline, not the size limit
 
     server = hostile(declared)
     client = ApiClient(f"http://127.0.0.1:{server.port}", "t", max_body=1 << 20, deadline=30.0)
-    start = time.monotonic()
-    with pytest.raises(ServerError, match="larger than 1 MiB"):
+    with pytest.raises(ServerError, match="larger than 1 MiB") as e:
         client.get("benchmarks/")
-    assert time.monotonic() - start < 5.0
+    assert not isinstance(e.value, ServerUnavailable)  # refused from the declared length, not timed out

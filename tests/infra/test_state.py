@@ -130,68 +130,97 @@ def test_corrupt_yaml_is_a_state_error_naming_the_file(tmp_path):
 # -- the lock --------------------------------------------------------------------------------------------
 
 HOLDER = """
-import sys, time
+import sys
 from runner.state import StateDir
 with StateDir(sys.argv[1]).lock() as lock:
     print("locked", flush=True)
-    mode = sys.argv[2]
-    if mode == "die":
+    if sys.argv[2] == "die":
         import os
         os._exit(0)           # dies holding the lock, without releasing it
-    time.sleep(float(mode))
+    sys.stdin.readline()      # holds it until told to release it (or until its stdin closes)
 """
 
 
-def hold(state, mode):
+def hold(state, mode="hold"):
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(state), mode], cwd=REPO,
-                            stdout=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
 
+def release(proc) -> None:
+    proc.stdin.write("release\n")
+    proc.stdin.close()
+    proc.wait(30)
+
+
+def has_open(pid: int, path) -> bool:
+    """Whether process `pid` holds a file descriptor on `path` (its lock attempt has begun)."""
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == os.path.realpath(path):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def test_second_run_fails_fast_naming_the_holder(tmp_path):
     s = StateDir(tmp_path)
-    proc = hold(tmp_path, "20")
+    proc = hold(tmp_path)
     try:
-        started = time.monotonic()
         with pytest.raises(LockHeld) as e:
             with s.lock():
                 pass
-        assert time.monotonic() - started < 1.0
+        assert proc.poll() is None  # refused while the holder holds it: it did not wait for the holder
         text = str(e.value)
         assert f"pid {proc.pid}" in text and "--lock-timeout" in text and str(s.lock_path) in text
+        assert "after waiting" not in text  # no timeout given: refused at once, not after a wait
     finally:
-        proc.kill()
-        proc.wait()
+        release(proc)
 
 
 def test_second_run_waits_with_a_timeout(tmp_path):
+    import threading
+
     s = StateDir(tmp_path)
-    proc = hold(tmp_path, "0.8")
+    proc = hold(tmp_path)
+    got: list = []
+
+    def second_run():
+        with s.lock(timeout=60, poll_interval=0.01) as lock:
+            got.append((lock.took_over, json.loads(s.lock_path.read_text())["pid"]))
+
+    waiter = threading.Thread(target=second_run, daemon=True)
     try:
-        started = time.monotonic()
-        with s.lock(timeout=10) as lock:
-            waited = time.monotonic() - started
-            assert lock.took_over is None  # the holder released it properly
-            assert json.loads(s.lock_path.read_text())["pid"] == os.getpid()
-        assert 0.3 < waited < 8
+        waiter.start()
+        for _ in range(3000):  # until the second run has opened the lock file (it then polls flock)
+            if has_open(os.getpid(), s.lock_path) or not waiter.is_alive():
+                break
+            time.sleep(0.01)
+        assert waiter.is_alive() and got == [], "the second run did not wait for the holder"
+        release(proc)  # the holder finishes: the waiting run takes the lock
+        waiter.join(30)
+        # the holder released it properly (nothing taken over), and the lock now names this process
+        assert got == [(None, os.getpid())]
     finally:
-        proc.wait(10)
+        if proc.poll() is None:
+            release(proc)
 
 
 def test_timeout_expires_with_lock_held(tmp_path):
     s = StateDir(tmp_path)
-    proc = hold(tmp_path, "20")
+    proc = hold(tmp_path)
     try:
         started = time.monotonic()
         with pytest.raises(LockHeld) as e:
             with s.lock(timeout=0.5, poll_interval=0.05):
                 pass
-        assert 0.4 < time.monotonic() - started < 3
+        assert time.monotonic() - started >= 0.5  # it did wait the timeout out
+        assert proc.poll() is None  # and gave up while the holder still held it
         assert "after waiting 0.5 s" in str(e.value)
     finally:
-        proc.kill()
-        proc.wait()
+        release(proc)
 
 
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):

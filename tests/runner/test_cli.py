@@ -327,7 +327,7 @@ def test_missing_token_is_an_error_without_printing_anything_secret(ws):
 def _real_api_clients(ws):
     from runner.cli import real_clients
 
-    return lambda: real_clients(ws.environ)
+    return lambda environ=None: real_clients(ws.environ)
 
 
 def test_no_longer_managed_dataset_is_only_noted(ws):

@@ -51,10 +51,10 @@ class _Tutorial:
         self.manifest = root / "manifests" / TUTORIAL.name
         self.state_dir = root / "state"
 
-    def run(self, *argv: str) -> tuple[int, str, str]:
+    def run(self, *argv: str, clients=None) -> tuple[int, str, str]:
         out, err = io.StringIO(), io.StringIO()
         code = main([*argv, str(self.manifest), "--state-dir", str(self.state_dir)], stdout=out, stderr=err,
-                    stdin=io.StringIO(""), environ=self.env)
+                    stdin=io.StringIO(""), environ=self.env, clients=clients)
         return code, out.getvalue(), err.getvalue()
 
     def my_datasets(self) -> list[dict]:
@@ -199,7 +199,7 @@ def test_the_tutorial_end_to_end_gate_approval_runs_submit_then_new_models(tutor
     finalized = {r["model"]: r["finalized"] for r in tutorial.get("me/results/")["results"]}
     assert finalized == {1: True, 2: True, m3: True, bad: False, m5: True}
 
-    # every body sent is in a ledger and holds only what DESIGN allows there; no local path ever left
+    # every body sent is in a ledger and holds only what runner/privacy.py allows there; no local path ever left
     from runner import privacy
 
     ledger = [json.loads(line) for line in tutorial.ledger()] + \
@@ -272,35 +272,31 @@ def test_saved_plan_against_the_real_server(tmp_path):
 
 def test_apply_wait_polls_until_the_owner_approves_on_the_real_server(tutorial):
     """`apply --wait`: runs to the gate, polls the real server until the benchmark owner's command approves,
-    then plans the benchmark's models and finishes in the same run."""
-    import threading
-    import time
-
+    then plans the benchmark's models and finishes in the same run. The owner approves while the run pauses
+    before its first poll (the pauses are recorded, not slept)."""
+    from tests.support.clients import Pauses, real_clients_pausing
     from tests.support.server import TESTBO
 
     srv = tutorial.srv
     approved: list[int] = []
 
-    def owner():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            rows = requests.get(f"{srv.api}/me/datasets/associations/", headers=srv.headers(TESTBO),
-                                timeout=10).json()["results"]
-            if rows:
-                out_, err_ = io.StringIO(), io.StringIO()
-                approved.append(main(["association", "approve", "-b", "1", "-d", str(rows[0]["dataset"]),
-                                      "--state-dir", str(tutorial.root / "bo-state")], stdout=out_, stderr=err_,
-                                     stdin=io.StringIO(""), environ={**tutorial.env,
-                                                                     "MEDPERF_TOKEN": srv.tokens[TESTBO]}))
-                return
-            time.sleep(0.5)
+    def owner(n: int) -> None:
+        if approved:
+            return
+        rows = requests.get(f"{srv.api}/me/datasets/associations/", headers=srv.headers(TESTBO),
+                            timeout=10).json()["results"]
+        assert [r["approval_status"] for r in rows] == ["PENDING"], rows  # the run waits for this request
+        out_, err_ = io.StringIO(), io.StringIO()
+        approved.append(main(["association", "approve", "-b", "1", "-d", str(rows[0]["dataset"]),
+                              "--state-dir", str(tutorial.root / "bo-state")], stdout=out_, stderr=err_,
+                             stdin=io.StringIO(""), environ={**tutorial.env, "MEDPERF_TOKEN": srv.tokens[TESTBO]}))
 
-    thread = threading.Thread(target=owner, daemon=True)
-    thread.start()
-    code, out, err = tutorial.run("apply", "--yes", "--wait", "--timeout", "2m")
-    thread.join(timeout=10)
+    pauses = Pauses(then=owner)
+    code, out, err = tutorial.run("apply", "--yes", "--wait", "--timeout", "2m",
+                                  clients=real_clients_pausing(tutorial.env, pauses))
     assert approved == [0]
     assert code == 0, out + err
+    assert pauses == [5.0]  # one pause, the first poll's, and no retry on the way
     assert "approved by the benchmark owner after waiting" in out
     assert "planning the benchmark's models" in out
     results = tutorial.get("me/results/")["results"]

@@ -8,28 +8,9 @@ import json
 import yaml
 
 from runner import privacy
+from tests.runner.conftest import BO_TOKEN
+from tests.runner.conftest import participating as _participating
 from tests.runner.fakes import model_record
-
-BENCHMARKS = """\
-    consent:
-      statistics: true
-      compatibility_results: true
-      results: true
-    benchmarks:
-      - benchmark: chestxray
-        association: approved
-        models: all
-        results: submitted
-        ignore_model_errors: false
-"""
-
-
-def _participating(ws, **replace):
-    text = ws.manifest.read_text().replace("    consent:\n      statistics: true\n", BENCHMARKS)
-    for old, new in replace.items():
-        text = text.replace(old, new)
-    ws.manifest.write_text(text)
-    return ws
 
 
 def _bodies(ws, method=None, prefix=""):
@@ -61,7 +42,7 @@ def _table_rows(out: str) -> list[list[str]]:
 def _ledger_matches_what_was_sent(ws):
     ledger = ws.state().ledger.entries()
     assert [(e["method"], e["path"], e["body"]) for e in ledger] == [(m, p, b) for m, p, b in ws.api.sent()]
-    for e in ledger:  # and each body holds only the fields DESIGN allows there
+    for e in ledger:  # and each body holds only the fields runner/privacy.py allows there
         privacy.check_body(e["method"], e["path"], e["body"])
 
 
@@ -100,8 +81,14 @@ def test_the_tutorial_second_half_gate_approve_run_submit_then_nothing(ws):
     before = len(ws.api.sent())
     assert r.code == 3 and len(ws.api.sent()) == before
 
+    # the data owner cannot approve their own request, as on the real server
     r = ws.run("association", "approve", "--benchmark", "chestxray", "--dataset", "1", "--server",
                "http://registry.test:8000")
+    assert r.code == 1 and "Same user cannot approve the association request" in r.err, r.err
+    assert ws.api.world["dataset_assocs"][-1]["approval_status"] == "PENDING"
+    # the benchmark owner approves it with the command
+    r = ws.run("association", "approve", "--benchmark", "chestxray", "--dataset", "1", "--server",
+               "http://registry.test:8000", token=BO_TOKEN)
     assert r.code == 0, r.err
     assert "association of dataset mytestdata (1) with benchmark chestxray (1): APPROVED" in r.out
     assert ws.api.sent()[-1] == ("PUT", "datasets/1/benchmarks/1/", {"approval_status": "APPROVED"})
@@ -169,8 +156,9 @@ def test_wait_polls_with_backoff_until_the_owner_approves(ws):
     assert r.code == 0, r.out + r.err
     assert ws.clock.sleeps == [5.0, 10.0, 20.0]
     assert "approved by the benchmark owner after waiting 35 s" in r.out
+    (row,) = ws.api.world["dataset_assocs"]
     assert "waiting for the benchmark owner to approve dataset mytestdata (1) in benchmark chestxray (requested " \
-           "2026-11-23T10:00:00002Z): polling every 5 s to 60 s, for at most 10.0 min" in r.out
+           f"{row['created_at']}): polling every 5 s to 60 s, for at most 10.0 min" in r.out
     assert all(res["finalized"] for res in ws.api.world["results"].values())
     assert len(ws.api.world["results"]) == 2
 
@@ -428,10 +416,11 @@ def test_association_by_dataset_name_and_json_output(ws):
     assert ref_run["result"]["run"] == {"dataset": "mytestdata", "benchmark": "chestxray", "model": 1,
                                         "result_id": 1, "partial": False, "from_cache": True, "error": ""}
     ws.environ["MEDPERF_SERVER"] = "http://registry.test:8000"
-    r = ws.run("association", "approve", "--benchmark", "chestxray", "--dataset", "mytestdata", "--output", "json")
+    r = ws.run("association", "approve", "--benchmark", "chestxray", "--dataset", "mytestdata", "--output", "json",
+               token=BO_TOKEN)
     assert r.code == 0, r.err
     assert json.loads(r.out)["approval_status"] == "APPROVED"
-    r = ws.run("association", "reject", "-b", "chestxray", "-d", "nosuchdata")
+    r = ws.run("association", "reject", "-b", "chestxray", "-d", "nosuchdata", token=BO_TOKEN)
     assert r.code == 1 and "no dataset named 'nosuchdata' has asked to join benchmark 1" in r.err
 
 

@@ -102,7 +102,7 @@ def test_golden_plan_case(case_path, tmp_path):
     manifest, obs = build_case(case, tmp_path)
     expect = case["expect"]
     if "error" in expect:
-        with pytest.raises(errors.MedperfApplyError) as info:
+        with pytest.raises(getattr(errors, expect["error"])) as info:
             plan(manifest, copy.deepcopy(obs), interactive=case.get("interactive", False),
                  request_again=case.get("request_again", False))
         assert type(info.value).__name__ == expect["error"]

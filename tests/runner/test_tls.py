@@ -4,13 +4,12 @@ error says what failed and the fix, at once, without retries; a wrong scheme get
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 
 from server.loopback import live_server
 from tests.runner.conftest import MANIFEST
+from tests.support.clients import Pauses, real_clients_pausing
 from tests.support.tls import make_certs
 
 
@@ -32,7 +31,7 @@ def _workspace(ws, url: str, ca_file=None):
     ws.manifest.write_text(text)
 
 
-def _run_real(ws, *args):
+def _run_real(ws, *args, clients=None):
     """The CLI with its real clients (real HTTP and TLS), in-process."""
     import io
 
@@ -40,7 +39,7 @@ def _run_real(ws, *args):
 
     out, err = io.StringIO(), io.StringIO()
     code = main([*args, "--state-dir", str(ws.state_dir)], stdout=out, stderr=err, stdin=io.StringIO(""),
-                environ=ws.environ)
+                environ=ws.environ, clients=clients)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -62,10 +61,9 @@ def test_a_private_ca_in_the_manifest_or_on_the_command_line_is_trusted(ws, http
 def test_an_unknown_authority_fails_at_once_with_the_fix(ws, https_server, certs, case, words):
     ws.environ["MEDPERF_TOKEN"] = https_server.tokens["testdo@example.com"]
     _workspace(ws, https_server.url, certs.other_ca if case == "another CA" else None)
-    start = time.monotonic()
-    code, out, err = _run_real(ws, "plan", str(ws.manifest))
-    # No retries: the back-off alone before a fifth attempt is over 7 s; a busy CI machine still answers in 3.
-    assert time.monotonic() - start < 3.0
+    pauses = Pauses()  # the real clients' back-off, recorded instead of slept
+    code, out, err = _run_real(ws, "plan", str(ws.manifest), clients=real_clients_pausing(ws.environ, pauses))
+    assert pauses == []  # no retry: not one back-off pause before giving up
     assert code == 1
     assert "certificate" in err and all(w in err for w in words), err
     assert "Traceback" not in err and "failed 5 times" not in err

@@ -1,2 +1,2 @@
-"""Trust tests (issue 7, DESIGN 4): crash resume, flaky registry, concurrent runs, bad input, privacy proof,
+"""Trust tests: crash resume, flaky registry, concurrent runs, bad input, privacy proof,
 server hardening. Run them alone with `pytest tests/trust -s` to see the figures they print."""

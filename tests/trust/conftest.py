@@ -331,26 +331,3 @@ def reap_containers(docker_client, root: Path, timeout: float = 60) -> int:
         except Exception:  # noqa: BLE001 - already gone
             pass
     return len(orphans)
-
-
-def pytest_terminal_summary(terminalreporter):
-    """The closing figures of the trust tests that ran: kill points, orphaned containers, faults injected."""
-    import sys as _sys
-
-    crash, flaky = _sys.modules.get("tests.trust.test_crash_resume"), _sys.modules.get("tests.trust.test_flaky_server")
-    fuzz, privacy = _sys.modules.get("tests.trust.test_openapi_fuzz"), _sys.modules.get("tests.trust.test_privacy_canary")
-    if not any((crash, flaky, fuzz, privacy)):
-        return
-    terminalreporter.section("trust figures")
-    if crash is not None and crash.KILLED:
-        terminalreporter.write_line(f"kill points tried: {len(crash.KILLED)}; orphaned task containers found: "
-                                    f"{sum(crash.ORPHANS)}")
-    if flaky is not None and flaky.INJECTED:
-        terminalreporter.write_line(f"faults injected by the proxy: {sum(flaky.INJECTED.values())} "
-                                    f"{dict(flaky.INJECTED)}; runs to converge: {flaky.RUNS}")
-    if crash is not None and crash.CHAOS:
-        terminalreporter.write_line(f"chaos (random kills on a flaky registry): {'; '.join(crash.CHAOS)}")
-    if fuzz is not None and fuzz.FUZZED:
-        terminalreporter.write_line(f"schemathesis: {'; '.join(fuzz.FUZZED)}")
-    if privacy is not None and privacy.SEARCHED:
-        terminalreporter.write_line(f"privacy canary: searched {'; '.join(privacy.SEARCHED)}")

@@ -13,6 +13,7 @@ import pytest
 
 from runner.cli import main
 from tests.infra.fault_server import Answer, FaultServer
+from tests.support.clients import Pauses, real_clients_pausing
 from tests.trust.conftest import make_data, manifest_text, no_traceback, require_images
 
 
@@ -48,16 +49,19 @@ def test_a_registry_answering_garbage_is_reported(case, tmp_path):
     manifest = tmp_path / "m.yaml"
     manifest.write_text(manifest_text())
     answer, expected = GARBAGE[case]
+    environ = {"MEDPERF_TOKEN": "t", "MEDPERF_SERVER": ""}
     with FaultServer() as fs:
         fs.push(*([answer] * 60))
-        for command in ("plan",) if "502" in case else ("plan", "apply"):  # 502: retried with the real backoff
-            err = io.StringIO()
+        environ["MEDPERF_SERVER"] = fs.url
+        for command in ("plan", "apply"):
+            err, pauses = io.StringIO(), Pauses()  # a 502 is retried with the real back-off, recorded not slept
             argv = [command, str(manifest), "--state-dir", str(tmp_path / "state")]
-            code = main(argv + (["--yes"] if command == "apply" else []), stdout=io.StringIO(), stderr=err, stdin=io.StringIO(""),
-                        environ={"MEDPERF_TOKEN": "t", "MEDPERF_SERVER": fs.url})
+            code = main(argv + (["--yes"] if command == "apply" else []), stdout=io.StringIO(), stderr=err,
+                        stdin=io.StringIO(""), environ=environ, clients=real_clients_pausing(environ, pauses))
             assert code == 1, err.getvalue()
             assert no_traceback(err.getvalue()), err.getvalue()
             assert expected in err.getvalue() and fs.url in err.getvalue(), err.getvalue()
+            assert bool(pauses) == ("502" in case), pauses  # only the gateway's error is worth a retry
     assert not (tmp_path / "state" / "ledger.jsonl").exists()  # nothing was sent to it
 
 
@@ -158,7 +162,8 @@ GARBLED = {
 
 @pytest.mark.parametrize("case", list(GARBLED))
 def test_a_garbled_answer_to_a_write_is_resolved_by_observing(case, trial_factory, registry, request):
-    """The server did the write but answered garbage: no internal error, no duplicate, the run still converges."""
+    """The server did the write but answered garbage: no internal error, no duplicate, the run still converges.
+    A garbled read (records missing a field) is an error naming the endpoint and the field; the next run converges."""
     from tests.support.proxy import FaultProxy
 
     method, path, answer, participation = GARBLED[case]
@@ -172,6 +177,10 @@ def test_a_garbled_answer_to_a_write_is_resolved_by_observing(case, trial_factor
         r = trial.run_inprocess("apply")
         assert garbled.exchange is not None and garbled.exchange.forwarded  # the server did get it
         assert no_traceback(r.out + r.err), r.out + r.err
+        if method == "GET":  # a read of records missing a field MedPerf always sends: an error naming both
+            assert r.code == 1 and "GET /me/datasets/" in r.err and "missing field 'name'" in r.err, r.out + r.err
+            assert trial.ledger_bodies() == []  # it stopped before sending anything
+            r = trial.run_inprocess("apply")  # the server answers properly again
         assert r.code in ((3,) if participation else (0,)), r.out + r.err
         again = trial.run_inprocess("apply")
         assert again.code == r.code and "0 changed" in again.out, again.out + again.err

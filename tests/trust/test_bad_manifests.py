@@ -183,7 +183,7 @@ def test_the_good_manifest_is_good(tmp_path):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_manifest_exits_1_with_file_line_and_hint(case, tmp_path):
-    from runner.errors import MedperfApplyError
+    from runner.errors import ManifestError
     from runner.load import load
     from runner.validate import validate
 
@@ -195,7 +195,7 @@ def test_bad_manifest_exits_1_with_file_line_and_hint(case, tmp_path):
     assert code == 1, f"{case}: exit {code}\n{out.getvalue()}\n{text}"
     assert no_traceback(text), text
     assert re.search(rf"{re.escape(str(path))}:\d+", text) or re.search(r"manifest\.yaml:\d+", text), text
-    with pytest.raises(MedperfApplyError) as info:
+    with pytest.raises(ManifestError) as info:  # the manifest's fault, said as such (not a crash, not the state's)
         validate(load([path], environ={"MEDPERF_TOKEN": "t"}))
     assert info.value.hint, f"{case}: no hint in {info.value}"
     assert not (tmp_path / "state" / "ledger.jsonl").exists()

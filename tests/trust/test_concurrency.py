@@ -1,4 +1,4 @@
-"""Two applies on one state dir (DESIGN 4, lock): the second fails fast naming the holder's pid, or waits with
+"""Two applies on one state dir (the lock): the second fails fast naming the holder's pid, or waits with
 --lock-timeout and then finds the work done; a stale lock of a dead process is taken over. Real processes,
 the real registry; the first run is held mid-write by the proxy so that the overlap is certain.
 """
@@ -6,9 +6,9 @@ the real registry; the first run is held mid-write by the proxy so that the over
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-import threading
 import time
 
 from tests.support.proxy import FaultProxy
@@ -22,13 +22,32 @@ def _held_first_run(trial, proxy):
     return first, hold
 
 
+def _waiting_for_the_lock(trial, proc, timeout: float = 60) -> bool:
+    """Wait until `proc` has opened the state dir's lock file (it then polls for the lock); False if it ended."""
+    lock = os.path.realpath(trial.state_dir / "lock")
+    deadline = time.monotonic() + timeout  # a guard against a hang, not a measure
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            fds = os.listdir(f"/proc/{proc.pid}/fd")
+        except OSError:
+            fds = []
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{proc.pid}/fd/{fd}") == lock:
+                    return True
+            except OSError:
+                continue
+        time.sleep(0.01)
+    return False
+
+
 def test_second_apply_fails_fast_with_the_holders_pid(trial_factory, registry):
     with FaultProxy(registry.url) as proxy:
         trial = trial_factory(proxy, cases=3, text=manifest_text(state="registered"))
         first, hold = _held_first_run(trial, proxy)
-        start = time.monotonic()
         second = trial.run("apply")
-        assert time.monotonic() - start < 15
+        assert first.poll() is None  # it failed while the first run still held the lock: it did not wait
+        assert "after waiting" not in second.err  # refused at once, not after a wait
         assert second.code == 1 and no_traceback(second.out + second.err), second.out + second.err
         assert f"locked by pid {first.pid}" in second.err and "lock-timeout" in second.err, second.err
         plan = trial.run("plan")  # read-only: no lock needed, and it sees the truth (the POST landed)
@@ -44,9 +63,9 @@ def test_second_apply_waits_with_lock_timeout_then_finds_it_done(trial_factory, 
         trial = trial_factory(proxy, cases=3, text=manifest_text(state="registered"))
         first, hold = _held_first_run(trial, proxy)
         second = trial.spawn("apply", "--lock-timeout", "60")
-        time.sleep(1.5)
-        assert second.poll() is None, "the second run did not wait for the lock"
-        threading.Timer(0.5, hold.release).start()
+        waiting = _waiting_for_the_lock(trial, second)
+        assert waiting and second.poll() is None, "the second run did not wait for the lock"
+        hold.release()  # the first run goes on, finishes and releases the lock to the waiting second
         r1, r2 = trial.finish(first), trial.finish(second)
         assert r1.code == 0 and r2.code == 0, r1.err + r2.err
         assert "Recap: 1 ok, 0 changed" in r2.out, r2.out  # the work was done by the first: nothing twice
@@ -59,10 +78,11 @@ def test_lock_timeout_expires_with_a_clear_message(trial_factory, registry):
         trial = trial_factory(proxy, cases=3, text=manifest_text(state="registered"))
         first, hold = _held_first_run(trial, proxy)
         start = time.monotonic()
-        second = trial.run("apply", "--lock-timeout", "2")
+        second = trial.run("apply", "--lock-timeout", "0.5")
         waited = time.monotonic() - start
-        assert second.code == 1 and 2 <= waited < 20, (waited, second.err)
-        assert f"pid {first.pid}" in second.err and "after waiting 2 s" in second.err, second.err
+        assert second.code == 1 and waited >= 0.5, (waited, second.err)  # it waited the timeout out...
+        assert first.poll() is None  # ...and gave up while the first run still held the lock
+        assert f"pid {first.pid}" in second.err and "after waiting 0.5 s" in second.err, second.err
         hold.release()
         assert trial.finish(first).code == 0
 

@@ -1,4 +1,4 @@
-"""A flaky registry (DESIGN 4, retries): the fault proxy breaks a share of the API requests (5xx before and
+"""A flaky registry (retries): the fault proxy breaks a share of the API requests (5xx before and
 after the server acted, 429, resets before and after, stalls past the read timeout, slow answers); apply
 converges with bounded retries and creates nothing twice. A registry that stays down: exit 1, one clear
 message after the bounded retries, no traceback.
@@ -6,16 +6,15 @@ message after the bounded retries, no traceback.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
-import time
 from collections import Counter
 
 import pytest
 import requests
 
-from runner.cli import main, real_clients
+from runner.cli import main
+from tests.support.clients import Pauses, real_clients_pausing
 from tests.support.proxy import FAULTS, FaultProxy
 from tests.trust.conftest import manifest_text, no_traceback, require_images
 
@@ -25,17 +24,17 @@ INJECTED: Counter = Counter()
 RUNS: list[int] = []
 
 
-def short_timeouts(env):
-    """The CLI's real clients, with read timeouts and backoff scaled down for a test (bounds unchanged)."""
-    base = real_clients(env)
+def short_timeouts(env, pauses=None):
+    """The CLI's real clients with a read timeout under the proxy's stall (1.5 s); the back-off between retries
+    is the real policy's, recorded in `pauses` instead of slept."""
+    return real_clients_pausing(env, Pauses() if pauses is None else pauses, timeout=(2.0, 1.0))
 
-    def api(server, state):
-        client = base.api(server, state)
-        client.timeout = (2.0, 1.0)  # the proxy's stall (1.5 s) is a read timeout
-        client.backoff_base, client.backoff_cap = 0.05, 0.4
-        return client
 
-    return dataclasses.replace(base, api=api)
+def within_policy(pauses, attempts: int = 5, base: float = 0.5, cap: float = 10.0) -> bool:
+    """Each failed request's pauses are the real client's: capped, jittered doubling (between half the ceiling and
+    the ceiling) before attempts 2..N."""
+    ceilings = [min(cap, base * 2 ** (k - 1)) for k in range(1, attempts)]
+    return all(any(c / 2 <= p <= c for c in ceilings) for p in pauses)
 
 
 def apply_until(trial, wanted: int, runs: int = 6) -> int:
@@ -104,20 +103,20 @@ def test_every_fault_kind_alone_is_retried_then_converges(methods, trial_factory
 
 
 def test_a_server_that_stays_down_fails_clearly_after_bounded_retries(trial_factory, registry):
-    """The real CLI, its real timeouts and backoff: every answer is 503."""
+    """The real CLI, its real clients and retry policy: every answer is 503 (the pauses are recorded, not slept)."""
     with FaultProxy(registry.url) as proxy:
         trial = trial_factory(proxy, cases=3)
         proxy.down = True
-        start = time.monotonic()
-        r = trial.run("apply")
-        took = time.monotonic() - start
+        pauses = Pauses()
+        r = trial.run_inprocess("apply", clients=real_clients_pausing(trial.env, pauses))
         assert r.code == 1, r.out + r.err
         assert no_traceback(r.out + r.err)
         assert "failed 5 times" in r.err and "HTTP 503" in r.err, r.err
         assert "check that the server is running" in r.err
         per_path = Counter(e.path.split("?")[0] for e in proxy.exchanges)
         assert max(per_path.values()) == 5, per_path  # bounded: 5 attempts, not more
-        assert took < 60
+        # four pauses before the four retries of each request, as the policy grows them, and no other wait
+        assert len(pauses) == 4 * len(per_path) and within_policy(pauses), pauses
         assert trial.ledger_bodies() == [] and trial.counts()["datasets"] == 0
         INJECTED["down (503 every time)"] += len(proxy.exchanges)
 
@@ -127,9 +126,12 @@ def test_nothing_listens_fails_clearly(trial_factory, registry):
 
     trial = trial_factory(None, cases=3)
     trial.env["MEDPERF_SERVER"] = f"http://127.0.0.1:{free_port()}"
-    r = trial.run("plan")
+    pauses = Pauses()
+    r = trial.run_inprocess("plan", clients=real_clients_pausing(trial.env, pauses))
     assert r.code == 1 and no_traceback(r.out + r.err)
     assert "cannot connect" in r.err and "check that the server is running" in r.err, r.err
+    # each request the plan sent (two at once) retried with the real back-off, four pauses each, then given up
+    assert pauses and len(pauses) % 4 == 0 and within_policy(pauses), pauses
 
 
 def test_every_command_facing_a_down_server_fails_clearly(trial_factory, registry):

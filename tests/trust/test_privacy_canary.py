@@ -1,4 +1,4 @@
-"""Privacy proof (DESIGN 4, reference 3.3-3.4): a canary string sits in the raw image bytes, in labels.csv (the
+"""Privacy proof: a canary string sits in the raw image bytes, in labels.csv (the
 image ids and an extra column), in the file names and in the folder names; the whole tutorial runs through
 the recording proxy, to submitted results (approved by the benchmark owner with `medperf-apply association
 approve`). Then the server's database dump, every request the proxy saw (bodies, paths, query strings) and the
@@ -141,7 +141,7 @@ def test_no_canary_and_no_local_path_leaves_the_machine(trial_factory, registry,
                   for p in trial.root.rglob("ledger.jsonl") for line in p.read_text().splitlines() if line.strip()]
         carried = [json.dumps(json.loads(e.body), sort_keys=True) for e in proxy.exchanges if e.body]
         assert carried and [b for b in carried if b not in logged] == []
-        # what was sent is exactly what DESIGN allows: statistics without ids, metrics without predictions
+        # what was sent is exactly what runner/privacy.py allows: statistics without ids, metrics without predictions
         sent_bodies = [e for e in proxy.exchanges if e.method in ("POST", "PUT")]
         assert {e.path.split("?")[0].rstrip("/").rsplit("/", 1)[0] for e in sent_bodies} <= {
             "/api/v0", "/api/v0/datasets", "/api/v0/results", "/api/v0/datasets/1/benchmarks"}
