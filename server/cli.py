@@ -104,7 +104,7 @@ def cmd_run(args, settings: Settings) -> int:
     if bool(args.certfile) != bool(args.keyfile):
         raise ValueError("--certfile and --keyfile go together (HTTPS needs both)")
     server = make_server(app, host=args.host, port=args.port, threads=args.threads, certfile=args.certfile,
-                         keyfile=args.keyfile)
+                         keyfile=args.keyfile, max_body=settings.max_body_bytes)
     scheme = "https" if args.certfile else "http"
     server.prepare()  # binds now: a port in use is an error before "serving" is said
     print(f"medperf-server: serving {scheme}://{args.host}:{server.bind_addr[1]}/api/v0/ ({settings.db_url}, "

@@ -70,7 +70,8 @@ def live_server(
     app = make_app(settings)
     try:
         tokens = seed_demo(app, load_components(components)) if seed else {}
-        server = make_server(app, host="127.0.0.1", port=0, threads=threads, certfile=certfile, keyfile=keyfile)
+        server = make_server(app, host="127.0.0.1", port=0, threads=threads, certfile=certfile, keyfile=keyfile,
+                             max_body=settings.max_body_bytes)
         server.prepare()
         thread = threading.Thread(target=server.serve, name="medperf-server", daemon=True)
         thread.start()

@@ -3,6 +3,7 @@ and key. Chosen over waitress because waitress cannot serve TLS, and MedPerf's o
 
 from __future__ import annotations
 
+import io
 import ssl
 from pathlib import Path
 
@@ -16,10 +17,25 @@ class TLSFileError(ValueError):
     """The certificate or key cannot be loaded."""
 
 
+def _dechunked(app, max_body: int):
+    """cheroot hands a chunked request's body to the app already decoded (wsgi.input_terminated) and without a
+    length, which Bottle cannot read: it is read here (one byte past the limit at most, so the app's own check
+    answers 413 in the API's shape) and handed on with its length."""
+
+    def wrapped(environ, start_response):
+        if environ.get("wsgi.input_terminated") and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            data = environ["wsgi.input"].read(max_body + 1)
+            environ = {k: v for k, v in environ.items() if k != "HTTP_TRANSFER_ENCODING"}
+            environ.update({"wsgi.input": io.BytesIO(data), "CONTENT_LENGTH": str(len(data))})
+        return app(environ, start_response)
+
+    return wrapped
+
+
 def make_server(app, *, host: str, port: int, threads: int, certfile: str | Path | None = None,
-                keyfile: str | Path | None = None) -> wsgi.Server:
+                keyfile: str | Path | None = None, max_body: int = 2_621_440) -> wsgi.Server:
     """A bound-on-start server for `app`; HTTPS when `certfile` (and its `keyfile`) are given."""
-    server = wsgi.Server((host, port), app, numthreads=threads, server_name=IDENT, request_queue_size=128,
+    server = wsgi.Server((host, port), _dechunked(app, max_body), numthreads=threads, server_name=IDENT, request_queue_size=128,
                          timeout=30, shutdown_timeout=5)
     server.version = IDENT  # the Server header
     if certfile:
