@@ -23,7 +23,7 @@ from runner.journal import write_atomic
 from runner.model import OidcSpec, ServerSpec
 
 ENV_CREDENTIALS = "MEDPERF_APPLY_CREDENTIALS"
-LOGIN_HINT = "run `medperf-apply login` with this manifest to sign in again"
+LOGIN_HINT = "run `medperf-apply login` with this manifest to sign in"
 CREDENTIALS_FORMAT = 1
 
 

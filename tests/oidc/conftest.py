@@ -94,13 +94,16 @@ class Site:
     def write(self, text: str) -> None:
         self.manifest.write_text(text)
 
-    def run(self, *argv: str, runner=None, env: dict | None = None, manifest: bool = True) -> Run:
+    def run(self, *argv: str, runner=None, env: dict | None = None, manifest: bool = True,
+            state_dir: Path | None = None) -> Run:
         """The CLI in-process with the real clients (registry and provider over HTTP); `runner` replaces Docker."""
         environ = env or self.env
         clients = real_clients(environ, interruption=Interruption())
         if runner is not None:
             clients = replace(clients, runner=lambda state: runner)
-        args = [*argv, *([str(self.manifest)] if manifest else []), "--state-dir", str(self.state_dir)]
+        args = [*argv, *([str(self.manifest)] if manifest else [])]
+        if argv[0] not in ("login", "logout"):
+            args += ["--state-dir", str(state_dir or self.state_dir)]
         if argv[0] in ("plan", "apply"):
             args += ["--event-log", str(self.events)]
         out, err = io.StringIO(), io.StringIO()
