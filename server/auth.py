@@ -53,7 +53,8 @@ class Authenticator:
         if settings.jwt_jwks_url:
             import jwt  # here, not at the top: PyJWT loads cryptography, which only JWT servers need
 
-            self._jwks_client = jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True)
+            cooldown = {} if settings.jwt_jwks_cooldown_s is None else {"cooldown_duration": settings.jwt_jwks_cooldown_s}
+            self._jwks_client = jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, **cooldown)
 
     def authenticate(self, conn: Connection, header: str | None) -> dict:
         if not header:

@@ -34,6 +34,9 @@ class Settings:
     (seeded, or made by `user create`) linked to the token's `sub`, once."""
     jwt_leeway_s: float = 5.0
     """Clock skew tolerated on exp, nbf and iat."""
+    jwt_jwks_cooldown_s: float | None = None
+    """Least seconds between two JWKS fetches forced by an unknown kid (None: PyJWT's default, 30 s): a signing key
+    the provider uses before it was fetched is refused at most this long after the previous fetch."""
     max_body_bytes: int = 2_621_440
     """Largest request body accepted (413 beyond): Django's DATA_UPLOAD_MAX_MEMORY_SIZE, as MedPerf runs it."""
     web_ui: bool = True
