@@ -147,6 +147,7 @@ def approve(page: str, user_code: str, login: str, *, verify: str | bool = True)
     """The person at the browser: open the page shown, confirm the code, log in as `login` (any password), consent.
     One cookie jar throughout: the pages' xsrf values are tied to the session cookie."""
     browser = requests.Session()
+    browser.trust_env = False  # REQUESTS_CA_BUNDLE would replace `verify`
     browser.verify = verify
     r = browser.get(page, timeout=10)  # verification_uri_complete: a form carrying the code and an xsrf value
     r.raise_for_status()
