@@ -112,6 +112,12 @@ def _explain(doc: Document, e) -> list[Problem]:
         if last == "models":
             return [Problem(where, jp, "must be 'all' or a list of model ids or names")]
         return [Problem(where, jp, f"{e.instance!r} must be an id (integer >= 1) or a name (string)")]
+    if v == "pattern" and path and path[-1] == "issuer":
+        return [Problem(where, jp, f"{e.instance!r} is not an http(s) URL", "the provider's issuer, e.g. "
+                        "https://login.example.org/")]
+    if v == "pattern" and len(path) > 1 and path[-2] == "scopes":
+        return [Problem(where, jp, f"{e.instance!r} is not one scope", "list each scope as its own item, without "
+                        "spaces or quotes")]
     if v == "pattern" and path and path[-1] == "url":
         return [Problem(where, jp, f"{e.instance!r} is not an http(s) URL", "e.g. http://127.0.0.1:8000")]
     if v == "not" and path and path[-1] == "oidc":
