@@ -82,6 +82,9 @@ def test_apply_across_several_token_lifetimes_never_shows_a_401(site, refreshes)
     results = requests.get(f"{site.registry.api}/me/results/", timeout=10,
                            headers=site.registry.headers("testdo@example.com")).json()["results"]
     assert len(results) >= 2  # the reference model's and the second model's, submitted as testdo
+    for command in ("status", "results"):
+        shown = site.run(command)
+        assert shown.code == 0, shown.err
 
     # Rotation: the file holds the latest refresh token; the login's was spent (a provider revokes the whole
     # sign-in when a spent one comes back: checked last).
