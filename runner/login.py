@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.clients.auth import CredentialsFile
+from runner.clients.auth import CredentialsFile, OidcTokens
 from runner.console import Console
 from runner.errors import ExitStatus, Interrupted, MedperfApplyError
 from runner.load import load
@@ -86,8 +86,6 @@ def _login(server: ServerSpec, provider, store: CredentialsFile, console: Consol
 def _check_client_secret(server: ServerSpec, provider, store: CredentialsFile, environ: Mapping[str, str],
                          console: Console) -> int:
     """With client_secret_env there is nobody to sign in: check that the secret gets a token."""
-    from runner.clients.oidc import OidcTokens
-
     spec = server.oidc
     assert spec is not None
     OidcTokens(spec, provider, store, environ, where=str(server.where) if server.where else None).token()

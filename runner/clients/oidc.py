@@ -1,5 +1,5 @@
-"""The OpenID provider of server.oidc: discovery, the device authorization grant (`medperf-apply login`), refresh
-with rotation, client credentials, revocation; and OidcTokens, the token source every command's ApiClient asks.
+"""The OpenID provider of server.oidc over HTTP: discovery, the device authorization grant (`medperf-apply login`),
+refresh with rotation, client credentials, revocation; `token_source` gives a server section its TokenSource.
 
 The provider is reached with requests and the registry's TLS trust (server.ca_file / --ca-file, else the system's
 trust store). Its OAuth errors are translated here: `invalid_grant` on a refresh means sign in again.
@@ -7,13 +7,10 @@ trust store). Its OAuth errors are translated here: `invalid_grant` on a refresh
 
 from __future__ import annotations
 
-import base64
 import json
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,14 +23,15 @@ from runner.clients.api import _short, _ssl_reason, _TLSAdapter
 from runner.clients.auth import (
     Credentials,
     CredentialsFile,
+    OidcTokens,
     StaticToken,
     TokenSource,
-    fingerprint,
+    credentials_from,
     login_required,
     read_token,
 )
 from runner.clients.retry import backoff_delay
-from runner.errors import AuthError, MedperfApplyError
+from runner.errors import AuthError
 from runner.model import OidcSpec, ServerSpec
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -50,39 +48,6 @@ def token_source(server: ServerSpec, environ: Mapping[str, str], *, ca_file: Pat
     provider = Provider(server.oidc.issuer, server.oidc.client_id, ca_file=ca_file, timeout=timeout)
     return OidcTokens(server.oidc, provider, CredentialsFile.of(server.oidc, environ), environ,
                       where=str(server.where) if server.where else None)
-
-
-def refresh_margin(lifetime: float) -> float:
-    """How long before its expiry an access token is renewed: a fifth of its lifetime, 1 s to 60 s."""
-    return min(60.0, max(1.0, lifetime / 5))
-
-
-def claims(jwt: str | None) -> dict:
-    """The payload of a JWT, unverified: only to say whom a sign-in is for (the registry verifies the tokens)."""
-    try:
-        payload = jwt.split(".")[1]  # type: ignore[union-attr]
-        doc = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return doc if isinstance(doc, dict) else {}
-    except (AttributeError, IndexError, ValueError):
-        return {}
-
-
-def credentials_from(answer: Mapping[str, Any], *, now: float, previous: Credentials | None = None,
-                     seed: str | None = None) -> Credentials:
-    """The tokens of a token endpoint's answer; a refresh without a new refresh token keeps the previous one."""
-    access = answer["access_token"]
-    lifetime = answer.get("expires_in")
-    if not isinstance(lifetime, int | float) or isinstance(lifetime, bool) or lifetime <= 0:
-        exp = claims(access).get("exp")
-        lifetime = (exp - now) if isinstance(exp, int | float) and exp > now else 300.0
-    who = claims(answer.get("id_token")) or claims(access)
-    return Credentials(
-        access_token=access, expires_at=now + float(lifetime), lifetime=float(lifetime),
-        refresh_token=answer.get("refresh_token") or (previous.refresh_token if previous else None),
-        subject=who.get("sub") or (previous.subject if previous else None),
-        email=who.get("email") or (previous.email if previous else None),
-        seed=seed if seed is not None else (previous.seed if previous else None),
-    )
 
 
 class Provider:
@@ -324,97 +289,3 @@ def logout(provider: Provider, store: CredentialsFile) -> tuple[bool, bool | Non
 
 def _seconds(value: Any, default: int) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else default
-
-
-# -- the token source -------------------------------------------------------------------------------------------
-
-
-class OidcTokens:
-    """server.oidc as a TokenSource: the stored access token while it is fresh, else a refreshed one (the rotated
-    refresh token stored at once); with client_secret_env, the client credentials grant (nothing stored)."""
-
-    def __init__(self, spec: OidcSpec, provider: Provider, store: CredentialsFile, environ: Mapping[str, str], *,
-                 where: str | None = None, clock: Callable[[], float] = time.time):
-        self.spec = spec
-        self.provider = provider
-        self.store = store
-        self.environ = environ
-        self.where = where
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._current: Credentials | None = None
-        self.hint = (f"the registry does not accept this sign-in's access token from {spec.issuer}: it must trust "
-                     "that issuer and audience (medperf-server run --jwt-jwks-url, --jwt-issuer, --jwt-audience) "
-                     "and know the user's email; `medperf-apply login` signs in as another user")
-
-    def __repr__(self) -> str:
-        return f"OidcTokens({self.spec.issuer!r}, {self.spec.client_id!r})"
-
-    def token(self) -> str:
-        with self._lock:
-            if self._current is not None and self._fresh(self._current):
-                return self._current.access_token  # type: ignore[return-value]
-            return self._renew(None)
-
-    def refresh(self, rejected: str) -> str | None:
-        with self._lock:
-            current = self._current
-            if current is not None and current.access_token != rejected and self._fresh(current):
-                return current.access_token  # another thread renewed it meanwhile
-            return self._renew(rejected)
-
-    def _fresh(self, creds: Credentials) -> bool:
-        return bool(creds.access_token) and creds.expires_at - self._clock() > refresh_margin(creds.lifetime)
-
-    def _renew(self, rejected: str | None) -> str:
-        if self.spec.client_secret_env:
-            return self._client_credentials()
-        with self.store.locked():  # another command may be refreshing the same sign-in
-            stored, refresh_token, seed = self._start()
-            if stored is not None and stored.access_token and stored.access_token != rejected and self._fresh(stored):
-                self._current = stored
-                return stored.access_token
-            if not refresh_token:
-                raise login_required(f"the access token of the sign-in to {self.spec.issuer} expired and there is "
-                                     "no refresh token (server.oidc.scopes must include offline_access)", self.where)
-            answer = self.provider.refresh(refresh_token, self.spec.audience)
-            creds = credentials_from(answer, now=self._clock(), previous=stored, seed=seed)
-            if creds.refresh_token is None:
-                creds = replace(creds, refresh_token=refresh_token)
-            self.store.write(creds)
-            self._current = creds
-            return creds.access_token  # type: ignore[return-value]
-
-    def _start(self) -> tuple[Credentials | None, str | None, str | None]:
-        """(the stored sign-in to start from, the refresh token to use, its refresh_token_env fingerprint)."""
-        stored = self.store.read()
-        name = self.spec.refresh_token_env
-        handed = self.environ.get(name, "").strip() if name else ""
-        if handed:
-            seed = fingerprint(handed)
-            if stored is not None and stored.seed == seed:
-                return stored, stored.refresh_token, seed  # rotated since it was handed in: the latest one
-            return None, handed, seed  # a new secret: start from it
-        if stored is None:
-            if name:
-                raise MedperfApplyError(f"the environment variable {name} (server.oidc.refresh_token_env) is not set, "
-                                        f"and there is no sign-in to {self.spec.issuer} in {self.store.path}",
-                                        where=self.where, hint=f"export {name}=<a refresh token>, or run "
-                                                               "`medperf-apply login` with this manifest")
-            raise login_required(f"not signed in to {self.spec.issuer} (no credentials in {self.store.path})",
-                                 self.where)
-        return stored, stored.refresh_token, stored.seed
-
-    def _client_credentials(self) -> str:
-        name = self.spec.client_secret_env
-        secret = self.environ.get(name or "", "").strip()
-        if not secret:
-            raise AuthError(f"the environment variable {name} (server.oidc.client_secret_env) is not set",
-                            where=self.where, hint=f"export {name}=<the secret of client {self.spec.client_id}>")
-        answer = self.provider.client_credentials(secret, self.spec.scopes if self._scopes_given() else (),
-                                                  self.spec.audience)
-        self._current = credentials_from(answer, now=self._clock())
-        return self._current.access_token  # type: ignore[return-value]
-
-    def _scopes_given(self) -> bool:
-        return self.spec.scopes != OidcSpec.scopes  # the defaults are a user's (openid, offline_access), not a client's

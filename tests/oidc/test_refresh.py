@@ -179,7 +179,7 @@ def test_commands_refreshing_one_sign_in_at_once_spend_the_refresh_token_once(si
     commands take the first one's fresh tokens instead. Each thread is one command's token source."""
     import threading
 
-    from runner.clients.auth import CredentialsFile
+    from runner.clients.auth import CredentialsFile, OidcTokens
     from runner.load import load
     from runner.validate import validate
 
@@ -193,7 +193,7 @@ def test_commands_refreshing_one_sign_in_at_once_spend_the_refresh_token_once(si
     got: list[str | Exception] = []
 
     def command() -> None:
-        tokens = oidc.OidcTokens(spec, oidc.Provider(spec.issuer, spec.client_id),
+        tokens = OidcTokens(spec, oidc.Provider(spec.issuer, spec.client_id),
                                  CredentialsFile.of(spec, site.env), site.env)
         barrier.wait()
         try:
