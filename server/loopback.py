@@ -74,7 +74,7 @@ def live_server(
     try:
         tokens = seed_demo(app, load_components(components)) if seed else {}
         server = make_server(app, host="127.0.0.1", port=0, threads=threads, certfile=certfile, keyfile=keyfile,
-                             max_body=settings.max_body_bytes)
+                             max_body=config.max_body_bytes)
         server.prepare()
         thread = threading.Thread(target=server.serve, name="medperf-server", daemon=True)
         thread.start()

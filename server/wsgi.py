@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import ssl
+import sys
 from pathlib import Path
 
 from cheroot import wsgi
@@ -32,6 +33,29 @@ def _dechunked(app, max_body: int):
     return wrapped
 
 
+class _HandshakeInWorker(BuiltinSSLAdapter):
+    """The TLS handshake happens in the worker that serves the connection, not in cheroot's accepting thread,
+    where one client that connects and sends nothing would hold every other client's handshake (measured: an
+    idle socket stalled an HTTPS request for the whole connection timeout)."""
+
+    def wrap(self, sock):
+        s = self.context.wrap_socket(sock, do_handshake_on_connect=False, server_side=True)
+        return s, {"wsgi.url_scheme": "https", "HTTPS": "on"}
+
+
+def _without_handshake_failures(log):
+    """A client that gives up its TLS handshake (an unknown CA, plain HTTP, a port scan) is the client's business:
+    one line, not a traceback per connection."""
+
+    def error_log(msg="", level=20, traceback=False):
+        failure = sys.exc_info()[1]
+        if isinstance(failure, ssl.SSLError | ConnectionError):
+            return log(f"TLS handshake with a client failed: {failure}", level, False)
+        return log(msg, level, traceback)
+
+    return error_log
+
+
 def make_server(app, *, host: str, port: int, threads: int, certfile: str | Path | None = None,
                 keyfile: str | Path | None = None, max_body: int = 2_621_440) -> wsgi.Server:
     """A bound-on-start server for `app`; HTTPS when `certfile` (and its `keyfile`) are given."""
@@ -44,5 +68,6 @@ def make_server(app, *, host: str, port: int, threads: int, certfile: str | Path
                                                                                str(keyfile) if keyfile else None)
         except (OSError, ssl.SSLError) as e:
             raise TLSFileError(f"cannot load the TLS certificate {certfile} (key {keyfile}): {e}") from e
-        server.ssl_adapter = BuiltinSSLAdapter(str(certfile), str(keyfile) if keyfile else str(certfile))
+        server.ssl_adapter = _HandshakeInWorker(str(certfile), str(keyfile) if keyfile else str(certfile))
+        server.error_log = _without_handshake_failures(server.error_log)
     return server
