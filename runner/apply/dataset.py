@@ -82,7 +82,7 @@ def prepare(ctx: RunContext, step: Step) -> str:
     if not ds.raw_yaml.exists():
         ds.write_raw_yaml(spec.data_path, spec.labels_path)
     runner = ctx.container_runner()
-    runner.check_image(container)
+    runner.check_image(container, on_progress=ctx.progress.download(f"{step.dataset}: image of {container.name}"))
     tasks = list(args.tasks or PREPARE_TASKS)
     if ds.is_ready():
         tasks = [t for t in tasks if t != "prepare"]  # MedPerf: a ready dataset only re-checks

@@ -6,20 +6,21 @@ The `docker` package is imported lazily inside DockerRunner, so planning never i
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import queue
 import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import yaml
 
 from runner.clients import TaskRun
-from runner.clients.files import empty_additional_files, fetch_additional_files
-from runner.container_spec import RUNNER_KEYS, ContainerSpec, Volume
+from runner.clients.files import download, empty_additional_files, fetch_additional_files
+from runner.container_spec import RUNNER_KEYS, ContainerSpec, Volume, normalize_gpus
 from runner.errors import ContainerError, ContainerSpecError, DockerUnavailable, ImageMismatch, Interrupted
 
 OWNER_LABEL = "medperf-apply.owner"  # the runner's cache dir (in the state dir): whose containers these are
@@ -35,11 +36,13 @@ class DockerRunner:
 
     `cache_dir` holds the additional files (by tarball hash) and per-run scratch folders (parameters.yaml,
     the private /tmp), removed after each run. `uid`/`gid` default to the caller's, or nobody when the
-    caller is root. `gpus` overrides every task's run_args.gpus, as MedPerf's --gpus does.
+    caller is root. `gpus` and `shm_size` override every task's run_args.gpus and run_args.shm_size, as MedPerf's
+    --gpus and --shm-size do (gpus "0": none, whatever run_args asks).
     """
 
     def __init__(self, cache_dir: Path, *, client=None, uid: int | None = None, gid: int | None = None,
-                 gpus: str | None = None, timeout: float | None = None, inactivity_timeout: float | None = None):
+                 gpus: str | int | None = None, shm_size: str | int | None = None, timeout: float | None = None,
+                 inactivity_timeout: float | None = None):
         self.cache_dir = Path(cache_dir)
         self.timeout = timeout  # defaults for run_task calls that give none (medperf-apply --task-timeout)
         self.inactivity_timeout = inactivity_timeout
@@ -48,6 +51,7 @@ class DockerRunner:
         self.uid = uid if uid is not None else (NOBODY if caller_is_root else os.getuid())
         self.gid = gid if gid is not None else (NOBODY if caller_is_root else os.getgid())
         self.gpus = gpus
+        self.shm_size = shm_size
         self._owner = str(self.cache_dir.absolute())
         self.orphans_removed = 0
         self._running: set = set()  # containers of tasks now running (stop_all stops them)
@@ -91,41 +95,136 @@ class DockerRunner:
             _remove(container)
         self.orphans_removed += len(left)
 
-    def check_image(self, spec: ContainerSpec) -> str:
-        """Return the local image's identity if it equals spec.image_hash; ImageMismatch naming both otherwise.
+    def check_image(self, spec: ContainerSpec, *, on_progress: Callable[[int, int], None] | None = None) -> str:
+        """Make sure the registered image is in the engine, and return its identity (spec.image_hash).
 
-        The identity is a registry digest (RepoDigests) when the image has one, else the local image id.
-        A local image is never pulled; a missing one is pulled once by its reference.
-        """
+        DockerImage: the local image (by reference, or by `repo@digest`) must be the one image_hash names (a
+        registry digest in RepoDigests, or the local image id); an image absent locally is pulled by digest,
+        after the registry confirmed that the reference's tag names that digest. DockerArchive: the tarball is
+        fetched, its SHA-256 checked against image_hash, then loaded (once per hash). ImageMismatch names both
+        values; nothing is pulled, loaded or run after one. `on_progress(done, total)` sees a pull's or a
+        download's bytes."""
+        self._local_image(spec, on_progress)
+        return spec.image_hash
+
+    def _local_image(self, spec: ContainerSpec, on_progress: Callable[[int, int], None] | None = None) -> str:
+        """The reference to run spec by (after check_image's checks): the image, `repo@digest`, or an image id."""
         import docker
 
         client = self._docker()
         where = f"container {spec.name}"
         try:
-            try:
-                image = client.images.get(spec.image)
-            except docker.errors.ImageNotFound:
-                repo, tag = docker.utils.parse_repository_tag(spec.image)
-                try:
-                    image = client.images.pull(repo, tag=tag or "latest")
-                except docker.errors.APIError as e:
-                    raise ContainerError(f"image {spec.image} is not present locally and cannot be pulled: "
-                                         f"{e.explanation or e}", image=spec.image, where=where,
-                                         hint="build or load the image, or check access to its registry") from e
+            if spec.is_archive:
+                return self._archive_image(client, spec, where, on_progress)
+            return self._registry_image(client, spec, where, on_progress)
         except docker.errors.APIError as e:
             raise ContainerError(f"cannot inspect image {spec.image}: {e.explanation or e}", image=spec.image,
                                  where=where) from e
         except docker.errors.DockerException as e:
             raise DockerUnavailable(f"no Docker engine answers: {e}", image=spec.image, hint=_DOCKER_HINT) from e
-        repo = docker.utils.parse_repository_tag(spec.image)[0]
-        digests = [d.split("@", 1) for d in image.attrs.get("RepoDigests") or [] if "@" in d]
-        if spec.image_hash == image.id or any(spec.image_hash == d for _, d in digests):
-            return spec.image_hash
-        same_repo = [d for r, d in digests if r == repo]
-        observed = (same_repo or [d for _, d in digests] or [image.id])[0]
-        raise ImageMismatch(f"image {spec.image} is {observed}, but the container record expects {spec.image_hash}",
-                            where=where, hint="the local image is not the one registered: rebuild or pull the "
-                                              "registered image, or register this one")
+
+    def _registry_image(self, client, spec: ContainerSpec, where: str, on_progress) -> str:
+        import docker
+
+        repo, tag = _split_reference(spec.image)
+        by_digest = f"{repo}@{spec.image_hash}"
+        image = _get(client, spec.image)
+        if image is not None and _identity_matches(image, spec.image_hash):
+            return spec.image
+        pinned = _get(client, by_digest) if not tag.startswith("sha256:") else None
+        if pinned is not None:
+            return by_digest  # pulled by digest before (no tag points at it), or the tag moved on locally
+        if image is not None:
+            digests = [d.split("@", 1) for d in image.attrs.get("RepoDigests") or [] if "@" in d]
+            same_repo = [d for r, d in digests if r == repo]
+            observed = (same_repo or [d for _, d in digests] or [image.id])[0]
+            raise ImageMismatch(f"image {spec.image} is {observed}, but the container record expects "
+                                f"{spec.image_hash}", where=where,
+                                hint="the local image is not the one registered: remove or re-tag it so the "
+                                     "registered one is pulled, or register this one")
+        registry = docker.auth.resolve_repository_name(repo)[0]
+        if not tag.startswith("sha256:"):
+            answered = self._registry_digest(client, spec, registry, where)
+            if answered != spec.image_hash:
+                raise ImageMismatch(f"registry {registry} answers {answered} for {spec.image}, but the container "
+                                    f"record expects {spec.image_hash}; nothing was pulled or run", where=where,
+                                    hint="the tag now names another image: ask the container's owner to register "
+                                         "the new digest, or to push the registered image back under this tag")
+        elif tag != spec.image_hash:
+            raise ImageMismatch(f"image {spec.image} is pinned to {tag}, but the container record expects "
+                                f"{spec.image_hash}", where=where, hint="the record is inconsistent: ask its owner")
+        self._pull(client, repo, spec, registry, where, on_progress)
+        pulled = _get(client, by_digest)
+        if pulled is None or not _identity_matches(pulled, spec.image_hash):
+            raise ImageMismatch(f"pulling {by_digest} from {registry} did not give an image with digest "
+                                f"{spec.image_hash}", where=where, hint="check the registry")
+        return by_digest
+
+    def _registry_digest(self, client, spec: ContainerSpec, registry: str, where: str) -> str:
+        """The manifest digest the registry serves for the reference's tag (the engine asks, with the manifest
+        types it accepts, so the digest is the one a push reported)."""
+        import docker
+
+        try:
+            return client.images.get_registry_data(spec.image).id
+        except docker.errors.NotFound as e:
+            raise ContainerError(f"registry {registry} has no image {spec.image}: {e.explanation or e}",
+                                 image=spec.image, where=where,
+                                 hint="ask the container's owner to push it, or check the reference") from e
+        except docker.errors.APIError as e:
+            raise ContainerError(f"cannot reach the image registry {registry} for {spec.image}, which is not "
+                                 f"present locally: {e.explanation or e}", image=spec.image, where=where,
+                                 hint=f"check that {registry} answers (network, proxy, credentials: docker login "
+                                      f"{registry}), then run again") from e
+
+    def _pull(self, client, repo: str, spec: ContainerSpec, registry: str, where: str, on_progress) -> None:
+        """Pull repo@image_hash, streaming the layers' bytes to on_progress; an error in the stream is raised."""
+        import docker
+
+        layers: dict[str, tuple[int, int]] = {}
+        try:
+            for event in client.api.pull(repo, tag=spec.image_hash, stream=True, decode=True):
+                if "error" in event:
+                    raise ContainerError(f"pulling {repo}@{spec.image_hash} from {registry} failed: "
+                                         f"{event['error']}", image=spec.image, where=where,
+                                         hint=f"check that {registry} answers and holds the image, then run again")
+                _count_layer(layers, event)
+                if on_progress is not None and layers:
+                    on_progress(sum(d for d, _ in layers.values()), sum(t for _, t in layers.values()))
+        except docker.errors.APIError as e:
+            raise ContainerError(f"cannot pull {repo}@{spec.image_hash} from {registry}: {e.explanation or e}",
+                                 image=spec.image, where=where,
+                                 hint=f"check that {registry} answers and holds the image, then run again") from e
+
+    def _archive_image(self, client, spec: ContainerSpec, where: str, on_progress) -> str:
+        """Fetch the DockerArchive, check its SHA-256, `docker load` it; the image id is remembered by hash."""
+        digest = spec.image_hash.split(":", 1)[1]
+        cache = self.cache_dir / "archives"
+        marker = cache / f"{digest}.image"
+        if marker.is_file():
+            image_id = marker.read_text(encoding="utf-8").strip()
+            if image_id and _get(client, image_id) is not None:
+                return image_id
+        cache.mkdir(parents=True, exist_ok=True)
+        tarball = cache / f".{digest}.{secrets.token_hex(4)}.tar"
+        try:
+            got = download(spec.image, tarball, where=where, what="image archive", on_progress=on_progress)
+            if got != digest:
+                raise ImageMismatch(f"image archive {spec.image} has SHA-256 {got}, but the container record "
+                                    f"expects {digest}; it was not loaded", where=where,
+                                    hint="the archive changed since the container was registered: ask its owner to "
+                                         "register the new one")
+            with open(tarball, "rb") as f:
+                loaded = client.images.load(f)
+        finally:
+            tarball.unlink(missing_ok=True)
+        if not loaded:
+            raise ContainerError(f"image archive {spec.image} holds no image", image=spec.image, where=where)
+        image_id = loaded[0].id
+        tmp = marker.with_name(marker.name + ".tmp")
+        tmp.write_text(image_id + "\n", encoding="utf-8")
+        tmp.replace(marker)
+        return image_id
 
     # -- running a task ---------------------------------------------------------------------------
 
@@ -137,37 +236,27 @@ class DockerRunner:
 
         timeout = self.timeout if timeout is None else timeout
         inactivity_timeout = self.inactivity_timeout if inactivity_timeout is None else inactivity_timeout
-
         where = f"container {spec.name}"
-        cfg = _task_config(spec, task, volumes, where)
-        self.check_image(spec)  # before anything is created or run
-        client = self._docker()
-
-        name = f"medperf-{task}-{secrets.token_hex(8)}"
-        work = self.cache_dir / "runs" / name
         log_path = Path(log_path)
         last = collections.deque(maxlen=LAST_LINES)
-        container = None
         started = time.monotonic()
         try:
-            work.mkdir(parents=True)
-            mounts = self._mounts(spec, task, cfg.volumes, volumes, work, where)
-            container = self._create(client, spec, task, cfg, name, mounts, where)
-            with self._running_lock:
-                self._running.add(container)
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(log_path, "wb") as log:
-                container.start()
-                self._follow(container, log, last, on_line, inactivity_timeout, timeout, spec, task, log_path)
-            exit_code = int(container.wait(timeout=60).get("StatusCode", -1))
-        except KeyboardInterrupt:
-            _stop(container)
-            raise Interrupted(f"interrupted while running {task} of {spec.image}; the container was stopped",
-                              where=where, hint="run again to resume") from None
+            with self.created(spec, task, volumes) as container:
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    with open(log_path, "wb") as log:
+                        container.start()
+                        self._follow(container, log, last, on_line, inactivity_timeout, timeout, spec, task,
+                                     log_path)
+                    exit_code = int(container.wait(timeout=60).get("StatusCode", -1))
+                except KeyboardInterrupt:
+                    _stop(container)
+                    raise Interrupted(f"interrupted while running {task} of {spec.image}; the container was "
+                                      "stopped", where=where, hint="run again to resume") from None
         except docker.errors.APIError as e:
             raise ContainerError(f"Docker refused to run {task} of {spec.image}: {e.explanation or e}",
                                  image=spec.image, task=task, last_lines=tuple(last), log_path=str(log_path),
-                                 where=where) from e
+                                 where=where, hint=_refusal_hint(e)) from e
         except docker.errors.DockerException as e:
             raise DockerUnavailable(f"lost the Docker engine while running {task}: {e}", image=spec.image,
                                     task=task, hint=_DOCKER_HINT) from e
@@ -176,11 +265,6 @@ class DockerRunner:
                 raise DockerUnavailable(f"lost the Docker engine while running {task}: {e}", image=spec.image,
                                         task=task, hint=_DOCKER_HINT) from e
             raise
-        finally:
-            with self._running_lock:
-                self._running.discard(container)
-            _remove(container)
-            shutil.rmtree(work, ignore_errors=True)
         duration = time.monotonic() - started
         if exit_code != 0:
             tail = "\n".join(last)
@@ -189,10 +273,36 @@ class DockerRunner:
                                  log_path=str(log_path), where=where, hint=f"full log: {log_path}")
         return TaskRun(task=task, exit_code=exit_code, duration_s=duration, log_path=log_path)
 
-    def _create(self, client, spec: ContainerSpec, task: str, cfg, name: str, mounts: list, where: str):
+    @contextlib.contextmanager
+    def created(self, spec: ContainerSpec, task: str, volumes: Mapping[str, Path]) -> Iterator:
+        """The task's container, created but not started (run_task starts it): the image checked first, MedPerf's
+        mounts, the sandbox, the GPUs and shared memory asked; removed on exit, with its scratch folder."""
+        where = f"container {spec.name}"
+        cfg = _task_config(spec, task, volumes, where)
+        image = self._local_image(spec)  # before anything is created or run
+        client = self._docker()
+        name = f"medperf-{task}-{secrets.token_hex(8)}"
+        work = self.cache_dir / "runs" / name
+        container = None
+        try:
+            work.mkdir(parents=True)
+            mounts = self._mounts(spec, task, cfg.volumes, volumes, work, where)
+            container = self._create(client, image, spec, task, cfg, name, mounts, where)
+            with self._running_lock:
+                self._running.add(container)
+            yield container
+        finally:
+            with self._running_lock:
+                self._running.discard(container)
+            _remove(container)
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _create(self, client, image: str, spec: ContainerSpec, task: str, cfg, name: str, mounts: list, where: str):
         """The task's container, created with the sandbox: no network, no capabilities, not root, GPUs if asked."""
+        gpus = self.gpus if self.gpus is not None else cfg.gpus  # MedPerf: --gpus overrides run_args.gpus
+        shm_size = self.shm_size if self.shm_size is not None else cfg.shm_size
         return client.containers.create(
-            spec.image,
+            image,
             command=list(cfg.command) if cfg.command is not None else None,
             entrypoint=list(cfg.entrypoint) if cfg.entrypoint is not None else None,
             environment=dict(cfg.environment) or None,
@@ -203,8 +313,8 @@ class DockerRunner:
             mounts=mounts,
             security_opt=["no-new-privileges"],
             cap_drop=["ALL"],
-            device_requests=_device_requests(self.gpus if self.gpus is not None else cfg.gpus, where),
-            shm_size=cfg.shm_size if cfg.shm_size not in (None, "") else None,
+            device_requests=_device_requests(gpus, where),
+            shm_size=shm_size if shm_size not in (None, "") else None,
             detach=True,
         )
 
@@ -300,6 +410,43 @@ class DockerRunner:
                               hint=f"raise the timeout if the task is just slow; full log: {log_path}")
 
 
+def _get(client, reference: str):
+    """The engine's image under `reference` (a name, repo@digest or an id), or None."""
+    import docker
+
+    try:
+        return client.images.get(reference)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def _split_reference(image: str) -> tuple[str, str]:
+    """("host:port/name", "tag" or "sha256:..."): a missing tag is "latest", as the engine reads it."""
+    import docker
+
+    repo, tag = docker.utils.parse_repository_tag(image)
+    return repo, tag or "latest"
+
+
+def _identity_matches(image, image_hash: str) -> bool:
+    """The image is the registered one: its id, or a registry digest it was pushed or pulled with."""
+    digests = [d.split("@", 1)[1] for d in image.attrs.get("RepoDigests") or [] if "@" in d]
+    return image_hash == image.id or image_hash in digests
+
+
+def _count_layer(layers: dict[str, tuple[int, int]], event: Mapping) -> None:
+    """Fold one line of the engine's pull stream into {layer: (bytes done, bytes total)}."""
+    layer, status = event.get("id"), str(event.get("status") or "")
+    detail = event.get("progressDetail") or {}
+    if not layer or layer.startswith("sha256:"):
+        return
+    done, total = layers.get(layer, (0, 0))
+    if status == "Downloading" and detail.get("total"):
+        layers[layer] = (int(detail.get("current") or 0), int(detail["total"]))
+    elif status in ("Download complete", "Pull complete", "Already exists"):
+        layers[layer] = (total, total)
+
+
 def _task_config(spec: ContainerSpec, task: str, volumes: Mapping[str, Path], where: str):
     """The task's configuration, checked against what the caller supplies (ContainerSpecError)."""
     cfg = spec.task(task)  # ContainerSpecError if the container has no such task
@@ -337,20 +484,25 @@ def _ensure_output(path: Path, vol: Volume, task: str, spec: ContainerSpec, wher
 
 def _device_requests(gpus, where: str):
     """Translate MedPerf's gpus value (all | N | device=0,1; empty/0 = none) to Docker device requests."""
-    if gpus is None or gpus == "" or str(gpus).strip() in ("0", "none"):
+    wanted = normalize_gpus(gpus, where=where)
+    if wanted is None:
         return None
     from docker.types import DeviceRequest
 
-    value = str(gpus).strip()
-    if value == "all":
+    if wanted == "all":
         return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    if value.isdigit():
-        return [DeviceRequest(count=int(value), capabilities=[["gpu"]])]
-    if value.startswith("device="):
-        ids = [d.strip() for d in value[len("device="):].split(",") if d.strip()]
-        if ids:
-            return [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
-    raise ContainerSpecError(f"gpus {gpus!r} is not all, a count, or device=<ids>", where=where)
+    if isinstance(wanted, int):
+        return [DeviceRequest(count=wanted, capabilities=[["gpu"]])]
+    return [DeviceRequest(device_ids=list(wanted), capabilities=[["gpu"]])]
+
+
+def _refusal_hint(e) -> str | None:
+    """What to do when the engine refuses a container: a GPU asked for where the engine has none, say so."""
+    text = str(getattr(e, "explanation", "") or e)
+    if "device driver" in text and "gpu" in text:
+        return ("this Docker engine has no GPU support (no GPU, or no NVIDIA container toolkit): run without "
+                "--gpus / runtime.gpus, or on a machine with GPUs")
+    return None
 
 
 def _stop(container) -> None:
