@@ -48,6 +48,30 @@ class LiveServer:
 
 
 @contextmanager
+def static_files(folder: str | Path) -> Iterator[str]:
+    """Serve `folder`'s files over plain HTTP on 127.0.0.1:<free port> (a thread); yield the base URL ("http://
+    127.0.0.1:PORT/"). Additional files, image archives and demo data are fetched from it as from any web server."""
+    import functools
+    import http.server
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(Path(folder).resolve()))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, name="static-files", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
+@contextmanager
 def live_server(
     db_url: str | None = None,
     *,
