@@ -9,6 +9,7 @@ from runner.model.manifest import (
     Manifest,
     Ref,
     ResultsGoal,
+    RuntimeSpec,
     ServerSpec,
     Where,
 )
@@ -61,6 +62,6 @@ __all__ = [
     "BenchmarkSpec", "Change", "Consent", "DatasetSpec", "DesiredState", "LocalDataset", "LocalResult", "Manifest", "MissingField",
     "ModelRun", "Note", "Observation", "Outcome", "Plan", "PlanFileError", "PrepareArgs", "Ref", "RegisterArgs",
     "RemoteAssociation", "RemoteBenchmark", "RemoteContainer", "RemoteDataset", "RemoteResult", "ResultsGoal",
-    "RunModelArgs", "ServerSpec", "SetOperationalArgs", "Step", "StepArgs", "StepResult", "SubmitArgs", "UpdateArgs", "Where",
+    "RunModelArgs", "RuntimeSpec", "ServerSpec", "SetOperationalArgs", "Step", "StepArgs", "StepResult", "SubmitArgs", "UpdateArgs", "Where",
     "approved_models", "identify", "int_or_none", "latest_associations", "latest_results",
 ]

@@ -73,7 +73,7 @@ class Workspace:
             self.api.before_send = before_send_for(server, state, interruption)  # the CLI's own checks
             return self.api
 
-        return Clients(state=StateDir, api=make_api, runner=lambda state: self.runner, hasher=folders_hash,
+        return Clients(state=StateDir, api=make_api, runner=lambda state, runtime=None: self.runner, hasher=folders_hash,
                        environ=self.environ, sleep=self.clock.sleep, clock=self.clock, interruption=interruption)
 
     def run(self, *argv: str, stdin=None, tty: bool = False) -> Result:
