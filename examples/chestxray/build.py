@@ -177,7 +177,8 @@ def demo_dataset(prep_record: dict) -> dict:
                          + (HERE / "make_data.py").read_bytes()).hexdigest()
     known = folder / "inputs.json"
     if tarball.is_file() and known.is_file() and json.loads(known.read_text()).get("key") == key:
-        return json.loads(known.read_text())["demo_dataset"]
+        # the URL is where the tarball is now (the build folder may have been copied or moved)
+        return {**json.loads(known.read_text())["demo_dataset"], "tarball_url": tarball.resolve().as_uri()}
     shutil.rmtree(folder, ignore_errors=True)
     raw = folder / "raw"
     subprocess.run([sys.executable, str(HERE / "make_data.py"), "--out", str(raw), "--cases", str(DEMO_CASES),
