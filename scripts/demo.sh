@@ -51,6 +51,7 @@ fail() {
   [ "$code" -eq 0 ] && code=1
   say "step [$step_no] $step_name failed (exit $code)${1:+: $*}" >&2
   say "logs: $log (set-up steps), $server_log (server), $events (apply events); state dir $state" >&2
+  say "what the demo started keeps running: \`make demo-clean\` stops it" >&2
   exit "$code"
 }
 

@@ -27,6 +27,8 @@ def copy(tmp_path, docker_client):
     copy = make_copy(tmp_path / "repo")
     yield copy
     pid = copy.server_pid()  # whatever happened, our server does not outlive the test
+    if copy.demo_dir.exists():  # nor the demo's file server and image registry
+        copy.run("bash", "scripts/demo.sh", "clean", timeout=60)
     if pid and pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
         for _ in range(50):
