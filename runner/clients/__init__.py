@@ -1,6 +1,6 @@
 """The edges: the Protocols the pipeline talks through (the real clients and the test fakes both satisfy them).
 
-Only the modules of this package talk HTTP (api, files) or Docker (containers); each is imported where it is
+Only the modules of this package talk HTTP (api, files) or Docker (containers, images); each is imported where it is
 built, so planning imports neither requests nor docker.
 """
 
