@@ -171,6 +171,10 @@ clean() {
   pid=$(ours "$files_pidfile" "http.server .*--directory $root/$build_dir") && stop_pid "$pid" "file server"
   pid=$(ours "$registry_dir/registry.pid" "docker-registry serve $registry_dir/config.yml") &&
     stop_pid "$pid" "image registry"
+  if [ -f "$registry_dir/port" ] && command -v docker >/dev/null 2>&1; then  # the tags naming it go with it
+    docker image ls --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep "^127\.0\.0\.1:$(cat "$registry_dir/port")/" |
+      xargs -r docker rmi >/dev/null 2>&1 || true
+  fi
   [ -d "$demo" ] && say "removing $demo (database, tokens, image registry, state dir, logs)"
   rm -rf "$demo"
   [ -d medperf_tutorial ] && say "removing medperf_tutorial/ (toy data)"

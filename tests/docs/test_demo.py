@@ -99,10 +99,15 @@ def test_make_demo_submits_the_results_runs_twice_and_cleans_up(copy, docker_cli
 
     helpers = [int(p.read_text()) for p in (copy.demo_dir / "files.pid", copy.demo_dir / "registry" / "registry.pid")
                if p.exists()]
+    port_file = copy.demo_dir / "registry" / "port"
+    pushed_to = f"127.0.0.1:{port_file.read_text().strip()}/" if port_file.exists() else None
     clean = copy.run("make", "--no-print-directory", "demo-clean", timeout=60)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert not pid_alive(pid), "the demo server is still running"
     assert helpers and not [h for h in helpers if pid_alive(h)], "the file server or the image registry still runs"
+    if pushed_to:  # the engine's tags naming the stopped registry go with it; the images stay
+        assert not [t for i in docker_client.images.list() for t in i.tags if t.startswith(pushed_to)]
+        assert docker_client.images.get("medperf-apply/chestxray-prep:latest")
     assert not copy.demo_dir.exists() and not (copy.root / "medperf_tutorial").exists()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{copy.url}/version", timeout=5)
