@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start or stop the services the test suite needs and that a fresh machine lacks:
-# a Docker engine on a private socket, a PostgreSQL cluster and an OpenID provider (.ci/oidc) on loopback.
+# a Docker engine on a private socket, a PostgreSQL cluster, an image registry and an OpenID provider
+# (.ci/oidc) on loopback.
 #   .ci/services.sh install   apt-get the Debian packages when missing (needs root); npm ci in .ci/oidc
 #   .ci/services.sh start     start all three (idempotent); prints `export ...` lines to eval
 #   .ci/services.sh stop      stop only what this script started, by pid
@@ -11,6 +12,7 @@ dir=${MEDPERF_SERVICES_DIR:-/tmp/medperf-services}
 pg_port=${MEDPERF_PG_PORT:-54329}
 oidc_port=${MEDPERF_OIDC_PORT:-54330}
 oidc_src=$(cd "$(dirname "$0")/oidc" && pwd)
+registry_port=${MEDPERF_REGISTRY_PORT:-55000}
 
 log() { echo "services: $*" >&2; }
 
@@ -20,6 +22,7 @@ install() {
   command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
   pg_bin >/dev/null 2>&1 || missing+=(postgresql)
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -qq
@@ -120,8 +123,40 @@ stop_oidc() {
   rm -f "$dir/oidc/provider.pid"
 }
 
+# Debian's docker-registry (distribution 2.8) on loopback: plain HTTP (the engine trusts 127.0.0.0/8 without TLS),
+# no auth, blobs under $dir/registry. The packaged /etc/docker/registry/config.yml wants htpasswd: not used.
+registry_up() {
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+    "http://127.0.0.1:$registry_port/v2/" >/dev/null 2>&1
+}
+
+start_registry() {
+  command -v docker-registry >/dev/null 2>&1 || { log "docker-registry is not installed (.ci/services.sh install)"; return 1; }
+  mkdir -p "$dir/registry/data"
+  local pidfile="$dir/registry/registry.pid"
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null && registry_up; then
+    log "registry already running"
+  else
+    registry_up && { log "something else answers on 127.0.0.1:$registry_port: set MEDPERF_REGISTRY_PORT"; return 1; }
+    printf '%s\n' 'version: 0.1' 'log: {level: warn}' 'storage:' \
+      "  filesystem: {rootdirectory: $dir/registry/data}" '  delete: {enabled: true}' 'http:' \
+      "  addr: 127.0.0.1:$registry_port" >"$dir/registry/config.yml"
+    docker-registry serve "$dir/registry/config.yml" >"$dir/registry/registry.log" 2>&1 &
+    echo $! >"$pidfile"
+    for _ in $(seq 1 40); do registry_up && break; sleep 0.25; done
+    registry_up || { tail -n 20 "$dir/registry/registry.log" >&2; log "the registry did not start"; return 1; }
+    log "registry started on 127.0.0.1:$registry_port (pid $(cat "$pidfile"))"
+  fi
+  echo "export MEDPERF_REGISTRY=127.0.0.1:$registry_port"
+}
+
 stop() {
   stop_oidc
+  if [ -f "$dir/registry/registry.pid" ]; then
+    local rpid; rpid=$(cat "$dir/registry/registry.pid")
+    kill "$rpid" 2>/dev/null && log "stopping the registry $rpid" || true
+    rm -f "$dir/registry/registry.pid"
+  fi
   if [ -f "$dir/docker/dockerd.pid" ]; then
     local pid; pid=$(cat "$dir/docker/dockerd.pid")
     kill "$pid" 2>/dev/null && log "stopping dockerd $pid" || true
@@ -135,11 +170,12 @@ stop() {
 
 case "${1:-}" in
   install) install ;;
-  start) start_docker; start_postgres; start_oidc ;;
+  start) start_docker; start_postgres; start_registry; start_oidc ;;
   start-docker) start_docker ;;
   start-postgres) start_postgres ;;
+  start-registry) start_registry ;;
   start-oidc) start_oidc ;;
   stop) stop ;;
   stop-oidc) stop_oidc ;;
-  *) echo "usage: $0 install|start|start-docker|start-postgres|start-oidc|stop|stop-oidc" >&2; exit 64 ;;
+  *) echo "usage: $0 install|start|start-docker|start-postgres|start-registry|start-oidc|stop|stop-oidc" >&2; exit 64 ;;
 esac

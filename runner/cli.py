@@ -14,8 +14,9 @@ from typing import Any, TextIO
 from runner import privacy
 from runner.clients.retry import DEADLINE_S
 from runner.console import Console
+from runner.container_spec import check_shm_size, normalize_gpus
 from runner.decide import Decision, decide, parse_decision
-from runner.errors import ExitStatus, Interrupted, MedperfApplyError, UsageError
+from runner.errors import ContainerSpecError, ExitStatus, Interrupted, MedperfApplyError, UsageError
 from runner.hashing import folders_hash
 from runner.inspect import InspectOptions, inspect
 from runner.load import load_values
@@ -98,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop any container task that runs longer than this (wall clock; default: no limit)")
     a.add_argument("--task-idle-timeout", type=_seconds, default=None, metavar="DURATION",
                    help="stop any container task that prints nothing for this long (default: no limit)")
+    a.add_argument("--gpus", type=_gpus, default=None, metavar="all|N|device=IDS",
+                   help="GPUs for every container task, as MedPerf's --gpus (0: none; default: runtime.gpus, "
+                   "else each task's run_args)")
+    a.add_argument("--shm-size", type=_shm_size, default=None, metavar="SIZE",
+                   help="the containers' /dev/shm, e.g. 2g, as MedPerf's --shm-size (default: runtime.shm_size, "
+                   "else each task's run_args)")
     v = sub.add_parser("validate", parents=[common], help="offline: schema and paths only")
     v.add_argument("manifests", nargs="+", metavar="MANIFEST")
     st = sub.add_parser("status", parents=[common], help="observed state: datasets, associations, each model's "
@@ -140,6 +147,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "private CA (overrides server.ca_file; default: the system's trust store)")
         li.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
+
+
+def _gpus(text: str) -> str:
+    try:
+        normalize_gpus(text)
+    except ContainerSpecError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not all, a count, or device=<ids> (e.g. device=0,1)") from None
+    return text
+
+
+def _shm_size(text: str) -> str:
+    try:
+        check_shm_size(text)
+    except ContainerSpecError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 2g, 512m)") from None
+    return text
 
 
 def _positive(text: str) -> int:
@@ -190,7 +213,7 @@ def parse(argv: Sequence[str]) -> tuple[Options | InspectOptions | Decision | Lo
                    parallel=getattr(ns, "parallel", 1), request_again=getattr(ns, "request_again", False),
                    task_timeout=getattr(ns, "task_timeout", None),
                    task_idle_timeout=getattr(ns, "task_idle_timeout", None), request_timeout=ns.request_timeout,
-                   ca_file=ns.ca_file)
+                   ca_file=ns.ca_file, gpus=getattr(ns, "gpus", None), shm_size=getattr(ns, "shm_size", None))
     if command != "apply" and getattr(ns, "wait", False):
         raise UsageError("--wait applies to apply only")
     return opts, ns.debug
@@ -228,10 +251,11 @@ def real_clients(environ: Mapping[str, str], *, request_timeout: float = DEADLIN
         return ApiClient(server.url, tokens, before_send=before_send_for(server, state, interruption),
                          deadline=request_timeout, interrupted=interruption.is_set, sleep=sleep, ca_file=trust)
 
-    def make_runner(state):
+    def make_runner(state, runtime=None):
         from runner.clients.containers import DockerRunner  # docker is imported only when a container runs
 
-        return DockerRunner(state.containers, timeout=task_timeout, inactivity_timeout=task_idle_timeout)
+        return DockerRunner(state.containers, timeout=task_timeout, inactivity_timeout=task_idle_timeout,
+                            gpus=runtime.gpus if runtime else None, shm_size=runtime.shm_size if runtime else None)
 
     return Clients(state=StateDir, api=make_api, runner=make_runner, hasher=folders_hash, environ=environ,
                    interruption=interruption, sleep=sleep)

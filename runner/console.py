@@ -129,6 +129,18 @@ class RichProgress:
 
         return update
 
+    def download(self, name: str) -> Callable[[int, int], None]:
+        state = {"id": None}
+
+        def update(done: int, total: int) -> None:
+            bar = self._bar()
+            if state["id"] is None:
+                state["id"] = bar.add_task(name, total=max(total, 1), line="")
+            bar.update(state["id"], completed=done, total=max(total, done, 1),
+                       line=f"{done / 1e6:.1f} of {max(total, done) / 1e6:.1f} MB")
+
+        return update
+
     def task(self, name: str) -> Callable[[str], None]:
         bar = self._bar()
         tid = bar.add_task(name, total=None, line="")

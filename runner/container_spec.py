@@ -32,6 +32,8 @@ RUNNER_KEYS = frozenset({"parameters_file", "additional_files"})
 _IMAGE_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _URL_SCHEMES = ("file://", "http://", "https://")
+DOCKER_IMAGE, DOCKER_ARCHIVE = "DockerImage", "DockerArchive"
+RUNNABLE_TYPES = (DOCKER_IMAGE, DOCKER_ARCHIVE)
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,21 @@ class ContainerSpec:
     id: int | None
     name: str
     image: str
-    config: Mapping  # validated container_config (container_type DockerImage)
+    config: Mapping  # validated container_config (container_type DockerImage or DockerArchive)
     parameters: Mapping | None  # parameters_config, written to parameters.yaml before each task
-    image_hash: str
+    image_hash: str  # DockerImage: the registry's manifest digest (or a local image id); DockerArchive: the
+    #                  archive file's SHA-256, "sha256:<hex>" (a bare hex digest, as MedPerf's CLI writes, is accepted)
     additional_files_url: str = ""
     additional_files_hash: str = ""
+
+    @property
+    def container_type(self) -> str:
+        return str(self.config.get("container_type") or DOCKER_IMAGE)
+
+    @property
+    def is_archive(self) -> bool:
+        """An image tarball (`docker save`) fetched from `image` (a URL), SHA-256 checked, then loaded."""
+        return self.container_type == DOCKER_ARCHIVE
 
     def __hash__(self) -> int:  # config and parameters are mappings: hash the identity fields only
         return hash((self.id, self.name, self.image, self.image_hash, self.additional_files_hash))
@@ -102,9 +114,19 @@ class ContainerSpec:
             raise ContainerSpecError(f"parameters_config must be a mapping or null, got {type(parameters).__name__}",
                                      where=where)
         image_hash = str(record.get("image_hash") or "")
+        archive = config.get("container_type") == DOCKER_ARCHIVE
+        if archive and _SHA256_HEX.match(image_hash.lower()):
+            image_hash = "sha256:" + image_hash.lower()  # MedPerf's CLI records a file's hash as bare hex
         if not _IMAGE_HASH.match(image_hash):
+            what = "the archive's SHA-256" if archive else "the registry digest or image id"
             raise ContainerSpecError(f"image_hash {image_hash!r} is not 'sha256:' followed by 64 hex digits",
-                                     where=where, hint="the record must pin the image by registry digest or image id")
+                                     where=where, hint=f"the record must pin the image by {what}")
+        image = str(config["image"])
+        if image.startswith("direct:"):
+            image = image[len("direct:"):]
+        if archive and not image.startswith(_URL_SCHEMES):
+            raise ContainerSpecError(f"a DockerArchive's image {image!r} is not a file://, http:// or https:// URL",
+                                     where=where, hint="other resource kinds (e.g. synapse:) are not supported")
         url = str(record.get("additional_files_tarball_url") or "").strip()
         digest = str(record.get("additional_files_tarball_hash") or "").strip().lower()
         if url.startswith("direct:"):
@@ -116,7 +138,7 @@ class ContainerSpec:
             raise ContainerSpecError(f"additional_files_tarball_hash {digest!r} is not a SHA-256 hex digest",
                                      where=where, hint="additional files are only used when their hash is pinned")
         record_id = record.get("id")
-        return cls(id=int(record_id) if record_id is not None else None, name=name, image=str(config["image"]),
+        return cls(id=int(record_id) if record_id is not None else None, name=name, image=image,
                    config=config, parameters=copy.deepcopy(dict(parameters)) if parameters is not None else None,
                    image_hash=image_hash,
                    additional_files_url=url, additional_files_hash=digest if url else "")
@@ -152,10 +174,10 @@ def validate_config(config: Mapping, *, where: str = "container_config") -> None
     problems = [f"{e.json_path}: {e.message}" for e in sorted(validator.iter_errors(config), key=lambda e: e.json_path)]
     if problems:
         raise ContainerSpecError("invalid container_config: " + "; ".join(problems), where=where)
-    kind = config.get("container_type", "DockerImage")
-    if kind != "DockerImage":
+    kind = config.get("container_type", DOCKER_IMAGE)
+    if kind not in RUNNABLE_TYPES:
         raise ContainerSpecError(f"container_type {kind} is unsupported", where=where,
-                                 hint="medperf-apply runs DockerImage containers only")
+                                 hint="medperf-apply runs DockerImage and DockerArchive containers")
     for task, raw in config["tasks"].items():
         raw = raw or {}
         inputs, outputs = raw.get("input_volumes") or {}, raw.get("output_volumes") or {}
@@ -186,3 +208,40 @@ def _env_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def normalize_gpus(value, *, where: str = "gpus") -> str | int | tuple[str, ...] | None:
+    """MedPerf's --gpus / run_args.gpus: None (no GPU: unset, "", 0), "all", a count, or device ids (device=0,1)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value >= 0:
+            return value or None
+    elif isinstance(value, str):
+        text = str(value).strip()
+        if text in ("", "0"):
+            return None
+        if text == "all":
+            return "all"
+        if text.isdigit():
+            return int(text)
+        if text.startswith("device="):
+            ids = tuple(d.strip() for d in text[len("device="):].split(","))
+            if ids and all(ids):
+                return ids
+    raise ContainerSpecError(f"gpus {value!r} is not all, a count, or device=<ids>", where=where,
+                             hint="as MedPerf's --gpus: all, 2, device=0,1 (0 or empty: none)")
+
+
+_SHM_SIZE = re.compile(r"^[0-9]+(\.[0-9]+)?([bkmgBKMG][bB]?)?$")
+
+
+def check_shm_size(value, *, where: str = "shm_size") -> str | int | None:
+    """MedPerf's --shm-size / run_args.shm_size: bytes, or a number with b, k, m or g (e.g. 2g)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and _SHM_SIZE.match(value.strip()):
+        return value.strip()
+    raise ContainerSpecError(f"shm_size {value!r} is not a size", where=where, hint="e.g. 2g, 512m or 1073741824")

@@ -27,6 +27,7 @@ from runner.model import (
     Outcome,
     Plan,
     RunModelArgs,
+    RuntimeSpec,
     ServerSpec,
     Step,
     StepResult,
@@ -64,6 +65,8 @@ class Options:
     request_again: bool = False  # plan/apply --request-again: a REJECTED association is requested anew
     request_timeout: float = DEADLINE_S  # --request-timeout: one request, answer included
     ca_file: str | None = None  # --ca-file: a private CA (overrides server.ca_file)
+    gpus: str | None = None  # apply --gpus (overrides runtime.gpus, which overrides each task's run_args.gpus)
+    shm_size: str | None = None  # apply --shm-size (likewise)
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class Clients:
 
     state: Callable[..., StateDir]  # (root, read_only=False) -> StateDir
     api: Callable[[ServerSpec, StateDir], Api]  # (server, state) -> Api
-    runner: Callable[[StateDir], ContainerRunner]  # called only when a container must run
+    runner: Callable[..., ContainerRunner]  # (state, runtime) -> runner; called only when a container must run
     hasher: Hasher
     environ: Mapping[str, str] = field(default_factory=dict)
     sleep: Callable[[float], None] = time.sleep  # --wait's pauses (tests pass a fake clock)
@@ -301,11 +304,19 @@ def _applier(run: _Run, plan: Plan, obs: Observation, quiet: set[str]) -> Applie
         return console.confirm(f"Send this for dataset {step.dataset}?")
 
     ctx = RunContext(manifest=run.manifest, obs=obs, api=run.api, state=run.state, hasher=clients.hasher,
-                     runner_factory=lambda: clients.runner(run.state), ask=ask if run.interactive else None,
+                     runner_factory=lambda: clients.runner(run.state, runtime_of(opts, run.manifest)),
+                     ask=ask if run.interactive else None,
                      progress=console.progress(), clock=clients.clock, sleep=clients.sleep,
                      wait=WaitPolicy(opts.wait_timeout if opts.wait else None, *clients.poll), notify=console.say,
                      interrupted=clients.interruption.is_set)
     return Applier(ctx=ctx, plan=plan, on_start=on_start, on_end=on_end, parallel=max(1, opts.parallel))
+
+
+def runtime_of(opts: Options, manifest: Manifest) -> RuntimeSpec:
+    """The containers' GPUs and shared memory: apply's options over the manifest's runtime (over run_args)."""
+    site = manifest.runtime
+    return RuntimeSpec(gpus=opts.gpus if opts.gpus is not None else site.gpus,
+                       shm_size=opts.shm_size if opts.shm_size is not None else site.shm_size, where=site.where)
 
 
 def _merge(first: list[StepResult], second: list[StepResult]) -> list[StepResult]:

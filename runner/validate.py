@@ -21,6 +21,7 @@ from runner.model import (
     OidcSpec,
     Ref,
     ResultsGoal,
+    RuntimeSpec,
     ServerSpec,
     Where,
 )
@@ -197,6 +198,7 @@ def build(docs: Sequence[Document]) -> Manifest:
     """Turn schema-valid documents into a Manifest; check duplicates and that one server is named."""
     problems: list[Problem] = []
     server: ServerSpec | None = None
+    runtime: RuntimeSpec | None = None
     datasets: list[DatasetSpec] = []
     seen: dict[str, Where] = {}
     for doc in docs:
@@ -211,6 +213,14 @@ def build(docs: Sequence[Document]) -> Manifest:
                                                                         server.token_file, server.oidc):
             problems.append(Problem(this.where, "server", f"names another server ({this.url}) than {server.where} "
                                     f"({server.url})", "reconcile one server per run: give its manifests separately"))
+        if "runtime" in doc.data:
+            r = doc.data["runtime"] or {}
+            this_runtime = RuntimeSpec(gpus=r.get("gpus"), shm_size=r.get("shm_size"), where=doc.where(("runtime",)))
+            if runtime is None:
+                runtime = this_runtime
+            elif (this_runtime.gpus, this_runtime.shm_size) != (runtime.gpus, runtime.shm_size):
+                problems.append(Problem(this_runtime.where, "runtime", f"differs from the runtime at {runtime.where}",
+                                        "one site, one runtime: give it in one document"))
         for i, d in enumerate(doc.data["datasets"]):
             base = ("datasets", i)
             where = doc.where(base)
@@ -239,9 +249,10 @@ def build(docs: Sequence[Document]) -> Manifest:
                 description=d.get("description", ""), location=d.get("location", ""),
                 consent=Consent(statistics=c.get("statistics"), compatibility_results=c.get("compatibility_results"),
                                 results=c.get("results")),
-                benchmarks=benchmarks, where=where,
+                benchmarks=benchmarks, where=where, prepared=bool(d.get("prepared", False)),
             ))
     if problems:
         raise InvalidManifest(problems)
     assert server is not None
-    return Manifest(server=server, datasets=tuple(datasets), files=tuple(dict.fromkeys(d.file for d in docs)))
+    return Manifest(server=server, datasets=tuple(datasets), files=tuple(dict.fromkeys(d.file for d in docs)),
+                    runtime=runtime or RuntimeSpec())

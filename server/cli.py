@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--demo", choices=["data"], required=True)
     seed.add_argument("--components", help="components.json written by `make images` (default: built-in records)")
     seed.add_argument("--tokens-file", default=DEFAULT_TOKENS_FILE, help=f"default ./{DEFAULT_TOKENS_FILE}")
+    seed.add_argument("--files-url", metavar="URL", help="where the components file's folder is served over HTTP: its "
+                      "file:// URLs are registered as URL/<path> (MedPerf's CLI downloads over http(s) only)")
+    seed.add_argument("--archive-model", action="store_true", help="also register the components' image-archive "
+                      "model (DockerArchive) as a third model, its association approved")
 
     sub.add_parser("migrate", help="apply pending database migrations")
     return parser
@@ -146,9 +150,9 @@ def cmd_user(args, settings: Settings) -> int:
 
 
 def cmd_seed(args, settings: Settings) -> int:
-    components = load_components(args.components)
+    components = load_components(args.components, files_url=args.files_url)
     app = make_app(settings)
-    tokens = seed_demo(app, components)
+    tokens = seed_demo(app, components, archive_model=args.archive_model)
     app.config["medperf.db"].close()
     print(write_tokens(tokens, args.tokens_file))
     return 0

@@ -7,6 +7,7 @@ server, cheroot, in a background thread; HTTPS with a certificate) or in-process
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import threading
@@ -18,7 +19,7 @@ from typing import Any
 
 from server import auth
 from server.app import make_app
-from server.seed import load_components, seed_demo
+from server.seed import SeedError, files_under, load_components, seed_demo
 from server.settings import Settings
 from server.wsgi import make_server
 
@@ -49,6 +50,30 @@ class LiveServer:
 
 
 @contextmanager
+def static_files(folder: str | Path) -> Iterator[str]:
+    """Serve `folder`'s files over plain HTTP on 127.0.0.1:<free port> (a thread); yield the base URL ("http://
+    127.0.0.1:PORT/"). Additional files, image archives and demo data are fetched from it as from any web server."""
+    import functools
+    import http.server
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(Path(folder).resolve()))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, name="static-files", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
+@contextmanager
 def live_server(
     db_url: str | None = None,
     *,
@@ -58,21 +83,24 @@ def live_server(
     certfile: str | Path | None = None,
     keyfile: str | Path | None = None,
     settings: Mapping[str, Any] | None = None,
+    archive_model: bool = False,
 ) -> Iterator[LiveServer]:
     """Run the real app on 127.0.0.1:<free port> in a background thread (HTTPS with `certfile` and `keyfile`);
     stop it on exit.
 
     db_url None means a fresh SQLite file in a temp dir (removed afterwards); a given database must be
     empty when `seed` is true. `seed` creates the tutorial world (`medperf-server seed --demo data`,
-    with `components` if given) and fills `.tokens`; `.create_user(email)` adds more users. `settings` sets other
-    Settings fields, e.g. an OpenID provider's jwt_jwks_url, jwt_issuer, jwt_audience and jwt_email_claim.
+    with `components` if given, their file:// files served over HTTP meanwhile; `archive_model`: the archive model
+    too) and fills `.tokens`; `.create_user(email)` adds more users. `settings` sets other Settings fields, e.g. an
+    OpenID provider's jwt_jwks_url, jwt_issuer, jwt_audience and jwt_email_claim.
     """
     tmp = tempfile.mkdtemp(prefix="medperf-server-") if db_url is None else None
     db_url = db_url or str(Path(tmp) / "server.sqlite3")
     config = Settings(**{"db_url": db_url, "pool_size": threads + 2, **(settings or {})})
     app = make_app(config)
+    files = contextlib.ExitStack()
     try:
-        tokens = seed_demo(app, load_components(components)) if seed else {}
+        tokens = seed_demo(app, _components(components, files), archive_model=archive_model) if seed else {}
         server = make_server(app, host="127.0.0.1", port=0, threads=threads, certfile=certfile, keyfile=keyfile,
                              max_body=config.max_body_bytes)
         server.prepare()
@@ -86,9 +114,21 @@ def live_server(
             server.stop()
             thread.join(timeout=10)
     finally:
+        files.close()
         app.config["medperf.db"].close()
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _components(path: str | Path | None, files: contextlib.ExitStack) -> dict:
+    """The components to seed; their folder served over HTTP (for as long as `files` is open) when they name files
+    by file://, as `make demo` serves examples/chestxray/build/."""
+    try:
+        return load_components(path)
+    except SeedError:
+        if path is None:
+            raise
+    return load_components(path, files_url=files.enter_context(static_files(files_under(path))))
 
 
 @contextmanager
@@ -98,11 +138,13 @@ def inprocess_server(db_url: str | None = None, *, seed: bool = True, components
     db_url = db_url or str(Path(tmp) / "server.sqlite3")
     settings = Settings(db_url=db_url)
     app = make_app(settings)
+    files = contextlib.ExitStack()
     try:
-        tokens = seed_demo(app, load_components(components)) if seed else {}
+        tokens = seed_demo(app, _components(components, files)) if seed else {}
         url = "http://inprocess"
         yield LiveServer(url=url, api=url + "/api/v0", tokens=tokens, settings=settings, db_url=db_url, app=app)
     finally:
+        files.close()
         app.config["medperf.db"].close()
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -332,15 +332,15 @@ def check_result_create(benchmark: dict, model_id: int, latest_dataset: dict | N
         raise Invalid(MSG_DATASET_ASSOC)
 
 
+RESULT_READ_ONLY_ON_UPDATE = ("benchmark", "model", "dataset")
+
+
 def check_result_update(current: dict, body: dict, stamp: str) -> dict:
-    """Finalized results are immutable; a body carrying `results` finalizes; the triplet never changes."""
+    """Finalized results are immutable; a body carrying `results` finalizes; the triplet never changes: MedPerf's
+    detail serializer has it read-only, so a PUT naming it is not refused, the values are ignored."""
     if current["finalized"]:
         raise Invalid(MSG_FINALIZED)
-    errors = {k: ["This field cannot be changed after creation."] for k in ("benchmark", "model", "dataset")
-              if k in body and body[k] != current[k]}
-    if errors:
-        raise Invalid(errors)
-    changes = {k: v for k, v in body.items() if k not in ("benchmark", "model", "dataset")}
+    changes = {k: v for k, v in body.items() if k not in RESULT_READ_ONLY_ON_UPDATE}
     if "results" in body:
         changes["finalized"] = True
         changes["finalized_at"] = stamp

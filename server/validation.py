@@ -1,7 +1,8 @@
 """Request bodies checked against schemas/api-*.schema.json; errors in MedPerf's `{field: [messages]}` shape.
 
 Like MedPerf's serializers, keys a schema does not list (read-only or unknown fields such as `id`,
-`owner`, `created_at`) are dropped, not refused.
+`owner`, `created_at`) are dropped, not refused; text fields are stripped of surrounding whitespace before they are
+checked and stored (DRF's CharField), so "  " is blank.
 """
 
 from __future__ import annotations
@@ -77,10 +78,29 @@ def _place(errors: dict, path: list, message: str):
         messages.append(message)
 
 
+def _is_text(prop: dict) -> bool:
+    kinds = prop.get("type")
+    return "enum" not in prop and (kinds == "string" or isinstance(kinds, list) and "string" in kinds)
+
+
+def _trimmed(body: dict, name: str) -> dict:
+    """The body with its text fields stripped, nested records (a model's container) too."""
+    props = schemas.load(name)["properties"]
+    out = dict(body)
+    for key, value in body.items():
+        prop = props.get(key) or {}
+        if isinstance(value, str) and _is_text(prop):
+            out[key] = value.strip()
+        elif isinstance(value, dict) and "$ref" in prop:
+            out[key] = _trimmed(value, prop["$ref"].removesuffix(".schema.json"))
+    return out
+
+
 def validate(body, name: str, *, partial: bool = False) -> dict:
     """Return the body restricted to the schema's fields, or raise Invalid with every error at once."""
     if not isinstance(body, dict):
         raise Invalid(f"Invalid data. Expected a dictionary, but got {type(body).__name__}.")
+    body = _trimmed(body, name)
     validator = _validator(name, partial)
     errors: dict = {}
     for error in validator.iter_errors(body):

@@ -41,3 +41,20 @@ def postgres_url():
     except Exception as e:
         _unavailable("PostgreSQL", "MEDPERF_REQUIRE_POSTGRES", str(e) or type(e).__name__)
     return url
+
+
+@pytest.fixture(scope="session")
+def registry() -> str:
+    """HOST:PORT of an image registry on loopback the engine pushes to and pulls from (MEDPERF_REGISTRY)."""
+    where = os.environ.get("MEDPERF_REGISTRY")
+    if not where:
+        _unavailable("image registry", "MEDPERF_REQUIRE_REGISTRY", "MEDPERF_REGISTRY is not set "
+                     "(eval \"$(.ci/services.sh start-registry)\")")
+    try:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://{where}/v2/", timeout=5) as answer:
+            answer.read()
+    except Exception as e:
+        _unavailable("image registry", "MEDPERF_REQUIRE_REGISTRY", f"{where}/v2/ does not answer: {e}")
+    return where

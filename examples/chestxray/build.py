@@ -1,7 +1,13 @@
 """Build the chest X-ray example: train the two models' weights (cached), pack them as additional-files
 tarballs, build the four images, and write build/components.json for `medperf-server seed --components`.
 
-Called by build.sh once the base image exists: python build.py --base-image IMAGE
+With a registry (--registry HOST:PORT, or MEDPERF_REGISTRY), the images are tagged and pushed there and each record
+names its image HOST:PORT/medperf-apply/chestxray-*:TAG with the registry's manifest digest as image_hash, as
+MedPerf's records do; without one, the local image and its id (a laptop without a registry still works).
+Also written: the linear model `docker save`d as an image archive (a DockerArchive record, "archive_model") and a
+small demo dataset in MedPerf's layout (paths.yaml; its prepared data's hash as generated_uid), "demo_dataset".
+
+Called by build.sh once the base image exists: python build.py --base-image IMAGE [--registry HOST:PORT]
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ COMPONENTS = {
 WEIGHTS = ("cnn", "linear")
 TRAINING_INPUTS = ("make_data.py", "train.py", "prep/project/prep.py", "prep/parameters.yaml",
                    "cnn/project/model.py", "linear/project/model.py")
+ARCHIVE_NAME = "medperf-apply/chestxray-linear-archive:latest"  # its own name: loading it moves no other tag
+DEMO_CASES, DEMO_SEED = 10, 3
 
 
 def say(message: str) -> None:
@@ -122,9 +130,77 @@ def build_image(client, folder: str, tag: str, base: str) -> str:
     return image.id
 
 
+def push(client, image_id: str, tag: str, registry: str) -> tuple[str, str]:
+    """Tag the image REGISTRY/<repo>:<content tag> and push it; return (reference, the registry's digest).
+
+    The tag names the content (the image id's first 12 hex digits), so a rebuild never moves a registered tag."""
+    repo = f"{registry}/{tag.rsplit(':', 1)[0]}"
+    version = "id-" + image_id.split(":", 1)[1][:12]
+    client.images.get(image_id).tag(repo, version)
+    digest = None
+    for line in client.images.push(repo, tag=version, stream=True, decode=True):
+        if "error" in line:
+            raise SystemExit(f"build: pushing {repo}:{version} failed: {line['error']}")
+        digest = (line.get("aux") or {}).get("Digest") or digest
+    if not digest:
+        raise SystemExit(f"build: pushing {repo}:{version} reported no digest")
+    return f"{repo}:{version}", digest
+
+
+def save_archive(client, image_id: str) -> tuple[Path, str]:
+    """`docker save` the linear model under its own name into build/ (again only when the image changed)."""
+    tarball, stamp = BUILD / "linear_image.tar", BUILD / "linear_image.tar.id"
+    if not (tarball.is_file() and stamp.is_file() and stamp.read_text().strip() == image_id):
+        client.images.get(image_id).tag(*ARCHIVE_NAME.rsplit(":", 1))
+        tmp = tarball.with_suffix(".tar.tmp")
+        with open(tmp, "wb") as f:
+            for chunk in client.images.get(ARCHIVE_NAME).save(named=ARCHIVE_NAME):
+                f.write(chunk)
+        tmp.replace(tarball)
+        stamp.write_text(image_id + "\n")
+    digest = hashlib.sha256()
+    with open(tarball, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return tarball, digest.hexdigest()
+
+
+def demo_dataset(prep_record: dict) -> dict:
+    """MedPerf's demo dataset: a tarball of raw toy data with paths.yaml, and its prepared data's hash."""
+    sys.path.insert(0, str(HERE.parents[1]))
+    from runner.clients.containers import DockerRunner
+    from runner.container_spec import ContainerSpec
+    from runner.hashing import folders_hash
+
+    folder, tarball = BUILD / "demo", BUILD / "demo_data.tar.gz"
+    key = hashlib.sha256(f"{prep_record['image_hash']} {DEMO_CASES} {DEMO_SEED}".encode()
+                         + (HERE / "make_data.py").read_bytes()).hexdigest()
+    known = folder / "inputs.json"
+    if tarball.is_file() and known.is_file() and json.loads(known.read_text()).get("key") == key:
+        # the URL is where the tarball is now (the build folder may have been copied or moved)
+        return {**json.loads(known.read_text())["demo_dataset"], "tarball_url": tarball.resolve().as_uri()}
+    shutil.rmtree(folder, ignore_errors=True)
+    raw = folder / "raw"
+    subprocess.run([sys.executable, str(HERE / "make_data.py"), "--out", str(raw), "--cases", str(DEMO_CASES),
+                    "--seed", str(DEMO_SEED)], check=True)
+    (raw / "paths.yaml").write_text("data_path: images\nlabels_path: labels\n")
+    prepared = folder / "prepared"
+    DockerRunner(folder / "cache").run_task(
+        ContainerSpec.from_record(prep_record), "prepare",
+        {"data_path": raw / "images", "labels_path": raw / "labels", "output_path": prepared / "data",
+         "output_labels_path": prepared / "labels"}, log_path=folder / "prepare.log")
+    sha = pack(raw, tarball)
+    entry = {"tarball_url": tarball.resolve().as_uri(), "tarball_hash": sha,
+             "generated_uid": folders_hash([prepared / "data", prepared / "labels"])}
+    known.write_text(json.dumps({"key": key, "demo_dataset": entry}) + "\n")
+    return entry
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-image", required=True)
+    parser.add_argument("--registry", default=os.environ.get("MEDPERF_REGISTRY") or None, metavar="HOST:PORT",
+                        help="push the images there and record their digests (default $MEDPERF_REGISTRY)")
     args = parser.parse_args(argv)
     client = docker.from_env(timeout=600)
     base_id = client.images.get(args.base_image).id
@@ -133,25 +209,39 @@ def main(argv=None) -> int:
     tarballs = {m: BUILD / f"{m}_weights.tar.gz" for m in WEIGHTS}
     hashes = {m: pack(BUILD / "weights" / m, tarballs[m]) for m in WEIGHTS}
     components = {}
+    image_ids = {}
     for key, (folder, name, tag) in COMPONENTS.items():
-        image_id = build_image(client, folder, tag, args.base_image)
+        image_id = image_ids[key] = build_image(client, folder, tag, args.base_image)
         params = yaml.safe_load((HERE / folder / "parameters.yaml").read_text()) if (
             HERE / folder / "parameters.yaml").is_file() else None
+        config = yaml.safe_load((HERE / folder / "container_config.yaml").read_text())
+        image_hash = image_id
+        if args.registry:
+            config["image"], image_hash = push(client, image_id, tag, args.registry)
+            say(f"pushed {config['image']} {image_hash}")
         components[key] = {
             "name": name,
-            "container_config": yaml.safe_load((HERE / folder / "container_config.yaml").read_text()),
+            "container_config": config,
             "parameters_config": params,
-            "image_hash": image_id,
+            "image_hash": image_hash,
             "additional_files_tarball_url": tarballs[folder].resolve().as_uri() if folder in WEIGHTS else "",
             "additional_files_tarball_hash": hashes[folder] if folder in WEIGHTS else "",
         }
+    archive, archive_hash = save_archive(client, image_ids["second_model"])
+    linear = components["second_model"]
+    components["archive_model"] = {
+        **linear, "name": "chestxray_linear_archive", "image_hash": archive_hash,  # bare hex, as MedPerf's CLI
+        "container_config": {**linear["container_config"], "container_type": "DockerArchive",
+                             "image": archive.resolve().as_uri()}}
+    components["demo_dataset"] = demo_dataset(components["prep"])
     out = BUILD / "components.json"
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(components, indent=2) + "\n")
     tmp.replace(out)
     say(f"wrote {out}")
-    for key, (_, _, tag) in COMPONENTS.items():
-        print(f"{tag} {components[key]['image_hash']}")
+    for key in COMPONENTS:
+        print(f"{components[key]['container_config']['image']} {components[key]['image_hash']}")
+    print(f"{components['archive_model']['container_config']['image']} sha256:{archive_hash}")
     return 0
 
 

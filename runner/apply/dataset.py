@@ -4,6 +4,8 @@ re-preparable and say which task failed and where its log is."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from runner.apply.context import RunContext
@@ -33,7 +35,8 @@ def register(ctx: RunContext, step: Step) -> str:
     raw = ctx.raw_hash(step.dataset)
     values = {"name": spec.name, "description": spec.description, "location": spec.location,
               "input_data_hash": raw, "generated_uid": raw,  # MedPerf: the raw hash until set operational
-              "data_preparation_mlcube": prep, **REGISTER_CONSTANTS}
+              "data_preparation_mlcube": prep, **REGISTER_CONSTANTS,
+              "submitted_as_prepared": bool(args.submitted_as_prepared)}
     body = {k: values[k] for k in REGISTER_FIELDS}
     with ctx.journal(step, dataset=spec.name, data_preparation_mlcube=prep, input_data_hash=raw):
         try:
@@ -82,12 +85,15 @@ def prepare(ctx: RunContext, step: Step) -> str:
     if not ds.raw_yaml.exists():
         ds.write_raw_yaml(spec.data_path, spec.labels_path)
     runner = ctx.container_runner()
-    runner.check_image(container)
+    runner.check_image(container, on_progress=ctx.progress.download(f"{step.dataset}: image of {container.name}"))
     tasks = list(args.tasks or PREPARE_TASKS)
-    if ds.is_ready():
+    if ds.is_ready() or args.as_prepared:
         tasks = [t for t in tasks if t != "prepare"]  # MedPerf: a ready dataset only re-checks
     ran: list[str] = []
-    with ctx.journal(step, dataset_id=ds_id, tasks=tasks, local_copy=args.local_copy):
+    with ctx.journal(step, dataset_id=ds_id, tasks=tasks, local_copy=args.local_copy, as_prepared=args.as_prepared):
+        if args.as_prepared and not ds.is_ready():
+            _copy_prepared(spec.data_path, spec.labels_path, ds, with_metadata=with_metadata)
+            ran.append("copy")
         for task in tasks:
             _run_task(ctx, step, ds_id, container, task, _volumes(task, spec.data_path, spec.labels_path, ds,
                                                                    with_metadata=with_metadata,
@@ -104,6 +110,33 @@ def prepare(ctx: RunContext, step: Step) -> str:
         ds.mark_ready()
     what = "local copy: " if args.local_copy else ""
     return f"dataset {ds_id}: {what}{', '.join(ran)} done"
+
+
+def _copy_prepared(data_path: Path, labels_path: Path, ds: DatasetDir, *, with_metadata: bool) -> None:
+    """MedPerf's --submit-as-prepared: the given folders become the dataset's data/ and labels/ (an empty metadata/
+    when the preparation declares one), copied afresh, readable by the container's unprivileged user."""
+    try:
+        for source, target in ((data_path, ds.data), (labels_path, ds.labels)):
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(source, target)
+            _readable(target)
+        if with_metadata:
+            shutil.rmtree(ds.metadata, ignore_errors=True)
+            ds.metadata.mkdir(parents=True)
+    except OSError as e:
+        raise StepFailed(f"cannot copy the prepared data into {ds.root}: {e}",
+                         hint="check the free space and permissions of the state dir, then apply again") from e
+
+
+def _readable(folder: Path) -> None:
+    for root, dirs, files in os.walk(folder):
+        for d in dirs:
+            p = os.path.join(root, d)
+            os.chmod(p, os.stat(p).st_mode | 0o555)
+        for f in files:
+            p = os.path.join(root, f)
+            os.chmod(p, os.stat(p).st_mode | 0o444)
+    folder.chmod(folder.stat().st_mode | 0o555)
 
 
 def _same_as_registered(ctx: RunContext, step: Step, ds_id: int, ds: DatasetDir, generated_uid: str) -> None:

@@ -74,6 +74,7 @@ class ModelExecution:
     runner: ContainerRunner
     warn: Callable[[str], None]
     on_line: Callable[[str], Callable[[str], None] | None] = lambda name: None
+    on_download: Callable[[str], Callable[[int, int], None] | None] = lambda name: None  # a pull's bytes
     interrupted: Callable[[], bool] = lambda: False  # a task that fails after an interrupt was stopped by it
 
     def report(self, result_id: int, which: str, status: str) -> None:
@@ -99,6 +100,10 @@ class ModelExecution:
         for d in (result.predictions, result.logs, result.local_outputs):
             d.mkdir(parents=True, exist_ok=True)
         result.results_new.unlink(missing_ok=True)
+        # Both images are here and are the registered ones (pulled or loaded if needed) before anything is sent
+        # or run, as MedPerf fetches a container's run files first.
+        for spec in (model, evaluator):
+            self.runner.check_image(spec, on_progress=self.on_download(f"{label}: image of {spec.name}"))
 
         self.report(result_id, "model_report", "pending")
         self.report(result_id, "evaluation_report", "pending")

@@ -1,6 +1,6 @@
 """The edges: the Protocols the pipeline talks through (the real clients and the test fakes both satisfy them).
 
-Only the modules of this package talk HTTP (api, files) or Docker (containers); each is imported where it is
+Only the modules of this package talk HTTP (api, files) or Docker (containers, images); each is imported where it is
 built, so planning imports neither requests nor docker.
 """
 
@@ -42,7 +42,8 @@ class TaskRun:
 class ContainerRunner(Protocol):
     """What apply needs from a container engine; DockerRunner and the test fakes implement it."""
 
-    def check_image(self, spec: ContainerSpec) -> str: ...
+    def check_image(self, spec: ContainerSpec, *, on_progress: Callable[[int, int], None] | None = None) -> str:
+        """The registered image is in the engine (pulled or loaded if needed, with its bytes to on_progress)."""
 
     def run_task(self, spec: ContainerSpec, task: str, volumes: Mapping[str, Path], *, log_path: Path,
                  on_line: Callable[[str], None] | None = None,
@@ -66,6 +67,9 @@ class Progress(Protocol):
 
     def task(self, name: str) -> Callable[[str], None] | None: ...
 
+    def download(self, name: str) -> Callable[[int, int], None] | None:
+        """Bytes done and total of an image pull or a download (a bar only once bytes move)."""
+
     def done(self) -> None: ...
 
 
@@ -76,6 +80,9 @@ class NoProgress:
         return None
 
     def task(self, name: str):
+        return None
+
+    def download(self, name: str):
         return None
 
     def done(self) -> None:

@@ -6,21 +6,23 @@ The `docker` package is imported lazily inside DockerRunner, so planning never i
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import queue
 import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import yaml
 
 from runner.clients import TaskRun
 from runner.clients.files import empty_additional_files, fetch_additional_files
-from runner.container_spec import RUNNER_KEYS, ContainerSpec, Volume
-from runner.errors import ContainerError, ContainerSpecError, DockerUnavailable, ImageMismatch, Interrupted
+from runner.clients.images import ensure_image
+from runner.container_spec import RUNNER_KEYS, ContainerSpec, Volume, normalize_gpus
+from runner.errors import ContainerError, ContainerSpecError, DockerUnavailable, Interrupted
 
 OWNER_LABEL = "medperf-apply.owner"  # the runner's cache dir (in the state dir): whose containers these are
 NOBODY = 65534  # the uid:gid containers run as when the caller is root: a container never runs as root
@@ -35,11 +37,13 @@ class DockerRunner:
 
     `cache_dir` holds the additional files (by tarball hash) and per-run scratch folders (parameters.yaml,
     the private /tmp), removed after each run. `uid`/`gid` default to the caller's, or nobody when the
-    caller is root. `gpus` overrides every task's run_args.gpus, as MedPerf's --gpus does.
+    caller is root. `gpus` and `shm_size` override every task's run_args.gpus and run_args.shm_size, as MedPerf's
+    --gpus and --shm-size do (gpus "0": none, whatever run_args asks).
     """
 
     def __init__(self, cache_dir: Path, *, client=None, uid: int | None = None, gid: int | None = None,
-                 gpus: str | None = None, timeout: float | None = None, inactivity_timeout: float | None = None):
+                 gpus: str | int | None = None, shm_size: str | int | None = None, timeout: float | None = None,
+                 inactivity_timeout: float | None = None):
         self.cache_dir = Path(cache_dir)
         self.timeout = timeout  # defaults for run_task calls that give none (medperf-apply --task-timeout)
         self.inactivity_timeout = inactivity_timeout
@@ -48,6 +52,7 @@ class DockerRunner:
         self.uid = uid if uid is not None else (NOBODY if caller_is_root else os.getuid())
         self.gid = gid if gid is not None else (NOBODY if caller_is_root else os.getgid())
         self.gpus = gpus
+        self.shm_size = shm_size
         self._owner = str(self.cache_dir.absolute())
         self.orphans_removed = 0
         self._running: set = set()  # containers of tasks now running (stop_all stops them)
@@ -91,41 +96,30 @@ class DockerRunner:
             _remove(container)
         self.orphans_removed += len(left)
 
-    def check_image(self, spec: ContainerSpec) -> str:
-        """Return the local image's identity if it equals spec.image_hash; ImageMismatch naming both otherwise.
+    def check_image(self, spec: ContainerSpec, *, on_progress: Callable[[int, int], None] | None = None) -> str:
+        """Make sure the registered image is in the engine, and return its identity (spec.image_hash).
 
-        The identity is a registry digest (RepoDigests) when the image has one, else the local image id.
-        A local image is never pulled; a missing one is pulled once by its reference.
-        """
+        DockerImage: the local image (by reference, or by `repo@digest`) must be the one image_hash names (a
+        registry digest in RepoDigests, or the local image id); an image absent locally is pulled by digest,
+        after the registry confirmed that the reference's tag names that digest. DockerArchive: the tarball is
+        fetched, its SHA-256 checked against image_hash, then loaded (once per hash). ImageMismatch names both
+        values; nothing is pulled, loaded or run after one. `on_progress(done, total)` sees a pull's or a
+        download's bytes."""
+        self._local_image(spec, on_progress)
+        return spec.image_hash
+
+    def _local_image(self, spec: ContainerSpec, on_progress: Callable[[int, int], None] | None = None) -> str:
+        """The reference to run spec by (after check_image's checks): the image, `repo@digest`, or an image id."""
         import docker
 
         client = self._docker()
-        where = f"container {spec.name}"
         try:
-            try:
-                image = client.images.get(spec.image)
-            except docker.errors.ImageNotFound:
-                repo, tag = docker.utils.parse_repository_tag(spec.image)
-                try:
-                    image = client.images.pull(repo, tag=tag or "latest")
-                except docker.errors.APIError as e:
-                    raise ContainerError(f"image {spec.image} is not present locally and cannot be pulled: "
-                                         f"{e.explanation or e}", image=spec.image, where=where,
-                                         hint="build or load the image, or check access to its registry") from e
+            return ensure_image(client, spec, self.cache_dir / "archives", on_progress)
         except docker.errors.APIError as e:
             raise ContainerError(f"cannot inspect image {spec.image}: {e.explanation or e}", image=spec.image,
-                                 where=where) from e
+                                 where=f"container {spec.name}") from e
         except docker.errors.DockerException as e:
             raise DockerUnavailable(f"no Docker engine answers: {e}", image=spec.image, hint=_DOCKER_HINT) from e
-        repo = docker.utils.parse_repository_tag(spec.image)[0]
-        digests = [d.split("@", 1) for d in image.attrs.get("RepoDigests") or [] if "@" in d]
-        if spec.image_hash == image.id or any(spec.image_hash == d for _, d in digests):
-            return spec.image_hash
-        same_repo = [d for r, d in digests if r == repo]
-        observed = (same_repo or [d for _, d in digests] or [image.id])[0]
-        raise ImageMismatch(f"image {spec.image} is {observed}, but the container record expects {spec.image_hash}",
-                            where=where, hint="the local image is not the one registered: rebuild or pull the "
-                                              "registered image, or register this one")
 
     # -- running a task ---------------------------------------------------------------------------
 
@@ -137,37 +131,27 @@ class DockerRunner:
 
         timeout = self.timeout if timeout is None else timeout
         inactivity_timeout = self.inactivity_timeout if inactivity_timeout is None else inactivity_timeout
-
         where = f"container {spec.name}"
-        cfg = _task_config(spec, task, volumes, where)
-        self.check_image(spec)  # before anything is created or run
-        client = self._docker()
-
-        name = f"medperf-{task}-{secrets.token_hex(8)}"
-        work = self.cache_dir / "runs" / name
         log_path = Path(log_path)
         last = collections.deque(maxlen=LAST_LINES)
-        container = None
         started = time.monotonic()
         try:
-            work.mkdir(parents=True)
-            mounts = self._mounts(spec, task, cfg.volumes, volumes, work, where)
-            container = self._create(client, spec, task, cfg, name, mounts, where)
-            with self._running_lock:
-                self._running.add(container)
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(log_path, "wb") as log:
-                container.start()
-                self._follow(container, log, last, on_line, inactivity_timeout, timeout, spec, task, log_path)
-            exit_code = int(container.wait(timeout=60).get("StatusCode", -1))
-        except KeyboardInterrupt:
-            _stop(container)
-            raise Interrupted(f"interrupted while running {task} of {spec.image}; the container was stopped",
-                              where=where, hint="run again to resume") from None
+            with self.created(spec, task, volumes) as container:
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    with open(log_path, "wb") as log:
+                        container.start()
+                        self._follow(container, log, last, on_line, inactivity_timeout, timeout, spec, task,
+                                     log_path)
+                    exit_code = int(container.wait(timeout=60).get("StatusCode", -1))
+                except KeyboardInterrupt:
+                    _stop(container)
+                    raise Interrupted(f"interrupted while running {task} of {spec.image}; the container was "
+                                      "stopped", where=where, hint="run again to resume") from None
         except docker.errors.APIError as e:
             raise ContainerError(f"Docker refused to run {task} of {spec.image}: {e.explanation or e}",
                                  image=spec.image, task=task, last_lines=tuple(last), log_path=str(log_path),
-                                 where=where) from e
+                                 where=where, hint=_refusal_hint(e)) from e
         except docker.errors.DockerException as e:
             raise DockerUnavailable(f"lost the Docker engine while running {task}: {e}", image=spec.image,
                                     task=task, hint=_DOCKER_HINT) from e
@@ -176,11 +160,6 @@ class DockerRunner:
                 raise DockerUnavailable(f"lost the Docker engine while running {task}: {e}", image=spec.image,
                                         task=task, hint=_DOCKER_HINT) from e
             raise
-        finally:
-            with self._running_lock:
-                self._running.discard(container)
-            _remove(container)
-            shutil.rmtree(work, ignore_errors=True)
         duration = time.monotonic() - started
         if exit_code != 0:
             tail = "\n".join(last)
@@ -189,10 +168,36 @@ class DockerRunner:
                                  log_path=str(log_path), where=where, hint=f"full log: {log_path}")
         return TaskRun(task=task, exit_code=exit_code, duration_s=duration, log_path=log_path)
 
-    def _create(self, client, spec: ContainerSpec, task: str, cfg, name: str, mounts: list, where: str):
+    @contextlib.contextmanager
+    def created(self, spec: ContainerSpec, task: str, volumes: Mapping[str, Path]) -> Iterator:
+        """The task's container, created but not started (run_task starts it): the image checked first, MedPerf's
+        mounts, the sandbox, the GPUs and shared memory asked; removed on exit, with its scratch folder."""
+        where = f"container {spec.name}"
+        cfg = _task_config(spec, task, volumes, where)
+        image = self._local_image(spec)  # before anything is created or run
+        client = self._docker()
+        name = f"medperf-{task}-{secrets.token_hex(8)}"
+        work = self.cache_dir / "runs" / name
+        container = None
+        try:
+            work.mkdir(parents=True)
+            mounts = self._mounts(spec, task, cfg.volumes, volumes, work, where)
+            container = self._create(client, image, spec, task, cfg, name, mounts, where)
+            with self._running_lock:
+                self._running.add(container)
+            yield container
+        finally:
+            with self._running_lock:
+                self._running.discard(container)
+            _remove(container)
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _create(self, client, image: str, spec: ContainerSpec, task: str, cfg, name: str, mounts: list, where: str):
         """The task's container, created with the sandbox: no network, no capabilities, not root, GPUs if asked."""
+        gpus = self.gpus if self.gpus is not None else cfg.gpus  # MedPerf: --gpus overrides run_args.gpus
+        shm_size = self.shm_size if self.shm_size is not None else cfg.shm_size
         return client.containers.create(
-            spec.image,
+            image,
             command=list(cfg.command) if cfg.command is not None else None,
             entrypoint=list(cfg.entrypoint) if cfg.entrypoint is not None else None,
             environment=dict(cfg.environment) or None,
@@ -203,8 +208,8 @@ class DockerRunner:
             mounts=mounts,
             security_opt=["no-new-privileges"],
             cap_drop=["ALL"],
-            device_requests=_device_requests(self.gpus if self.gpus is not None else cfg.gpus, where),
-            shm_size=cfg.shm_size if cfg.shm_size not in (None, "") else None,
+            device_requests=_device_requests(gpus, where),
+            shm_size=shm_size if shm_size not in (None, "") else None,
             detach=True,
         )
 
@@ -337,20 +342,25 @@ def _ensure_output(path: Path, vol: Volume, task: str, spec: ContainerSpec, wher
 
 def _device_requests(gpus, where: str):
     """Translate MedPerf's gpus value (all | N | device=0,1; empty/0 = none) to Docker device requests."""
-    if gpus is None or gpus == "" or str(gpus).strip() in ("0", "none"):
+    wanted = normalize_gpus(gpus, where=where)
+    if wanted is None:
         return None
     from docker.types import DeviceRequest
 
-    value = str(gpus).strip()
-    if value == "all":
+    if wanted == "all":
         return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    if value.isdigit():
-        return [DeviceRequest(count=int(value), capabilities=[["gpu"]])]
-    if value.startswith("device="):
-        ids = [d.strip() for d in value[len("device="):].split(",") if d.strip()]
-        if ids:
-            return [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
-    raise ContainerSpecError(f"gpus {gpus!r} is not all, a count, or device=<ids>", where=where)
+    if isinstance(wanted, int):
+        return [DeviceRequest(count=wanted, capabilities=[["gpu"]])]
+    return [DeviceRequest(device_ids=list(wanted), capabilities=[["gpu"]])]
+
+
+def _refusal_hint(e) -> str | None:
+    """What to do when the engine refuses a container: a GPU asked for where the engine has none, say so."""
+    text = str(getattr(e, "explanation", "") or e)
+    if "device driver" in text and "gpu" in text:
+        return ("this Docker engine has no GPU support (no GPU, or no NVIDIA container toolkit): run without "
+                "--gpus / runtime.gpus, or on a machine with GPUs")
+    return None
 
 
 def _stop(container) -> None:

@@ -1,4 +1,5 @@
-"""A container's additional files: fetch the tarball (file:// or http(s)://), check its SHA-256, extract, cache by hash."""
+"""Files a container record points at: the additional files tarball (fetched from file:// or http(s)://, SHA-256
+checked, extracted, cached by hash) and, for a DockerArchive, the image tarball (download() with its hash)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def fetch_additional_files(url: str, sha256: str, cache_dir: Path, *, where: str
     work = Path(tempfile.mkdtemp(prefix=f".{sha256[:12]}-", dir=cache_dir))
     try:
         tarball = work / "files.tar.gz"
-        got = _download(url, tarball, where=where, sleep=sleep)
+        got = download(url, tarball, where=where, sleep=sleep)
         if got != sha256:
             raise ContainerSpecError(f"additional files: hash mismatch for {url}: expected {sha256}, found {got}",
                                      where=where, hint="the tarball changed since the container was registered; "
@@ -62,16 +63,20 @@ def empty_additional_files(cache_dir: Path) -> Path:
     return path
 
 
-def _download(url: str, dest: Path, *, where: str, sleep: Callable[[float], None]) -> str:
-    """Copy `url` to `dest` and return the SHA-256 hex of what was written."""
+def download(url: str, dest: Path, *, where: str = "", what: str = "additional files",
+             sleep: Callable[[float], None] = time.sleep,
+             on_progress: Callable[[int, int], None] | None = None) -> str:
+    """Copy `url` (file://, http://, https://) to `dest` and return the SHA-256 hex of what was written.
+
+    `on_progress(done, total)` is told the bytes written (total 0 when the server does not say)."""
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme == "file":
         source = Path(urllib.request.url2pathname(parsed.path))
         try:
             with open(source, "rb") as src, open(dest, "wb") as out:
-                return _copy_hashing(src, out)
+                return _copy_hashing(src, out, on_progress, os.fstat(src.fileno()).st_size)
         except OSError as e:
-            raise ContainerSpecError(f"additional files: cannot read {url}: {e.strerror or e}", where=where) from e
+            raise ContainerSpecError(f"{what}: cannot read {url}: {e.strerror or e}", where=where) from e
     if parsed.scheme in ("http", "https"):
         import requests  # only needed for remote tarballs
 
@@ -81,20 +86,21 @@ def _download(url: str, dest: Path, *, where: str, sleep: Callable[[float], None
             try:
                 with requests.get(url, stream=True, timeout=(10, 60)) as resp:
                     resp.raise_for_status()
+                    total = int(resp.headers.get("Content-Length") or 0)
                     with open(dest, "wb") as out:
-                        return _copy_hashing(_Chunks(resp), out)
+                        return _copy_hashing(_Chunks(resp), out, on_progress, total)
             except requests.HTTPError as e:
                 if e.response is not None and 400 <= e.response.status_code < 500:
-                    raise ContainerSpecError(f"additional files: {url} answered {e.response.status_code}",
+                    raise ContainerSpecError(f"{what}: {url} answered {e.response.status_code}",
                                              where=where) from e
                 last = e
             except requests.RequestException as e:
                 last = e
             if attempt < _ATTEMPTS:
                 sleep(backoff_delay(attempt, base=1.0, cap=5.0, rng=rng) or 0.0)
-        raise ContainerSpecError(f"additional files: cannot download {url} after {_ATTEMPTS} attempts: {last}",
+        raise ContainerSpecError(f"{what}: cannot download {url} after {_ATTEMPTS} attempts: {last}",
                                  where=where, hint="check the network, then run again") from last
-    raise ContainerSpecError(f"additional files: unsupported URL {url!r}", where=where)
+    raise ContainerSpecError(f"{what}: unsupported URL {url!r}", where=where)
 
 
 class _Chunks:
@@ -107,11 +113,15 @@ class _Chunks:
         return next(self._it, b"")
 
 
-def _copy_hashing(src, out) -> str:
+def _copy_hashing(src, out, on_progress: Callable[[int, int], None] | None = None, total: int = 0) -> str:
     digest = hashlib.sha256()
+    done = 0
     while chunk := src.read(_CHUNK):
         digest.update(chunk)
         out.write(chunk)
+        done += len(chunk)
+        if on_progress is not None:
+            on_progress(done, max(total, done))
     return digest.hexdigest()
 
 

@@ -10,6 +10,7 @@ from runner.model.manifest import (
     OidcSpec,
     Ref,
     ResultsGoal,
+    RuntimeSpec,
     ServerSpec,
     Where,
 )
@@ -62,6 +63,6 @@ __all__ = [
     "BenchmarkSpec", "Change", "Consent", "DatasetSpec", "DesiredState", "LocalDataset", "LocalResult", "Manifest", "MissingField",
     "ModelRun", "Note", "Observation", "OidcSpec", "Outcome", "Plan", "PlanFileError", "PrepareArgs", "Ref", "RegisterArgs",
     "RemoteAssociation", "RemoteBenchmark", "RemoteContainer", "RemoteDataset", "RemoteResult", "ResultsGoal",
-    "RunModelArgs", "ServerSpec", "SetOperationalArgs", "Step", "StepArgs", "StepResult", "SubmitArgs", "UpdateArgs", "Where",
+    "RunModelArgs", "RuntimeSpec", "ServerSpec", "SetOperationalArgs", "Step", "StepArgs", "StepResult", "SubmitArgs", "UpdateArgs", "Where",
     "approved_models", "identify", "int_or_none", "latest_associations", "latest_results",
 ]

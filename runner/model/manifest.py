@@ -68,6 +68,15 @@ class ServerSpec:
 
 
 @dataclass(frozen=True)
+class RuntimeSpec:
+    """This site's settings for the containers it runs (MedPerf's --gpus and --shm-size); None: the tasks' run_args."""
+
+    gpus: str | int | None = None  # all | N | device=0,1 (0: none)
+    shm_size: str | int | None = None  # e.g. 2g
+    where: Where | None = None
+
+
+@dataclass(frozen=True)
 class Ref:
     """A reference by id or name to a benchmark or a container on the server."""
 
@@ -113,6 +122,7 @@ class DatasetSpec:
     consent: Consent = Consent()
     benchmarks: tuple[BenchmarkSpec, ...] = ()
     where: Where | None = None
+    prepared: bool = False  # data_path/labels_path hold prepared data (MedPerf's submitted_as_prepared)
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,7 @@ class Manifest:
     server: ServerSpec
     datasets: tuple[DatasetSpec, ...]
     files: tuple[str, ...] = ()
+    runtime: RuntimeSpec = RuntimeSpec()
 
     def dataset(self, name: str) -> DatasetSpec | None:
         return next((d for d in self.datasets if d.name == name), None)

@@ -68,6 +68,7 @@ class RemoteDataset:
     location: str = ""
     user_metadata: Mapping[str, Any] = field(default_factory=dict)
     is_valid: bool = True
+    submitted_as_prepared: bool = False
 
     @classmethod
     def from_record(cls, r: Mapping[str, Any]) -> RemoteDataset:
@@ -79,6 +80,7 @@ class RemoteDataset:
             report=dict(r.get("report") or {}), modified_at=str(r.get("modified_at") or ""),
             description=str(r.get("description") or ""), location=str(r.get("location") or ""),
             user_metadata=dict(r.get("user_metadata") or {}), is_valid=bool(r.get("is_valid", True)),
+            submitted_as_prepared=bool(r.get("submitted_as_prepared", False)),
         )
 
     @property

@@ -73,6 +73,7 @@ class RegisterArgs(StepArgs):
     dataset_id: int | None = None  # when done: the dataset it registered as
     data_preparation_mlcube: int | None = None
     input_data_hash: str = ""
+    submitted_as_prepared: bool = False  # the folders hold prepared data (manifest `prepared: true`)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,9 @@ class PrepareArgs(StepArgs):
     # hash to the server's generated_uid before any model runs on it.
     local_copy: bool = False
     generated_uid: str = ""
+    # The manifest's folders already hold prepared data (MedPerf's submitted_as_prepared): they are copied into the
+    # state dir instead of running prepare; sanity_check and statistics run on the copy.
+    as_prepared: bool = False
 
 
 @dataclass(frozen=True)

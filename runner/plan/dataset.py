@@ -25,6 +25,7 @@ from runner.plan.common import preparation_container, resolve, sends, step_key, 
 from runner.privacy import PREPARE_REPORT_FIELDS, REGISTER_FIELDS, SET_OPERATIONAL_FIELDS
 
 PREPARE_TASKS = ("prepare", "sanity_check", "statistics")
+CHECK_TASKS = ("sanity_check", "statistics")  # all that runs on data submitted as prepared
 
 
 def dataset_steps(spec: DatasetSpec, obs: Observation, *, interactive: bool
@@ -48,6 +49,13 @@ def dataset_steps(spec: DatasetSpec, obs: Observation, *, interactive: bool
             where=str(spec.where) if spec.where else None,
             hint="restore the original data, or register the changed data as a new dataset under a new name",
         )
+    if ds is not None and ds.submitted_as_prepared != spec.prepared:
+        said = "registered as prepared data" if ds.submitted_as_prepared else "registered as raw data"
+        raise DriftError(
+            f"dataset {spec.name} (id {ds.id}) was {said} (submitted_as_prepared "
+            f"{str(ds.submitted_as_prepared).lower()}), but the manifest says prepared: {str(spec.prepared).lower()}",
+            where=str(spec.where) if spec.where else None,
+            hint=f"set prepared: {str(ds.submitted_as_prepared).lower()} again, or register the data under a new name")
     local = obs.local.get(ds.id) if ds is not None else None
     unfinished = {e.get("step") for e in obs.unfinished}
     keys = {a: step_key(spec.name, a) for a in (Action.REGISTER, Action.UPDATE, Action.PREPARE, Action.SET_OPERATIONAL)}
@@ -97,7 +105,9 @@ def _register(spec: DatasetSpec, ds: RemoteDataset | None, container: RemoteCont
         reason = "an earlier run stopped during register and the dataset is not on the server"
     return Step(key, Action.REGISTER, spec.name, Change.TODO, reason, endpoint="POST /datasets/",
                 sends=sends("POST", "datasets/", "register", REGISTER_FIELDS),
-                args=RegisterArgs(data_preparation_mlcube=prep, input_data_hash=raw_hash))
+                detail="the folders hold prepared data" if spec.prepared else "",
+                args=RegisterArgs(data_preparation_mlcube=prep, input_data_hash=raw_hash,
+                                  submitted_as_prepared=spec.prepared))
 
 
 def _prepare(spec: DatasetSpec, ds: RemoteDataset | None, local: LocalDataset | None,
@@ -112,12 +122,13 @@ def _prepare(spec: DatasetSpec, ds: RemoteDataset | None, local: LocalDataset | 
         # No prepared copy here (a new machine or state dir): made again if a model is to run on it; the planner
         # turns this back into "done" when nothing needs it.
         _usable(container, spec)
+        tasks = CHECK_TASKS if spec.prepared else PREPARE_TASKS
         return Step(key, Action.PREPARE, spec.name, Change.TODO,
                     "operational on the server, but this state dir has no prepared copy: prepared again here, and "
                     "checked against the server's generated_uid before any model runs",
-                    detail=f"{cname}: {', '.join(PREPARE_TASKS)}",
-                    args=PrepareArgs(dataset_id=ds.id, container=prep, tasks=PREPARE_TASKS, local_copy=True,
-                                     generated_uid=ds.generated_uid)), None
+                    detail=_prepare_detail(spec, cname, tasks),
+                    args=PrepareArgs(dataset_id=ds.id, container=prep, tasks=tasks, local_copy=True,
+                                     generated_uid=ds.generated_uid, as_prepared=spec.prepared)), None
     if ready and local.has_statistics:  # .ready without statistics.yaml: re-checked below, never stuck
         return Step(key, Action.PREPARE, spec.name, Change.DONE, "prepared (.ready in the state dir)",
                     args=PrepareArgs(dataset_id=ds.id)), None
@@ -125,10 +136,18 @@ def _prepare(spec: DatasetSpec, ds: RemoteDataset | None, local: LocalDataset | 
     reason = _prepare_reason(local, key, unfinished)
     note = Note(reason, spec.name) if (local is not None and local.started) or key in unfinished else None
     path = f"datasets/{ds.id if ds else 1}/"  # any id: the allowlist's fields do not depend on it
-    return Step(key, Action.PREPARE, spec.name, Change.TODO, reason, detail=f"{cname}: {', '.join(PREPARE_TASKS)}",
-                sends=sends("PUT", path, "preparation status", PREPARE_REPORT_FIELDS),
-                args=PrepareArgs(dataset_id=ds.id if ds else None, container=prep, tasks=PREPARE_TASKS),
+    tasks = CHECK_TASKS if spec.prepared else PREPARE_TASKS
+    # MedPerf reports the preparation's status around the prepare task only: data submitted as prepared sends none.
+    return Step(key, Action.PREPARE, spec.name, Change.TODO, reason, detail=_prepare_detail(spec, cname, tasks),
+                sends=() if spec.prepared else sends("PUT", path, "preparation status", PREPARE_REPORT_FIELDS),
+                args=PrepareArgs(dataset_id=ds.id if ds else None, container=prep, tasks=tasks,
+                                 as_prepared=spec.prepared),
                 after=(keys[Action.REGISTER],)), note
+
+
+def _prepare_detail(spec: DatasetSpec, cname: str, tasks: tuple[str, ...]) -> str:
+    copied = "copy the prepared folders, then " if spec.prepared else ""
+    return f"{copied}{cname}: {', '.join(tasks)}"
 
 
 def _update(spec: DatasetSpec, ds: RemoteDataset | None) -> tuple[Step | None, Note | None]:

@@ -17,6 +17,7 @@ from runner.model import (
     Outcome,
     Plan,
     PrepareArgs,
+    RegisterArgs,
     Step,
     StepResult,
 )
@@ -60,10 +61,12 @@ def detail(step: Step) -> str:
     if step.change is Change.GATE:
         return step.reason + (f"; then {sends_text(step.sends)}" if step.sends else "")
     if step.action is Action.REGISTER:
-        return f"{step.endpoint}   {sends_text(step.sends, REGISTER_CONSTANTS)}"
+        prepared = isinstance(step.args, RegisterArgs) and step.args.submitted_as_prepared
+        constants = {**REGISTER_CONSTANTS, "submitted_as_prepared": prepared}
+        return f"{step.endpoint}   {sends_text(step.sends, constants)}" + (f"   ({step.detail})" if step.detail else "")
     if step.action is Action.UPDATE:
         return f"{step.endpoint}   {step.detail}; {sends_text(step.sends)}"
-    if isinstance(step.args, PrepareArgs) and step.args.local_copy:
+    if isinstance(step.args, PrepareArgs) and (step.args.local_copy or step.args.as_prepared):
         return f"{step.detail}   (local only; nothing sent)"
     if step.action in (Action.PREPARE, Action.RUN_MODEL):
         return f"{step.detail}   (local only; status reports)" + \

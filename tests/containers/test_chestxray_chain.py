@@ -133,18 +133,49 @@ def test_components_json_has_the_seed_shape(chestxray):
     from tests.containers.conftest import COMPONENTS
 
     records = json.loads(COMPONENTS.read_text())
-    assert list(records) == ["prep", "reference_model", "metrics", "second_model"]
+    assert list(records) == ["prep", "reference_model", "metrics", "second_model", "archive_model", "demo_dataset"]
+    demo = records.pop("demo_dataset")
     names = {k: r["name"] for k, r in records.items()}
     assert names == {"prep": "chestxray_prep", "reference_model": "chestxray_cnn", "metrics": "chestxray_metrics",
-                     "second_model": "chestxray_linear"}
+                     "second_model": "chestxray_linear", "archive_model": "chestxray_linear_archive"}
+
+    def sha256_of(url: str) -> str:
+        with open(urllib.parse.urlparse(url).path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+
     for key, record in records.items():
         assert set(record) == {"name", "container_config", "parameters_config", "image_hash",
                                "additional_files_tarball_url", "additional_files_tarball_hash"}
-        assert record["image_hash"].startswith("sha256:") and record["parameters_config"]
+        assert record["parameters_config"]
         url = record["additional_files_tarball_url"]
         if key.endswith("model"):
-            path = urllib.parse.urlparse(url).path
-            assert url.startswith("file:///") and hashlib.sha256(open(path, "rb").read()).hexdigest() == \
-                record["additional_files_tarball_hash"]
+            assert url.startswith("file:///") and sha256_of(url) == record["additional_files_tarball_hash"]
         else:
             assert url == "" and record["additional_files_tarball_hash"] == ""
+        if key == "archive_model":  # MedPerf's CLI records a file's hash as bare hex
+            assert record["container_config"]["container_type"] == "DockerArchive"
+            assert sha256_of(record["container_config"]["image"]) == record["image_hash"]
+        else:
+            assert record["image_hash"].startswith("sha256:")
+    assert demo["tarball_url"].startswith("file:///") and sha256_of(demo["tarball_url"]) == demo["tarball_hash"]
+    assert len(demo["generated_uid"]) == 64
+
+
+def test_pushed_images_are_recorded_by_the_registrys_own_digest(chestxray, registry):
+    """With a registry, `make images` records HOST:PORT/medperf-apply/chestxray-*:TAG and the digest the registry
+    itself answers for that tag (asked here over HTTP with the docker v2 manifest type, as MedPerf's tools ask)."""
+    import urllib.request
+
+    from tests.containers.conftest import COMPONENTS
+
+    records = json.loads(COMPONENTS.read_text())
+    for key in ("prep", "reference_model", "metrics", "second_model"):
+        image = records[key]["container_config"]["image"]
+        host, rest = image.split("/", 1)
+        if host != registry:
+            pytest.fail(f"{image} was not pushed to {registry}: run `make images` with MEDPERF_REGISTRY={registry}")
+        repo, tag = rest.rsplit(":", 1)
+        head = urllib.request.Request(f"http://{registry}/v2/{repo}/manifests/{tag}", method="HEAD", headers={
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+        with urllib.request.urlopen(head, timeout=10) as answer:
+            assert answer.headers["Docker-Content-Digest"] == records[key]["image_hash"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import schemas
-from runner.container_spec import SUPPLIED_KEYS, ContainerSpec
+from runner.container_spec import SUPPLIED_KEYS, ContainerSpec, check_shm_size, normalize_gpus
 from runner.errors import ContainerSpecError
 
 HASH = "sha256:" + "a" * 64
@@ -60,6 +60,44 @@ def test_parses_config_given_as_yaml_or_json_text_and_a_model_record():
     assert ContainerSpec.from_record(record(container_config=json.dumps(CONFIG))).image == "example/prep:1.0"
     model = {"id": 9, "name": "model", "type": "CONTAINER", "container": record()}
     assert ContainerSpec.from_record(model).name == "chestxray_prep"
+
+
+def test_a_docker_archive_is_an_image_tarball_by_url_pinned_by_its_sha256():
+    archive = {**copy.deepcopy(CONFIG), "container_type": "DockerArchive", "image": "direct:https://x.org/m.tar"}
+    spec = ContainerSpec.from_record(record(container_config=archive, image_hash="C" * 64))  # MedPerf: bare hex
+    assert spec.is_archive and spec.image == "https://x.org/m.tar" and spec.image_hash == "sha256:" + "c" * 64
+    assert ContainerSpec.from_record(record(container_config=archive, image_hash="sha256:" + "c" * 64)).is_archive
+    assert not ContainerSpec.from_record(record()).is_archive
+    for image, image_hash, message in (("x/y:1", "c" * 64, "is not a file://, http:// or https:// URL"),
+                                       ("synapse:syn1", "c" * 64, "is not a file://"),
+                                       ("https://x.org/m.tar", "c" * 63, "is not 'sha256:'")):
+        with pytest.raises(ContainerSpecError) as info:
+            ContainerSpec.from_record(record(container_config={**archive, "image": image}, image_hash=image_hash))
+        assert message in str(info.value)
+
+
+@pytest.mark.parametrize(("value", "wanted"), [
+    (None, None), ("", None), ("0", None), (0, None), ("all", "all"), ("2", 2), (3, 3),
+    ("device=0,2", ("0", "2")), ("device=GPU-1f2e", ("GPU-1f2e",)),
+])
+def test_gpus_as_medperf_reads_them(value, wanted):
+    assert normalize_gpus(value) == wanted
+
+
+@pytest.mark.parametrize("value", ["some", "device=", "device=0,,1", -1, True, "1.5", ["0"]])
+def test_gpus_medperf_refuses(value):
+    with pytest.raises(ContainerSpecError, match="is not all, a count, or device="):
+        normalize_gpus(value)
+
+
+@pytest.mark.parametrize(("value", "ok"), [("2g", True), ("512m", True), ("1.5gb", True), (1048576, True),
+                                            ("lots", False), (0, False), ("-1g", False), (None, True)])
+def test_shm_sizes(value, ok):
+    if ok:
+        check_shm_size(value)
+    else:
+        with pytest.raises(ContainerSpecError, match="is not a size"):
+            check_shm_size(value)
 
 
 def test_additional_files_fields():

@@ -99,8 +99,9 @@ class Workspace:
                 return self.api
             return self.api.as_user(user, before_send)
 
-        return Clients(state=StateDir, api=make_api, runner=lambda state: self.runner, hasher=folders_hash,
-                       environ=environ, sleep=self.clock.sleep, clock=self.clock, interruption=interruption)
+        return Clients(state=StateDir, api=make_api, runner=lambda state, runtime=None: self.runner,
+                       hasher=folders_hash, environ=environ, sleep=self.clock.sleep, clock=self.clock,
+                       interruption=interruption)
 
     def run(self, *argv: str, stdin=None, tty: bool = False, token: str | None = None) -> Result:
         """The CLI in-process; `token` runs it with another user's token (e.g. BO_TOKEN, the benchmark owner)."""

@@ -438,7 +438,7 @@ class FakeRunner:
         self.runs: list[tuple[str, dict]] = []
         self.checked = 0
 
-    def check_image(self, spec) -> str:
+    def check_image(self, spec, *, on_progress=None) -> str:
         self.checked += 1
         if not self.image_ok:
             raise ImageMismatch(f"image {spec.image} is sha256:00, but the container record expects {spec.image_hash}")

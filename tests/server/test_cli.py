@@ -60,21 +60,38 @@ def test_seed_writes_the_tokens_file_and_prints_its_path(db_url, tmp_path, capsy
     assert "already has users" in capsys.readouterr().err
 
 
-def test_seed_uses_the_components_file(tmp_path, capsys):
+def test_seed_uses_the_components_file_and_registers_its_files_by_http(tmp_path, capsys):
     components = default_components()
     components["reference_model"]["image_hash"] = "sha256:" + "a" * 64
-    components["reference_model"]["additional_files_tarball_url"] = "file:///tmp/cnn_weights.tar.gz"
+    components["reference_model"]["additional_files_tarball_url"] = (tmp_path / "cnn weights.tar.gz").as_uri()
     components["reference_model"]["additional_files_tarball_hash"] = "b" * 64
     path = tmp_path / "components.json"
     path.write_text(json.dumps(components))
     db = str(tmp_path / "s.db")
-    assert main(["--db", db, "seed", "--demo", "data", "--components", str(path),
-                 "--tokens-file", str(tmp_path / "t.json")]) == 0
+    # MedPerf's CLI downloads over http(s) only: a file:// URL is never registered
+    assert main(["--db", db, "seed", "--demo", "data", "--components", str(path)]) == 1
+    assert "never registers a file:// URL" in capsys.readouterr().err and not (tmp_path / "s.db").exists()
+    assert main(["--db", db, "seed", "--demo", "data", "--components", str(path), "--files-url",
+                 "http://127.0.0.1:8001/", "--tokens-file", str(tmp_path / "t.json")]) == 0
     tokens = json.loads((tmp_path / "t.json").read_text())
-    model = inprocess_session(app_for(db)).get(
-        "http://x/api/v0/models/1/", headers={"Authorization": f"Bearer {tokens['testdo@example.com']}"}).json()
+    session = inprocess_session(app_for(db))
+    headers = {"Authorization": f"Bearer {tokens['testdo@example.com']}"}
+    model = session.get("http://x/api/v0/models/1/", headers=headers).json()
     assert model["container"]["image_hash"] == "sha256:" + "a" * 64
-    assert model["container"]["additional_files_tarball_url"] == "file:///tmp/cnn_weights.tar.gz"
+    assert model["container"]["additional_files_tarball_url"] == "http://127.0.0.1:8001/cnn%20weights.tar.gz"
+    bench = session.get("http://x/api/v0/benchmarks/1/", headers=headers).json()
+    assert all(bench[f"demo_dataset_{k}"] for k in ("tarball_url", "tarball_hash", "generated_uid"))
+
+
+def test_a_file_outside_the_served_folder_is_refused(tmp_path, capsys):
+    components = default_components()
+    components["reference_model"]["additional_files_tarball_url"] = "file:///etc/passwd"
+    components["reference_model"]["additional_files_tarball_hash"] = "b" * 64
+    path = tmp_path / "components.json"
+    path.write_text(json.dumps(components))
+    assert main(["--db", str(tmp_path / "s.db"), "seed", "--demo", "data", "--components", str(path),
+                 "--files-url", "http://127.0.0.1:8001/"]) == 1
+    assert "outside" in capsys.readouterr().err
 
 
 def test_bad_components_file_is_reported(tmp_path, capsys):

@@ -14,6 +14,7 @@ import re
 
 import pytest
 
+from server.seed import demo_fields
 from tests.server.test_permissions import ACTORS, EVERYONE, MATRIX, expect, statuses
 
 _n = itertools.count(1)
@@ -38,7 +39,7 @@ def _model_body(name):
 
 def _benchmark_body(name):
     return {"name": name, "description": "d", "data_preparation_mlcube": 1, "reference_model": 1,
-            "data_evaluator_mlcube": 3}
+            "data_evaluator_mlcube": 3, **demo_fields()}
 
 
 def _dataset_body(name):
