@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Start or stop the services the test suite needs and that a fresh machine lacks:
-# a Docker engine on a private socket and a PostgreSQL cluster on loopback.
-#   .ci/services.sh install   apt-get the Debian packages when missing (needs root)
-#   .ci/services.sh start     start both (idempotent); prints `export ...` lines to eval
+# a Docker engine on a private socket, a PostgreSQL cluster and an OpenID provider (.ci/oidc) on loopback.
+#   .ci/services.sh install   apt-get the Debian packages when missing (needs root); npm ci in .ci/oidc
+#   .ci/services.sh start     start all three (idempotent); prints `export ...` lines to eval
 #   .ci/services.sh stop      stop only what this script started, by pid
-# State lives under $MEDPERF_SERVICES_DIR (default /tmp/medperf-services).
+# start-docker, start-postgres, start-oidc and stop-oidc act on one. State lives under $MEDPERF_SERVICES_DIR
+# (default /tmp/medperf-services). The provider listens on 127.0.0.1:$MEDPERF_OIDC_PORT (default 54330).
 set -euo pipefail
 dir=${MEDPERF_SERVICES_DIR:-/tmp/medperf-services}
 pg_port=${MEDPERF_PG_PORT:-54329}
+oidc_port=${MEDPERF_OIDC_PORT:-54330}
+oidc_src=$(cd "$(dirname "$0")/oidc" && pwd)
 
 log() { echo "services: $*" >&2; }
 
@@ -16,10 +19,19 @@ install() {
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
   pg_bin >/dev/null 2>&1 || missing+=(postgresql)
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if ! command -v npm >/dev/null 2>&1; then  # Debian's nodejs comes without npm
+    log "installing npm"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  fi
+  if [ ! -d "$oidc_src/node_modules/oidc-provider" ] || [ "$oidc_src/package-lock.json" -nt "$oidc_src/node_modules" ]; then
+    log "npm ci in $oidc_src"
+    (cd "$oidc_src" && npm ci --no-audit --no-fund --loglevel=error >&2)
   fi
 }
 
@@ -66,7 +78,50 @@ start_postgres() {
   echo "export MEDPERF_PG_URL=postgresql://postgres@127.0.0.1:$pg_port/postgres"
 }
 
+oidc_pid() {
+  local pid
+  pid=$(cat "$dir/oidc/provider.pid" 2>/dev/null) || return 1
+  # the pid is ours only while it still runs our provider (not a pid reused by another process)
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "provider.mjs" && echo "$pid"
+}
+
+start_oidc() {
+  local issuer="http://127.0.0.1:$oidc_port" audience=${MEDPERF_OIDC_AUDIENCE:-https://registry.medperf-apply.test}
+  mkdir -p "$dir/oidc"
+  if oidc_pid >/dev/null; then
+    log "OpenID provider already running (pid $(oidc_pid))"
+  else
+    [ -d "$oidc_src/node_modules/oidc-provider" ] || { log "run '$0 install' first (npm ci in $oidc_src)"; return 1; }
+    (cd "$oidc_src" && OIDC_PORT=$oidc_port OIDC_AUDIENCE=$audience \
+      OIDC_ACCESS_TOKEN_TTL=${MEDPERF_OIDC_ACCESS_TOKEN_TTL:-300} OIDC_DEVICE_INTERVAL=${MEDPERF_OIDC_DEVICE_INTERVAL:-5} \
+      exec node provider.mjs >"$dir/oidc/provider.log" 2>&1 </dev/null) &
+    echo $! >"$dir/oidc/provider.pid"
+    for _ in $(seq 1 100); do
+      python3 -c "import json,sys,urllib.request as u; sys.exit(json.load(u.urlopen('$issuer/.well-known/openid-configuration', timeout=2))['issuer'] != '$issuer')" 2>/dev/null && break
+      oidc_pid >/dev/null || break
+      sleep 0.2
+    done
+    python3 -c "import urllib.request as u; u.urlopen('$issuer/.well-known/openid-configuration', timeout=2)" 2>/dev/null \
+      || { tail -n 20 "$dir/oidc/provider.log" >&2; log "the OpenID provider did not start"; return 1; }
+    log "OpenID provider started on $issuer (pid $(cat "$dir/oidc/provider.pid"))"
+  fi
+  echo "export MEDPERF_OIDC_ISSUER=$issuer"
+  echo "export MEDPERF_OIDC_AUDIENCE=$audience"
+  echo "export MEDPERF_OIDC_CLIENT_ID=medperf-apply"
+  echo "export MEDPERF_OIDC_JWKS_URL=$issuer/jwks"
+}
+
+stop_oidc() {
+  local pid
+  if pid=$(oidc_pid); then
+    kill "$pid" && log "stopping the OpenID provider $pid"
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  fi
+  rm -f "$dir/oidc/provider.pid"
+}
+
 stop() {
+  stop_oidc
   if [ -f "$dir/docker/dockerd.pid" ]; then
     local pid; pid=$(cat "$dir/docker/dockerd.pid")
     kill "$pid" 2>/dev/null && log "stopping dockerd $pid" || true
@@ -80,9 +135,11 @@ stop() {
 
 case "${1:-}" in
   install) install ;;
-  start) start_docker; start_postgres ;;
+  start) start_docker; start_postgres; start_oidc ;;
   start-docker) start_docker ;;
   start-postgres) start_postgres ;;
+  start-oidc) start_oidc ;;
   stop) stop ;;
-  *) echo "usage: $0 install|start|start-docker|start-postgres|stop" >&2; exit 64 ;;
+  stop-oidc) stop_oidc ;;
+  *) echo "usage: $0 install|start|start-docker|start-postgres|start-oidc|stop|stop-oidc" >&2; exit 64 ;;
 esac

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner import privacy
-from runner.clients.auth import read_token
 from runner.clients.retry import DEADLINE_S
 from runner.console import Console
 from runner.decide import Decision, decide, parse_decision
@@ -20,6 +19,7 @@ from runner.errors import ExitStatus, Interrupted, MedperfApplyError, UsageError
 from runner.hashing import folders_hash
 from runner.inspect import InspectOptions, inspect
 from runner.load import load_values
+from runner.login import LoginOptions, login_command
 from runner.model import ServerSpec
 from runner.reconcile import Clients, Options, reconcile
 from runner.report.plan import error_document
@@ -27,7 +27,7 @@ from runner.signals import Interruption, handled
 from runner.state import StateDir
 
 PROG = "medperf-apply"
-COMMANDS = ("plan", "apply", "validate", "status", "results", "association")
+COMMANDS = ("plan", "apply", "validate", "status", "results", "association", "login", "logout")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--token-env", metavar="NAME", default="MEDPERF_TOKEN",
                      help="environment variable holding the token (default MEDPERF_TOKEN)")
     tok.add_argument("--token-file", metavar="FILE", help="file holding the token")
+    tok.add_argument("--manifest", metavar="MANIFEST", help="take the server (url, token or oidc sign-in, ca_file) "
+                     "from this manifest's server section")
     assoc.add_argument("--state-dir", metavar="DIR", help="where the ledger of what was sent is kept")
     assoc.add_argument("--output", choices=("text", "json"), default="text")
     assoc.add_argument("--request-timeout", type=_seconds, default=DEADLINE_S, metavar="DURATION",
@@ -125,6 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
     assoc.add_argument("--ca-file", metavar="PEM", help="the certificate authority of an https registry with a "
                        "private CA (default: the system's trust store)")
     assoc.add_argument("--debug", action="store_true", help="show tracebacks")
+    for name, text in (("login", "sign in to the manifest's OpenID provider (server.oidc) with the device flow: "
+                                 "open the page shown and enter the code; every command then refreshes the tokens"),
+                       ("logout", "revoke the sign-in's refresh token at the provider and delete the credentials "
+                                  "file")):
+        li = sub.add_parser(name, help=text, description=text)
+        li.add_argument("manifests", nargs="+", metavar="MANIFEST")
+        li.add_argument("--var", action="append", default=[], metavar="K=V", help="a template variable (vars.K)")
+        li.add_argument("--values", action="append", default=[], metavar="FILE",
+                        help="YAML file of template variables")
+        li.add_argument("--ca-file", metavar="PEM", help="the certificate authority of an https provider with a "
+                        "private CA (overrides server.ca_file; default: the system's trust store)")
+        li.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
@@ -138,7 +152,7 @@ def _positive(text: str) -> int:
     return n
 
 
-def parse(argv: Sequence[str]) -> tuple[Options | InspectOptions | Decision, bool]:
+def parse(argv: Sequence[str]) -> tuple[Options | InspectOptions | Decision | LoginOptions, bool]:
     """Return the command's options and the debug flag."""
     argv = list(argv)
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
@@ -147,6 +161,9 @@ def parse(argv: Sequence[str]) -> tuple[Options | InspectOptions | Decision, boo
     command = ns.command
     if command == "association":
         return parse_decision(vars(ns)), ns.debug
+    if command in ("login", "logout"):
+        return LoginOptions(command=command, manifests=tuple(ns.manifests),
+                            variables=load_values(ns.values, ns.var), ca_file=ns.ca_file), ns.debug
     if ns.dry_run:
         if command == "validate":
             raise UsageError("--dry-run does not apply to validate")
@@ -203,11 +220,13 @@ def real_clients(environ: Mapping[str, str], *, request_timeout: float = DEADLIN
 
     def make_api(server, state):
         from runner.clients.api import ApiClient  # requests is imported only when a command talks to a server
+        from runner.clients.oidc import token_source
 
-        return ApiClient(server.url, read_token(server, environ), before_send=before_send_for(server, state,
-                                                                                               interruption),
-                         deadline=request_timeout, interrupted=interruption.is_set, sleep=sleep,
-                         ca_file=Path(ca_file).expanduser().absolute() if ca_file else server.ca_file)
+        trust = Path(ca_file).expanduser().absolute() if ca_file else server.ca_file
+        # server.oidc: the provider is reached with the registry's trust (server.ca_file may bundle both CAs)
+        tokens = token_source(server, environ, ca_file=trust, timeout=min(30.0, request_timeout))
+        return ApiClient(server.url, tokens, before_send=before_send_for(server, state, interruption),
+                         deadline=request_timeout, interrupted=interruption.is_set, sleep=sleep, ca_file=trust)
 
     def make_runner(state):
         from runner.clients.containers import DockerRunner  # docker is imported only when a container runs
@@ -245,6 +264,8 @@ def _main(argv, *, stdout, stderr, stdin, environ, clients, interruption: Interr
             opts, debug = parse(argv)
         except SystemExit as e:  # --help
             return int(e.code or 0) if isinstance(e.code, int) else ExitStatus.USAGE
+        if isinstance(opts, LoginOptions):
+            return login_command(opts, environ, console)
         if isinstance(opts, Decision):
             return decide(opts, clients or real_clients(environ, request_timeout=opts.request_timeout,
                                                         interruption=interruption, ca_file=opts.ca_file), console)

@@ -92,17 +92,40 @@ class RichProgress:
         return self._progress
 
     def hashing(self, name: str) -> Callable[[int, int], None]:
-        state = {"shown": False, "start": time.monotonic()}
+        state = {"shown": False, "start": time.monotonic(), "from": None}
+
+        def size(n: float) -> str:
+            for unit in ("B", "KiB", "MiB", "GiB"):
+                if n < 1024 or unit == "GiB":
+                    break
+                n /= 1024
+            return f"{n:,.1f} {unit}" if 0 < n < 10 and unit != "B" else f"{n:,.0f} {unit}"
 
         def update(done: int, total: int) -> None:
             # Only show a bar for hashing that takes a while (a warm cache answers at once).
-            if not state["shown"] and (done >= total or time.monotonic() - state["start"] < 0.3):
+            now = time.monotonic()
+            if state["from"] is None:
+                state["from"] = (now, done)  # what a warm cache answered at once does not count in the rate
+            if not state["shown"] and (done >= total or now - state["start"] < 0.3):
                 return
+            # done and total are bytes; runner.hashing's also carry .files, and total .final once the
+            # walk has found every file (before that, no time left can be told)
+            final = getattr(total, "final", True)
+            more = "" if final else "+"
+            since, before = state["from"]
+            rate = (done - before) / (now - since) if now > since else 0
+            line = f"{size(done)}/{size(total)}{more}"
+            if getattr(done, "files", None) is not None and getattr(total, "files", None) is not None:
+                line = f"{done.files:,}/{total.files:,}{more} files, {line}"
+            line += f", {size(rate)}/s"
+            if final and rate > 0 and total > done:
+                left = int((total - done) / rate)
+                line += f", {left // 60}:{left % 60:02d} left"
             bar = self._bar()
             if not state["shown"]:
                 state["shown"] = True
-                self._tasks[name] = bar.add_task(f"hashing {name}", total=max(total, 1), line="")
-            bar.update(self._tasks[name], completed=done, total=max(total, 1))
+                self._tasks[name] = bar.add_task(f"hashing {name}", total=max(total, 1), line=line)
+            bar.update(self._tasks[name], completed=done, total=max(total, 1), line=line)
 
         return update
 

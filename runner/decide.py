@@ -13,10 +13,12 @@ from pathlib import Path
 from runner.clients.retry import DEADLINE_S
 from runner.console import Console
 from runner.errors import ExitStatus, MedperfApplyError, ServerError, UsageError
+from runner.load import load
 from runner.model import FORMAT_VERSION, ApprovalStatus, Ref, RemoteBenchmark, ServerSpec, latest_associations
 from runner.observe import fetch_ref
 from runner.reconcile import Clients
 from runner.state import root_for
+from runner.validate import validate
 
 DECISIONS = {"approve": ApprovalStatus.APPROVED, "reject": ApprovalStatus.REJECTED}
 
@@ -32,15 +34,12 @@ class Decision:
     state_dir: str | None = None
     request_timeout: float = DEADLINE_S  # --request-timeout: one request, answer included
     ca_file: str | None = None  # --ca-file: a private CA (overrides server.ca_file)
+    manifest: str | None = None  # --manifest: the server section of this manifest (e.g. its oidc sign-in)
 
 
 def decide(d: Decision, clients: Clients, console: Console) -> int:
     """Approve or reject the latest association request of a dataset with a benchmark."""
-    url = d.server or clients.environ.get("MEDPERF_SERVER")
-    if not url:
-        raise UsageError("no server: pass --server URL or set MEDPERF_SERVER")
-    server = ServerSpec(url=url.rstrip("/"), token_env=None if d.token_file else d.token_env,
-                        token_file=Path(d.token_file) if d.token_file else None)
+    server = _server(d, clients)
     state = clients.state(root_for(server.url, d.state_dir, clients.environ))
     api = clients.api(server, state)
     try:
@@ -75,6 +74,19 @@ def _decide(d: Decision, api, server: ServerSpec, console: Console) -> int:
                                                                                                   status)})
     console.say(text)
     return ExitStatus.OK
+
+
+def _server(d: Decision, clients: Clients) -> ServerSpec:
+    """--manifest's server section, or --server (or $MEDPERF_SERVER) with --token-env / --token-file."""
+    if d.manifest:
+        if d.server:
+            raise UsageError("--server and --manifest both name the server: give one")
+        return validate(load([d.manifest], environ=clients.environ), check_paths=False).server
+    url = d.server or clients.environ.get("MEDPERF_SERVER")
+    if not url:
+        raise UsageError("no server: pass --server URL (or set MEDPERF_SERVER), or --manifest MANIFEST")
+    return ServerSpec(url=url.rstrip("/"), token_env=None if d.token_file else d.token_env,
+                      token_file=Path(d.token_file) if d.token_file else None)
 
 
 def _id_or_name(value: str) -> int | str:
@@ -122,4 +134,4 @@ def parse_decision(ns: Mapping) -> Decision:
     return Decision(decision=ns["decision"], benchmark=ns["benchmark"], dataset=ns["dataset"], server=ns.get("server"),
                     token_env=ns.get("token_env") or "MEDPERF_TOKEN", token_file=ns.get("token_file"),
                     state_dir=ns.get("state_dir"), request_timeout=ns.get("request_timeout") or DEADLINE_S,
-                    ca_file=ns.get("ca_file"))
+                    ca_file=ns.get("ca_file"), manifest=ns.get("manifest"))

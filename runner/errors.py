@@ -110,6 +110,14 @@ class ServerWriteUncertain(ServerUnavailable):
     """A POST may or may not have reached the registry: observe before deciding to send it again."""
 
 
+class AuthError(MedperfApplyError):
+    """The OpenID provider refused a request or could not be asked (server.oidc)."""
+
+
+class LoginRequired(AuthError):
+    """No usable sign-in: the refresh token is missing, expired or revoked; `medperf-apply login` again."""
+
+
 class PrivacyViolation(MedperfApplyError):
     """A request body holds a field the privacy allowlist does not allow for that endpoint: nothing was sent."""
 

@@ -18,6 +18,7 @@ from runner.model import (
     DatasetSpec,
     DesiredState,
     Manifest,
+    OidcSpec,
     Ref,
     ResultsGoal,
     ServerSpec,
@@ -106,14 +107,23 @@ def _explain(doc: Document, e) -> list[Problem]:
     if v == "oneOf":
         last = path[-1] if path else None
         if last == "server":
-            return [Problem(where, jp, "give exactly one of 'token_env' or 'token_file'",
+            return [Problem(where, jp, "give exactly one of 'token_env' or 'token_file', or an 'oidc' sign-in",
                             "the token itself never goes in a manifest")]
         if last == "models":
             return [Problem(where, jp, "must be 'all' or a list of model ids or names")]
         return [Problem(where, jp, f"{e.instance!r} must be an id (integer >= 1) or a name (string)")]
+    if v == "pattern" and path and path[-1] == "issuer":
+        return [Problem(where, jp, f"{e.instance!r} is not an http(s) URL", "the provider's issuer, e.g. "
+                        "https://login.example.org/")]
+    if v == "pattern" and len(path) > 1 and path[-2] == "scopes":
+        return [Problem(where, jp, f"{e.instance!r} is not one scope", "list each scope as its own item, without "
+                        "spaces or quotes")]
     if v == "pattern" and path and path[-1] == "url":
         return [Problem(where, jp, f"{e.instance!r} is not an http(s) URL", "e.g. http://127.0.0.1:8000")]
-    if v == "pattern" and path and path[-1] == "token_env":
+    if v == "not" and path and path[-1] == "oidc":
+        return [Problem(where, jp, "give at most one of 'refresh_token_env' or 'client_secret_env'",
+                        "a refresh token signs in as a user, a client secret as the client itself")]
+    if v == "pattern" and path and path[-1] in ("token_env", "refresh_token_env", "client_secret_env"):
         return [Problem(where, jp, f"{e.instance!r} is not an environment variable name",
                         "name the variable (MEDPERF_TOKEN), never the token itself")]
     return [Problem(where, jp, e.message)]
@@ -174,6 +184,15 @@ def _repeated_benchmarks(doc: Document, base: tuple, benchmarks: Sequence[dict])
     return problems
 
 
+def _oidc(o: dict | None) -> OidcSpec | None:
+    if o is None:
+        return None
+    scopes = tuple(o["scopes"]) if "scopes" in o else OidcSpec.scopes
+    return OidcSpec(issuer=o["issuer"], client_id=o["client_id"], audience=o.get("audience"),
+                    scopes=scopes, refresh_token_env=o.get("refresh_token_env"),
+                    client_secret_env=o.get("client_secret_env"))
+
+
 def build(docs: Sequence[Document]) -> Manifest:
     """Turn schema-valid documents into a Manifest; check duplicates and that one server is named."""
     problems: list[Problem] = []
@@ -185,10 +204,11 @@ def build(docs: Sequence[Document]) -> Manifest:
         token_file = (doc.folder / s["token_file"]) if s.get("token_file") else None
         ca_file = (doc.folder / s["ca_file"]).resolve() if s.get("ca_file") else None
         this = ServerSpec(url=s["url"].rstrip("/"), token_env=s.get("token_env"), token_file=token_file,
-                          where=doc.where(("server",)), ca_file=ca_file)
+                          where=doc.where(("server",)), ca_file=ca_file, oidc=_oidc(s.get("oidc")))
         if server is None:
             server = this
-        elif (this.url, this.token_env, this.token_file) != (server.url, server.token_env, server.token_file):
+        elif (this.url, this.token_env, this.token_file, this.oidc) != (server.url, server.token_env,
+                                                                        server.token_file, server.oidc):
             problems.append(Problem(this.where, "server", f"names another server ({this.url}) than {server.where} "
                                     f"({server.url})", "reconcile one server per run: give its manifests separately"))
         for i, d in enumerate(doc.data["datasets"]):

@@ -53,7 +53,14 @@ class Authenticator:
         if settings.jwt_jwks_url:
             import jwt  # here, not at the top: PyJWT loads cryptography, which only JWT servers need
 
-            self._jwks_client = jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True)
+            extra: dict = {}
+            if settings.jwt_jwks_cooldown_s is not None:
+                extra["cooldown_duration"] = settings.jwt_jwks_cooldown_s
+            if settings.jwt_jwks_ca_file:
+                import ssl
+
+                extra["ssl_context"] = ssl.create_default_context(cafile=settings.jwt_jwks_ca_file)
+            self._jwks_client = jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, **extra)
 
     def authenticate(self, conn: Connection, header: str | None) -> dict:
         if not header:

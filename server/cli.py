@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keyfile", help="PEM private key of --certfile")
     run.add_argument("--jwt-public-key-file", help="PEM public key verifying RS256 JWTs")
     run.add_argument("--jwt-jwks-url", help="JWKS URL of the OIDC provider")
+    run.add_argument("--jwt-jwks-ca-file", help="PEM of the CA that signed the JWKS URL's certificate (a private CA)")
     run.add_argument("--jwt-issuer")
     run.add_argument("--jwt-audience")
     run.add_argument("--jwt-email-claim", default=None, help=f"the claim holding the user's email (default "
@@ -74,7 +75,7 @@ def _settings(args) -> Settings:
         if args.jwt_public_key_file:
             with open(args.jwt_public_key_file, encoding="utf-8") as f:
                 overrides["jwt_public_key"] = f.read()
-        overrides.update(jwt_jwks_url=args.jwt_jwks_url, jwt_issuer=args.jwt_issuer,
+        overrides.update(jwt_jwks_url=args.jwt_jwks_url, jwt_jwks_ca_file=args.jwt_jwks_ca_file, jwt_issuer=args.jwt_issuer,
                          jwt_audience=args.jwt_audience, jwt_email_claim=args.jwt_email_claim,
                          jwt_email_verified_claim=args.jwt_email_verified_claim)
         if args.auto_approve_benchmarks_from:
@@ -104,7 +105,7 @@ def cmd_run(args, settings: Settings) -> int:
     if bool(args.certfile) != bool(args.keyfile):
         raise ValueError("--certfile and --keyfile go together (HTTPS needs both)")
     server = make_server(app, host=args.host, port=args.port, threads=args.threads, certfile=args.certfile,
-                         keyfile=args.keyfile)
+                         keyfile=args.keyfile, max_body=settings.max_body_bytes)
     scheme = "https" if args.certfile else "http"
     server.prepare()  # binds now: a port in use is an error before "serving" is said
     print(f"medperf-server: serving {scheme}://{args.host}:{server.bind_addr[1]}/api/v0/ ({settings.db_url}, "

@@ -10,10 +10,11 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from server import auth
 from server.app import make_app
@@ -56,28 +57,31 @@ def live_server(
     threads: int = 8,
     certfile: str | Path | None = None,
     keyfile: str | Path | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> Iterator[LiveServer]:
     """Run the real app on 127.0.0.1:<free port> in a background thread (HTTPS with `certfile` and `keyfile`);
     stop it on exit.
 
     db_url None means a fresh SQLite file in a temp dir (removed afterwards); a given database must be
     empty when `seed` is true. `seed` creates the tutorial world (`medperf-server seed --demo data`,
-    with `components` if given) and fills `.tokens`; `.create_user(email)` adds more users.
+    with `components` if given) and fills `.tokens`; `.create_user(email)` adds more users. `settings` sets other
+    Settings fields, e.g. an OpenID provider's jwt_jwks_url, jwt_issuer, jwt_audience and jwt_email_claim.
     """
     tmp = tempfile.mkdtemp(prefix="medperf-server-") if db_url is None else None
     db_url = db_url or str(Path(tmp) / "server.sqlite3")
-    settings = Settings(db_url=db_url, pool_size=threads + 2)
-    app = make_app(settings)
+    config = Settings(**{"db_url": db_url, "pool_size": threads + 2, **(settings or {})})
+    app = make_app(config)
     try:
         tokens = seed_demo(app, load_components(components)) if seed else {}
-        server = make_server(app, host="127.0.0.1", port=0, threads=threads, certfile=certfile, keyfile=keyfile)
+        server = make_server(app, host="127.0.0.1", port=0, threads=threads, certfile=certfile, keyfile=keyfile,
+                             max_body=config.max_body_bytes)
         server.prepare()
         thread = threading.Thread(target=server.serve, name="medperf-server", daemon=True)
         thread.start()
         try:
             scheme = "https" if certfile else "http"
             url = f"{scheme}://127.0.0.1:{server.bind_addr[1]}"
-            yield LiveServer(url=url, api=url + "/api/v0", tokens=tokens, settings=settings, db_url=db_url, app=app)
+            yield LiveServer(url=url, api=url + "/api/v0", tokens=tokens, settings=config, db_url=db_url, app=app)
         finally:
             server.stop()
             thread.join(timeout=10)

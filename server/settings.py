@@ -26,6 +26,8 @@ class Settings:
     """PEM public key verifying RS256 JWTs (exclusive with jwt_jwks_url)."""
     jwt_jwks_url: str | None = None
     """JWKS URL of an OIDC provider verifying RS256 JWTs."""
+    jwt_jwks_ca_file: str | None = None
+    """PEM bundle of the CA that signed an https JWKS URL's certificate (a private CA); the system's otherwise."""
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_email_claim: str = DEFAULT_EMAIL_CLAIM
@@ -34,6 +36,9 @@ class Settings:
     (seeded, or made by `user create`) linked to the token's `sub`, once."""
     jwt_leeway_s: float = 5.0
     """Clock skew tolerated on exp, nbf and iat."""
+    jwt_jwks_cooldown_s: float | None = None
+    """Least seconds between two JWKS fetches forced by an unknown kid (None: PyJWT's default, 30 s): a signing key
+    the provider uses before it was fetched is refused at most this long after the previous fetch."""
     max_body_bytes: int = 2_621_440
     """Largest request body accepted (413 beyond): Django's DATA_UPLOAD_MAX_MEMORY_SIZE, as MedPerf runs it."""
     web_ui: bool = True
@@ -66,7 +71,7 @@ class Settings:
         if key_file:
             with open(key_file, encoding="utf-8") as f:
                 values["jwt_public_key"] = f.read()
-        for name in ("jwt_jwks_url", "jwt_issuer", "jwt_audience", "jwt_email_claim", "jwt_email_verified_claim"):
+        for name in ("jwt_jwks_url", "jwt_jwks_ca_file", "jwt_issuer", "jwt_audience", "jwt_email_claim", "jwt_email_verified_claim"):
             v = env.get("MEDPERF_SERVER_" + name.upper())
             if v:
                 values[name] = v

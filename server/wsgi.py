@@ -3,7 +3,9 @@ and key. Chosen over waitress because waitress cannot serve TLS, and MedPerf's o
 
 from __future__ import annotations
 
+import io
 import ssl
+import sys
 from pathlib import Path
 
 from cheroot import wsgi
@@ -16,10 +18,48 @@ class TLSFileError(ValueError):
     """The certificate or key cannot be loaded."""
 
 
+def _dechunked(app, max_body: int):
+    """cheroot hands a chunked request's body to the app already decoded (wsgi.input_terminated) and without a
+    length, which Bottle cannot read: it is read here (one byte past the limit at most, so the app's own check
+    answers 413 in the API's shape) and handed on with its length."""
+
+    def wrapped(environ, start_response):
+        if environ.get("wsgi.input_terminated") and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            data = environ["wsgi.input"].read(max_body + 1)
+            environ = {k: v for k, v in environ.items() if k != "HTTP_TRANSFER_ENCODING"}
+            environ.update({"wsgi.input": io.BytesIO(data), "CONTENT_LENGTH": str(len(data))})
+        return app(environ, start_response)
+
+    return wrapped
+
+
+class _HandshakeInWorker(BuiltinSSLAdapter):
+    """The TLS handshake happens in the worker that serves the connection, not in cheroot's accepting thread,
+    where one client that connects and sends nothing would hold every other client's handshake (measured: an
+    idle socket stalled an HTTPS request for the whole connection timeout)."""
+
+    def wrap(self, sock):
+        s = self.context.wrap_socket(sock, do_handshake_on_connect=False, server_side=True)
+        return s, {"wsgi.url_scheme": "https", "HTTPS": "on"}
+
+
+def _without_handshake_failures(log):
+    """A client that gives up its TLS handshake (an unknown CA, plain HTTP, a port scan) is the client's business:
+    one line, not a traceback per connection."""
+
+    def error_log(msg="", level=20, traceback=False):
+        failure = sys.exc_info()[1]
+        if isinstance(failure, ssl.SSLError | ConnectionError):
+            return log(f"TLS handshake with a client failed: {failure}", level, False)
+        return log(msg, level, traceback)
+
+    return error_log
+
+
 def make_server(app, *, host: str, port: int, threads: int, certfile: str | Path | None = None,
-                keyfile: str | Path | None = None) -> wsgi.Server:
+                keyfile: str | Path | None = None, max_body: int = 2_621_440) -> wsgi.Server:
     """A bound-on-start server for `app`; HTTPS when `certfile` (and its `keyfile`) are given."""
-    server = wsgi.Server((host, port), app, numthreads=threads, server_name=IDENT, request_queue_size=128,
+    server = wsgi.Server((host, port), _dechunked(app, max_body), numthreads=threads, server_name=IDENT, request_queue_size=128,
                          timeout=30, shutdown_timeout=5)
     server.version = IDENT  # the Server header
     if certfile:
@@ -28,5 +68,6 @@ def make_server(app, *, host: str, port: int, threads: int, certfile: str | Path
                                                                                str(keyfile) if keyfile else None)
         except (OSError, ssl.SSLError) as e:
             raise TLSFileError(f"cannot load the TLS certificate {certfile} (key {keyfile}): {e}") from e
-        server.ssl_adapter = BuiltinSSLAdapter(str(certfile), str(keyfile) if keyfile else str(certfile))
+        server.ssl_adapter = _HandshakeInWorker(str(certfile), str(keyfile) if keyfile else str(certfile))
+        server.error_log = _without_handshake_failures(server.error_log)
     return server

@@ -23,6 +23,7 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from runner.clients import tls
+from runner.clients.auth import StaticToken, TokenSource
 from runner.clients.retry import DEADLINE_S, RETRY_AFTER_CAP, backoff_delay
 from runner.errors import Interrupted, ServerError, ServerUnavailable, ServerWriteUncertain
 
@@ -77,12 +78,14 @@ def _ssl_reason(e: BaseException) -> BaseException:
 
 
 class ApiClient:
-    """Talks to {base_url}/api/v0/{path} with a bearer token; thread-safe for concurrent GETs."""
+    """Talks to {base_url}/api/v0/{path} with a bearer token; thread-safe for concurrent GETs.
+
+    `token` is the token itself, or a TokenSource (server.oidc) asked before each request and, once, after a 401."""
 
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | TokenSource,
         *,
         session: requests.Session | None = None,
         timeout: tuple[float, float] = (5.0, 30.0),
@@ -127,7 +130,7 @@ class ApiClient:
             if parts.scheme == "https":
                 session.mount("https://", _TLSAdapter(tls.context(ca_file), pool_connections=2, pool_maxsize=8,
                                                       max_retries=0))
-        session.headers["Authorization"] = f"Bearer {token}"
+        self._tokens = StaticToken(token) if isinstance(token, str) else token
         session.headers["Accept"] = "application/json"
         session.headers.setdefault("User-Agent", "medperf-apply")
         self.session = session
@@ -277,13 +280,15 @@ class ApiClient:
         return backoff_delay(attempt, base=self.backoff_base, cap=self.backoff_cap, rng=self._random,
                              retry_after=retry_after)
 
-    def _once(self, method: str, url: str, data: bytes | None, headers: Mapping | None, redirects: int = 0) -> Any:
+    def _once(self, method: str, url: str, data: bytes | None, headers: Mapping | None, redirects: int = 0,
+              *, renewed: bool = False) -> Any:
         with self._count_lock:
             self.request_count += 1
+        token = self._tokens.token()
         try:
             # Redirects are followed here, not by requests: only a GET, only within our own origin, so the
             # token never goes anywhere the manifest does not name.
-            resp, content = self._exchange(method, url, data, headers)
+            resp, content = self._exchange(method, url, data, {**(headers or {}), "Authorization": f"Bearer {token}"})
         except _Overdue as e:
             raise _Temporary(f"no complete answer within {self.deadline:g} s (the server answers too slowly)",
                              sent=True) from e
@@ -312,6 +317,10 @@ class ApiClient:
             raise _Temporary(f"transport error ({_short(e)})", sent=True) from e
 
         status = resp.status_code
+        if status == 401 and not renewed and self._tokens.refresh(token) is not None:
+            # An access token that expired in flight, or was revoked: once more with a fresh one (401 means the
+            # request was not processed, so a POST too is safe to send again).
+            return self._once(method, url, data, headers, redirects, renewed=True)
         if status == 429 or status >= 500:
             ra = _retry_after(resp.headers.get("Retry-After"))
             what = f"HTTP {status}" + (f", asked to wait {ra:g} s" if ra is not None else "")
@@ -323,7 +332,7 @@ class ApiClient:
         if 300 <= status < 400:
             location = urljoin(url, resp.headers.get("Location", ""))
             if method == "GET" and tuple(urlsplit(location)[:2]) == tuple(self._origin) and redirects < MAX_REDIRECTS:
-                return self._once(method, location, data, headers, redirects + 1)
+                return self._once(method, location, data, headers, redirects + 1, renewed=renewed)
             raise ServerError(
                 f"{method} {self._display(url)} was redirected to {resp.headers.get('Location', '?')}",
                 status=status, where=self.base_url,
@@ -416,8 +425,7 @@ class ApiClient:
         hint = None
         if status == 401:
             what = "the server does not accept the token"
-            hint = ("check the token in the environment variable named by server.token_env "
-                    "(or the file named by server.token_file) in the manifest")
+            hint = getattr(self._tokens, "hint", None)
         elif status == 403:
             what = f"not allowed to {method} {shown}"
             hint = "the token's user does not own this resource or lacks the role for it"

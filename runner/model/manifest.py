@@ -46,12 +46,25 @@ class Where:
 
 
 @dataclass(frozen=True)
+class OidcSpec:
+    """server.oidc: sign in with an OpenID provider (`medperf-apply login`) instead of a static token."""
+
+    issuer: str
+    client_id: str
+    audience: str | None = None  # the registry's audience in the access tokens (sent as audience and resource)
+    scopes: tuple[str, ...] = ("openid", "email", "offline_access")
+    refresh_token_env: str | None = None  # CI: a refresh token handed in by this environment variable
+    client_secret_env: str | None = None  # CI: the client credentials grant with this variable's secret
+
+
+@dataclass(frozen=True)
 class ServerSpec:
     url: str
     token_env: str | None = None
     token_file: Path | None = None
     where: Where | None = None
     ca_file: Path | None = None  # a private CA's PEM bundle; None: the system's trust store
+    oidc: OidcSpec | None = None  # instead of token_env / token_file
 
 
 @dataclass(frozen=True)

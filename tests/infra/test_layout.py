@@ -16,6 +16,8 @@ PACKAGES = ("runner", "server", "schemas")
 LAZY_OWN = {
     ("runner/cli.py", "runner.clients.api"),  # imports requests: not for validate or a usage error
     ("runner/cli.py", "runner.clients.containers"),  # imports docker: only when a container runs
+    ("runner/cli.py", "runner.clients.oidc"),  # imports requests: as runner.clients.api
+    ("runner/login.py", "runner.clients.oidc"),  # imports requests: not for a usage error
 }
 
 

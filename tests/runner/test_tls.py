@@ -101,3 +101,14 @@ def test_any_https_client_with_the_ca_reaches_the_server(https_server, certs):
     assert r.status_code == 200 and r.json()["email"] == "testdo@example.com"
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(f"{https_server.api}/me/", verify=str(certs.other_ca), timeout=10)
+
+
+def test_a_client_that_connects_and_says_nothing_holds_no_other_clients_handshake(https_server, certs):
+    """The TLS handshake runs in the worker serving the connection, not in the server's accepting thread."""
+    import socket
+
+    port = int(https_server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)):  # connected, no ClientHello
+        r = requests.get(f"{https_server.api}/me/", headers=https_server.headers("testdo@example.com"),
+                         verify=str(certs.ca), timeout=10)
+    assert r.status_code == 200
