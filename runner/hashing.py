@@ -2,6 +2,9 @@
 
 The digest is MedPerf's exactly: SHA-256 of every file under each path (os.walk, symlinked folders not
 entered, symlinked files read through), all hex digests sorted, each fed in order into one SHA-256.
+
+One module though long: the worker processes import it alone (`from runner.hashing import _serve`), so that a
+worker starts with nothing of the program but this file; a package would make them import its every part.
 """
 
 from __future__ import annotations
