@@ -100,7 +100,7 @@ class Site:
         environ = env or self.env
         clients = real_clients(environ, interruption=Interruption())
         if runner is not None:
-            clients = replace(clients, runner=lambda state: runner)
+            clients = replace(clients, runner=lambda state, runtime=None: runner)
         args = [*argv, *([str(self.manifest)] if manifest else [])]
         if argv[0] not in ("login", "logout"):
             args += ["--state-dir", str(state_dir or self.state_dir)]
