@@ -120,6 +120,8 @@ class Authenticator:
             return user
         known = store.get_user_by_email(conn, email)
         if known is not None:
+            if known["username"] == sub:  # linked meanwhile by a concurrent first request of this subject
+                return known
             if known["username"] != known["email"]:
                 raise NotAuthenticated({"detail": f"The email {email} belongs to another sign-in of this registry; "
                                                   "this token's subject is not that user's."})

@@ -182,3 +182,19 @@ def test_a_token_without_expiry_is_refused_and_a_little_clock_skew_is_tolerated(
     assert me(app, token(key, sub="skew", email="k@x.org", exp=int(time.time()) - 2)).status_code == 200
     assert me(app, token(key, sub="skew", email="k@x.org", exp=int(time.time()) - 120)).status_code == 401
     app.config["medperf.db"].close()
+
+
+def test_concurrent_first_requests_of_one_subject_all_sign_in_as_the_linked_user(tmp_path, keypair):
+    """A sign-in's first requests come together (observe's concurrent GETs): the one that links the user wins,
+    the others find the user bound to their own subject, never "another sign-in"."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key, public_pem = keypair
+    app = app_with(str(tmp_path / "s.db"), jwt_public_key=public_pem)
+    uid = _seeded(app, "racer@example.com")
+    bearer = token(key, sub="idp|racer", email="racer@example.com", email_verified=True)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: me(app, bearer), range(16)))
+    assert [r.status_code for r in answers] == [200] * 16
+    assert {r.json()["id"] for r in answers} == {uid}
+    app.config["medperf.db"].close()
