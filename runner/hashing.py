@@ -139,39 +139,45 @@ def _scan(task: tuple, buf: bytearray, view: memoryview) -> list:
     cutoff, items = task
     out = []
     budget = _EAGER_BYTES
+    open_, fstat, stat_, close, pack, isreg = os.open, os.fstat, os.stat, os.close, _STAT.pack, stat.S_ISREG
     for folder, names, expected, eager in items:
         try:
             dfd = os.open(folder, _DIR_FLAGS)
         except OSError as e:
             raise _Unreadable(folder, e.strerror or str(e)) from e
         stats = bytearray()
-        digests = bytearray(_DIGEST * len(names)) if eager else None
+        digests = bytearray() if eager else None
         hashed = bytearray(len(names)) if eager else None
         nbytes = 0
         recent = []
+        i = -1  # the hot loop of a first plan: every line counts
         try:
             for i, name in enumerate(names):
-                try:
-                    if eager and budget > 0:  # open first: one lookup of the name, the stat of what is read
-                        fd = os.open(name, _OPEN_FLAGS, dir_fd=dfd)
-                        try:
-                            st = os.fstat(fd)
-                            if stat.S_ISREG(st.st_mode) and st.st_size <= budget:
-                                digests[_DIGEST * i:_DIGEST * (i + 1)] = _digest_fd(fd, st.st_size, buf, view)
-                                hashed[i] = 1
-                                budget -= st.st_size
-                        finally:
-                            os.close(fd)
-                    else:
-                        st = os.stat(name, dir_fd=dfd)  # follows a symlinked file, as MedPerf's open() does
-                except OSError as e:
-                    raise _Unreadable(os.path.join(folder, name), e.strerror or str(e)) from e
-                if not stat.S_ISREG(st.st_mode):
+                if eager and budget > 0:  # open first: one lookup of the name, the stat of what is read
+                    fd = open_(name, _OPEN_FLAGS, dir_fd=dfd)
+                    try:
+                        st = fstat(fd)
+                        size = st.st_size
+                        if size <= budget and isreg(st.st_mode):
+                            digests += _digest_fd(fd, size, buf, view)
+                            hashed[i] = 1
+                            budget -= size
+                        else:
+                            digests += bytes(_DIGEST)
+                    finally:
+                        close(fd)
+                else:
+                    st = stat_(name, dir_fd=dfd)  # follows a symlinked file, as MedPerf's open() does
+                    if eager:
+                        digests += bytes(_DIGEST)
+                if not isreg(st.st_mode):
                     raise _Unreadable(os.path.join(folder, name), f"{_kind(st.st_mode)}, not a regular file")
-                stats += _STAT.pack(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                stats += pack(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
                 nbytes += st.st_size
                 if st.st_mtime_ns >= cutoff or st.st_ctime_ns >= cutoff:
                     recent.append(i)
+        except OSError as e:
+            raise _Unreadable(os.path.join(folder, names[i]), e.strerror or str(e)) from e
         finally:
             os.close(dfd)
         fingerprint = None
