@@ -10,6 +10,7 @@ processes, peak RSS. The targets are checked against these figures only.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -185,7 +186,7 @@ def bench_tree(label: str, tree: Path, root: Path, rounds: int) -> list[tuple[st
         t, ours = timed(lambda: first_plan(tree, cache_path))
         t_first.append(t)
         if d != ref or ours != ref:
-            print("MISMATCH during the rounds")
+            print(f"MISMATCH during the rounds: MedPerf's algorithm {d}, folders_hash {ours}, before {ref}")
             return [(f"{label}: digest", False)]
     t_sum = timed(lambda: sha256sum_all(tree))[0]
     t_stat = statistics.median(timed(lambda: stat_all(tree))[0] for _ in range(rounds))
@@ -255,6 +256,14 @@ def main() -> int:
 
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
+    # Another run (a CI job, a colleague's `make bench`) would change files and delete caches under our
+    # feet, and load the same cores: one run at a time.
+    lock = open(root / "lock", "w")  # noqa: SIM115 (held until the process exits)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"waiting for another run of this benchmark ({root / 'lock'}) ...", file=sys.stderr, flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
     checks = []
     if args.only in (None, "small"):
         checks += bench_tree("small", build_tree(root, "small", 200_000, 200_000 * 4096, False), root, args.rounds)
