@@ -258,7 +258,7 @@ def main() -> int:
     root.mkdir(parents=True, exist_ok=True)
     # Another run (a CI job, a colleague's `make bench`) would change files and delete caches under our
     # feet, and load the same cores: one run at a time.
-    lock = open(root / "lock", "w")  # noqa: SIM115 (held until the process exits)
+    lock = open(root / "lock", "w")  # held until this process exits
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
