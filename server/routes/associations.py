@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from server import rules, store
+from server import decisions, rules, store
 from server.db import now
 from server.http import add, found, list_page, paginated, related
 from server.validation import validate
@@ -91,16 +91,12 @@ def get_dataset_association(ctx, dataset_id, benchmark_id):
 
 
 def put_dataset_association(ctx, dataset_id, benchmark_id):
-    _pair(ctx, _DATASET, dataset_id, benchmark_id)
-    latest = found(store.latest_dataset_association(ctx.conn, dataset_id, benchmark_id))
+    decisions.dataset_pair(ctx.conn, ctx.user, dataset_id, benchmark_id)
+    latest = decisions.latest_request(ctx.conn, dataset_id, benchmark_id)
     body = validate(ctx.body(), "api-association-update", partial=True)
     if "approval_status" not in body:
         return latest
-    rules.check_association_decision(ctx.user, latest, body["approval_status"])
-    stamp = now()
-    return store.update_dataset_association(ctx.conn, latest["id"], {
-        "approval_status": body["approval_status"], "approved_at": stamp, "modified_at": stamp,
-    })
+    return decisions.decide_latest(ctx.conn, ctx.user, latest, body["approval_status"])
 
 
 def delete_dataset_association(ctx, dataset_id, benchmark_id):

@@ -113,7 +113,8 @@ def test_sign_in_sets_an_http_only_same_site_strict_session_cookie_and_sign_out_
     r = hospitals.session.post(SITE + "/login", data={"token": hospitals.tokens[TESTDO]}, allow_redirects=False)
     assert r.status_code == 303
     name_value, *flags = [part.strip() for part in r.headers["Set-Cookie"].split(";")]
-    assert name_value == "medperf_token=" + hospitals.tokens[TESTDO]
+    nonce, _, token = name_value.removeprefix("medperf_token=").partition(".")
+    assert token == hospitals.tokens[TESTDO] and re.fullmatch(r"[A-Za-z0-9_-]{22}", nonce), name_value
     flags = {f.split("=")[0].lower(): f.partition("=")[2] for f in flags}
     assert flags["httponly"] == "" and flags["samesite"].lower() == "strict" and flags["path"] == "/"
     assert "max-age" not in flags and "expires" not in flags  # gone when the browser closes
@@ -170,11 +171,16 @@ def test_the_benchmark_owner_sees_the_results_table_of_their_benchmark(hospitals
     assert len(rows(html, "association")) == 2 and rows(html, "dataset") == set()
 
 
-def test_a_model_owner_sees_the_benchmarks_but_no_dataset_and_no_result(hospitals):
+def test_a_model_owner_sees_the_benchmarks_datasets_the_api_lists_them_but_no_result(hospitals):
+    """testmo's model is approved in chestxray: GET /benchmarks/1/datasets/ answers them, so the page names them;
+    they own no dataset, decide no request and read no result."""
     html = page(hospitals, TESTMO)
     assert "chestxray" in html
     assert rows(html, "dataset") == rows(html, "association") == rows(html, "result") == set()
-    for secret in ("mydata", DO2_DATASET, DO_AUC, DO2_AUC):
+    listed = {a["dataset"] for a in hospitals.mo.get("/benchmarks/1/datasets/").json()["results"]}
+    shown = {int(x) for x in re.findall(r'<tr class="benchmark-dataset"><td>.*?\(id (\d+)\)', html)}
+    assert shown == listed and len(listed) == 2
+    for secret in (DO_AUC, DO2_AUC, "Approve"):
         assert secret not in html
 
 

@@ -1,0 +1,99 @@
+"""PURE: the geometry of a grouped bar chart (one group per dataset, one bar per model) for the web page's
+SVG, drawn by the template (templates/chart.html), which escapes every label. No script, nothing fetched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PALETTE = ("#1f6fb4", "#e07b1a", "#2f9e44", "#c92a2a", "#7048e8", "#8d5a3b", "#d6336c", "#5c6770")
+BAR, BAR_GAP, GROUP_GAP = 18, 2, 22
+LEFT, TOP, RIGHT, PLOT_HEIGHT = 56, 28, 16, 160
+LABEL_ROW, LEGEND_ROW = 22, 18
+TICKS = 5
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    color: str
+    tooltip: str
+
+
+@dataclass(frozen=True)
+class Text:
+    x: float
+    y: float
+    text: str
+    color: str = "#222"
+
+
+@dataclass(frozen=True)
+class Chart:
+    title: str
+    width: int
+    height: int
+    plot_left: int
+    plot_top: int
+    plot_right: int
+    plot_bottom: int
+    zero_y: float
+    bars: tuple[Bar, ...]
+    ticks: tuple[Text, ...]  # y-axis values, right-aligned at plot_left
+    groups: tuple[Text, ...]  # dataset names under their group, centred
+    legend: tuple[Text, ...]  # model names, each beside a swatch of its colour
+
+
+def _tick_text(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def grouped_bars(title: str, groups: list[str], series: list[tuple[str, list[float | None]]]) -> Chart | None:
+    """Bars of each series' value per group; a None value leaves a gap. None when there is no value at all."""
+    values = [v for _, vs in series for v in vs if v is not None]
+    if not values or not groups:
+        return None
+    lo, hi = min(0.0, *values), max(0.0, *values)
+    if hi == lo:
+        hi = lo + 1.0
+    group_width = len(series) * (BAR + BAR_GAP) - BAR_GAP
+    plot_width = len(groups) * (group_width + GROUP_GAP) + GROUP_GAP
+    width = max(LEFT + plot_width + RIGHT, 320)
+    bottom = TOP + PLOT_HEIGHT
+    height = bottom + LABEL_ROW + LEGEND_ROW * len(series) + 8
+
+    def y_of(value: float) -> float:
+        return round(TOP + (hi - value) / (hi - lo) * PLOT_HEIGHT, 2)
+
+    bars, labels = [], []
+    for g, group in enumerate(groups):
+        left = LEFT + GROUP_GAP + g * (group_width + GROUP_GAP)
+        labels.append(Text(left + group_width / 2, bottom + 15, group))
+        for s, (name, vs) in enumerate(series):
+            value = vs[g] if g < len(vs) else None
+            if value is None:
+                continue
+            top, base = y_of(max(value, 0.0)), y_of(min(value, 0.0))
+            bars.append(Bar(left + s * (BAR + BAR_GAP), top, BAR, max(base - top, 0.5), PALETTE[s % len(PALETTE)],
+                            f"{name} on {group}: {value:.4f}"))
+    ticks = tuple(Text(LEFT - 6, y_of(lo + (hi - lo) * i / (TICKS - 1)) + 4,
+                       _tick_text(lo + (hi - lo) * i / (TICKS - 1))) for i in range(TICKS))
+    legend = tuple(Text(LEFT + 18, bottom + LABEL_ROW + LEGEND_ROW * s + 12, name, PALETTE[s % len(PALETTE)])
+                   for s, (name, _) in enumerate(series))
+    return Chart(title=title, width=width, height=height, plot_left=LEFT, plot_top=TOP,
+                 plot_right=LEFT + plot_width, plot_bottom=bottom, zero_y=y_of(0.0), bars=tuple(bars), ticks=ticks,
+                 groups=tuple(labels), legend=legend)
+
+
+def metric_charts(table: dict) -> dict[str, Chart]:
+    """One chart per metric of a results table (webpage.results_table): a bar per model, grouped by dataset."""
+    charts = {}
+    for metric in table["metrics"]:
+        series = [(f"{m['name']} ({m['id']})", [table["values"].get((metric, m["id"], d["id"])) for d in table["datasets"]])
+                  for m in table["models"]]
+        chart = grouped_bars(metric, [f"{d['name']} ({d['id']})" for d in table["datasets"]], series)
+        if chart is not None:
+            charts[metric] = chart
+    return charts
