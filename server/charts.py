@@ -3,13 +3,14 @@ SVG, drawn by the template (templates/chart.html), which escapes every label. No
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 PALETTE = ("#1f6fb4", "#e07b1a", "#2f9e44", "#c92a2a", "#7048e8", "#8d5a3b", "#d6336c", "#5c6770")
 BAR, BAR_GAP, GROUP_GAP = 18, 2, 22
 LEFT, TOP, RIGHT, PLOT_HEIGHT = 56, 28, 16, 160
 LABEL_ROW, LEGEND_ROW = 22, 18
-TICKS = 5
+TICKS = 5  # at most this many axis values
 
 
 @dataclass(frozen=True)
@@ -50,14 +51,26 @@ def _tick_text(value: float) -> str:
     return f"{value:.4g}"
 
 
+def axis(lo: float, hi: float) -> tuple[float, float, float]:
+    """Round axis ends and a step of 1, 2, 2.5 or 5 times a power of ten covering [lo, hi] in at most TICKS - 1."""
+    if hi == lo:
+        hi = lo + 1.0
+    raw = (hi - lo) / (TICKS - 1)
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * (1 - 1e-9))
+    while True:
+        low, high = math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
+        if round((high - low) / step) <= TICKS - 1:
+            return low, high, step
+        step *= 2
+
+
 def grouped_bars(title: str, groups: list[str], series: list[tuple[str, list[float | None]]]) -> Chart | None:
     """Bars of each series' value per group; a None value leaves a gap. None when there is no value at all."""
     values = [v for _, vs in series for v in vs if v is not None]
     if not values or not groups:
         return None
-    lo, hi = min(0.0, *values), max(0.0, *values)
-    if hi == lo:
-        hi = lo + 1.0
+    lo, hi, step = axis(min(0.0, *values), max(0.0, *values))
     group_width = len(series) * (BAR + BAR_GAP) - BAR_GAP
     plot_width = len(groups) * (group_width + GROUP_GAP) + GROUP_GAP
     width = max(LEFT + plot_width + RIGHT, 320)
@@ -78,8 +91,8 @@ def grouped_bars(title: str, groups: list[str], series: list[tuple[str, list[flo
             top, base = y_of(max(value, 0.0)), y_of(min(value, 0.0))
             bars.append(Bar(left + s * (BAR + BAR_GAP), top, BAR, max(base - top, 0.5), PALETTE[s % len(PALETTE)],
                             f"{name} on {group}: {value:.4f}"))
-    ticks = tuple(Text(LEFT - 6, y_of(lo + (hi - lo) * i / (TICKS - 1)) + 4,
-                       _tick_text(lo + (hi - lo) * i / (TICKS - 1))) for i in range(TICKS))
+    count = round((hi - lo) / step) + 1
+    ticks = tuple(Text(LEFT - 6, y_of(lo + step * i) + 4, _tick_text(round(lo + step * i, 10))) for i in range(count))
     legend = tuple(Text(LEFT + 18, bottom + LABEL_ROW + LEGEND_ROW * s + 12, name, PALETTE[s % len(PALETTE)])
                    for s, (name, _) in enumerate(series))
     return Chart(title=title, width=width, height=height, plot_left=LEFT, plot_top=TOP,
