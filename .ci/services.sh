@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start or stop the services the test suite needs and that a fresh machine lacks:
 # a Docker engine on a private socket, a PostgreSQL cluster, an image registry and an OpenID provider
-# (.ci/oidc) on loopback.
+# (.ci/oidc) on loopback; install also brings Chromium and chromedriver for the web page's browser tests.
 #   .ci/services.sh install   apt-get the Debian packages when missing (needs root); npm ci in .ci/oidc
 #   .ci/services.sh start     start all three (idempotent); prints `export ...` lines to eval
 #   .ci/services.sh stop      stop only what this script started, by pid
@@ -23,6 +23,9 @@ install() {
   pg_bin >/dev/null 2>&1 || missing+=(postgresql)
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+  # the web page's browser tests (tests/server/test_site_browser.py): Debian's Chromium and its matching driver
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -qq

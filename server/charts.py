@@ -11,6 +11,7 @@ BAR, BAR_GAP, GROUP_GAP = 18, 2, 22
 LEFT, TOP, RIGHT, PLOT_HEIGHT = 56, 28, 16, 160
 LABEL_ROW, LEGEND_ROW = 22, 18
 TICKS = 5  # at most this many axis values
+CHAR_WIDTH, MAX_LABEL = 6.6, 32  # px per character of a 12px label; longer dataset names are cut
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ class Chart:
     legend: tuple[Text, ...]  # model names, each beside a swatch of its colour
 
 
+def _short(label: str) -> str:
+    """A group label cut to MAX_LABEL characters (the bars' tooltips keep the whole name)."""
+    return label if len(label) <= MAX_LABEL else label[:MAX_LABEL - 1] + "\u2026"
+
+
 def _tick_text(value: float) -> str:
     return f"{value:.4g}"
 
@@ -71,8 +77,10 @@ def grouped_bars(title: str, groups: list[str], series: list[tuple[str, list[flo
     if not values or not groups:
         return None
     lo, hi, step = axis(min(0.0, *values), max(0.0, *values))
-    group_width = len(series) * (BAR + BAR_GAP) - BAR_GAP
-    plot_width = len(groups) * (group_width + GROUP_GAP) + GROUP_GAP
+    bars_width = len(series) * (BAR + BAR_GAP) - BAR_GAP
+    labels = [_short(group) for group in groups]
+    widths = [max(bars_width, round(len(label) * CHAR_WIDTH)) for label in labels]  # a label fits its group
+    plot_width = sum(widths) + GROUP_GAP * (len(groups) + 1)
     width = max(LEFT + plot_width + RIGHT, 320)
     bottom = TOP + PLOT_HEIGHT
     height = bottom + LABEL_ROW + LEGEND_ROW * len(series) + 8
@@ -80,16 +88,18 @@ def grouped_bars(title: str, groups: list[str], series: list[tuple[str, list[flo
     def y_of(value: float) -> float:
         return round(TOP + (hi - value) / (hi - lo) * PLOT_HEIGHT, 2)
 
-    bars, labels = [], []
+    bars, texts = [], []
+    left = LEFT + GROUP_GAP
     for g, group in enumerate(groups):
-        left = LEFT + GROUP_GAP + g * (group_width + GROUP_GAP)
-        labels.append(Text(left + group_width / 2, bottom + 15, group))
+        texts.append(Text(left + widths[g] / 2, bottom + 15, labels[g]))
+        start = left + (widths[g] - bars_width) / 2
+        left += widths[g] + GROUP_GAP
         for s, (name, vs) in enumerate(series):
             value = vs[g] if g < len(vs) else None
             if value is None:
                 continue
             top, base = y_of(max(value, 0.0)), y_of(min(value, 0.0))
-            bars.append(Bar(left + s * (BAR + BAR_GAP), top, BAR, max(base - top, 0.5), PALETTE[s % len(PALETTE)],
+            bars.append(Bar(start + s * (BAR + BAR_GAP), top, BAR, max(base - top, 0.5), PALETTE[s % len(PALETTE)],
                             f"{name} on {group}: {value:.4f}"))
     count = round((hi - lo) / step) + 1
     ticks = tuple(Text(LEFT - 6, y_of(lo + step * i) + 4, _tick_text(round(lo + step * i, 10))) for i in range(count))
@@ -97,7 +107,7 @@ def grouped_bars(title: str, groups: list[str], series: list[tuple[str, list[flo
                    for s, (name, _) in enumerate(series))
     return Chart(title=title, width=width, height=height, plot_left=LEFT, plot_top=TOP,
                  plot_right=LEFT + plot_width, plot_bottom=bottom, zero_y=y_of(0.0), bars=tuple(bars), ticks=ticks,
-                 groups=tuple(labels), legend=legend)
+                 groups=tuple(texts), legend=legend)
 
 
 def metric_charts(table: dict) -> dict[str, Chart]:

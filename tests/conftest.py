@@ -58,3 +58,21 @@ def registry() -> str:
     except Exception as e:
         _unavailable("image registry", "MEDPERF_REQUIRE_REGISTRY", f"{where}/v2/ does not answer: {e}")
     return where
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, str]:
+    """(browser, driver): Debian's chromium and chromedriver (MEDPERF_CHROMIUM / MEDPERF_CHROMEDRIVER override them),
+    with Selenium importable."""
+    import shutil
+
+    browser = os.environ.get("MEDPERF_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = os.environ.get("MEDPERF_CHROMEDRIVER") or shutil.which("chromedriver")
+    if not browser or not driver:
+        _unavailable("Chromium", "MEDPERF_REQUIRE_CHROMIUM", "chromium or chromedriver is not on PATH "
+                     "(.ci/services.sh install: Debian's chromium and chromium-driver)")
+    try:
+        import selenium  # noqa: F401
+    except ImportError as e:
+        _unavailable("Chromium", "MEDPERF_REQUIRE_CHROMIUM", f"{e} (pip install -e '.[test]')")
+    return browser, driver

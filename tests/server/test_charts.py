@@ -41,3 +41,13 @@ def test_metric_charts_skip_metrics_without_numbers():
     charts = metric_charts(table)
     assert list(charts) == ["AUC"] and charts["AUC"].legend[0].text == "cnn (1)"
     assert charts["AUC"].groups[0].text == "h (7)"
+
+
+def test_long_dataset_names_widen_their_group_and_are_cut():
+    long = "a-hospital-with-a-very-long-dataset-name-indeed (12)"
+    chart = grouped_bars("AUC", ["short (1)", long], [("m", [0.5, 0.6])])
+    first, second = chart.groups
+    assert second.text.endswith("\u2026") and len(second.text) == 32
+    assert second.x - first.x > len(second.text) * 6.6 / 2  # the labels do not overlap
+    assert chart.bars[1].tooltip.startswith("m on " + long)
+    assert chart.plot_right > second.x

@@ -68,7 +68,7 @@ def latest_status(world, dataset: int) -> str:
 
 def test_the_benchmark_owner_sees_who_asked_for_which_dataset_and_its_metrics(asking):
     html = get_page(asking, sign_in(asking, TESTBO))
-    row = re.search(rf'<tr id="pending-\d+">(.*?)</tr>', html, re.S).group(1)
+    row = re.search(r'<tr id="pending-\d+">(.*?)</tr>', html, re.S).group(1)
     assert "chestxray <small class=\"id\">(id 1)</small>" in row
     assert f"&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; <small class=\"id\">(id {asking.evil})</small>" in row
     assert TESTDO in row and "AUC = 0.8123" in row and "Accuracy = 0.7500" in row and "UTC" in row
