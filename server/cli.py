@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                      f"{DEFAULT_EMAIL_VERIFIED_CLAIM})")
     run.add_argument("--auto-approve-benchmarks-from", default=None,
                      help="comma-separated owner emails whose benchmarks are approved at once")
-    run.add_argument("--no-web", action="store_true", help="do not serve the web page at / (nor /login, /logout)")
+    run.add_argument("--no-web", action="store_true", help="do not serve the web page at / (nor /login, /logout, /decide)")
 
     user = sub.add_parser("user", help="manage users")
     user_sub = user.add_subparsers(dest="user_command", required=True)
