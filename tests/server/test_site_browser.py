@@ -19,7 +19,7 @@ from runner.cli import main
 from runner.hashing import folders_hash
 from tests.support.server import TESTBO, TESTDO, TESTDO2, live_server
 
-DATASET = "mytestdata <b>&amp;</b>"  # a name with markup: the browser must show it as text
+DATASET = "mytestdata <b>&amp;</b><script>document.title='x'</script>"  # markup the browser must show as text
 MANIFEST = """\
 apiVersion: medperf-apply/v1
 kind: DataOwner
@@ -175,7 +175,8 @@ def test_the_benchmark_owner_approves_in_the_browser_and_the_data_owner_plan_see
     row = browser.find_element(By.CSS_SELECTOR, "table.pending tr[id^=pending-]")
     assert f"{DATASET} (id {mine})" in row.text and "chestxray (id 1)" in row.text
     assert "testdo@example.com" in row.text and "AUC = 0.8125" in row.text and "Accuracy = 0.7500" in row.text
-    assert browser.find_elements(By.CSS_SELECTOR, "b") == []  # the name's markup stayed text
+    assert browser.find_elements(By.TAG_NAME, "b") == browser.find_elements(By.TAG_NAME, "script") == []  # as text
+    assert browser.title == "medperf-apply registry"
     screenshot(browser, artifacts / "2-benchmark-owner-page.png")
 
     row.find_element(By.CSS_SELECTOR, "button.approve").click()

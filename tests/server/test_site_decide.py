@@ -153,7 +153,10 @@ def test_a_post_from_another_site_or_without_a_session_is_403(asking):
 
 def test_users_the_rules_refuse_get_no_buttons_and_a_refusal(asking):
     # the data owner's own request: self-approval is refused by the API's rule, so no buttons either
-    for email in (TESTDO, TESTDO2, TESTMO):
+    refusals = {TESTDO: "Same user cannot approve the association request",  # what the API's PUT answers them
+                TESTDO2: "You do not have permission to perform this action.",
+                TESTMO: "You do not have permission to perform this action."}
+    for email, refusal in refusals.items():
         cookie = sign_in(asking, email)
         html = get_page(asking, cookie)
         assert 'action="/decide"' not in html and 'id="pending"' not in html
@@ -161,7 +164,10 @@ def test_users_the_rules_refuse_get_no_buttons_and_a_refusal(asking):
         assert r.status_code == 303
         flash = r.headers["Set-Cookie"].split(";", 1)[0]
         html = get_page(asking, {"Cookie": f"{cookie['Cookie']}; {flash}"})
-        assert 'class="flash error"' in html, email
+        assert 'class="flash error"' in html and refusal in html, email
+        api = {TESTDO: asking.do, TESTDO2: asking.do2, TESTMO: asking.mo}[email]
+        r = api.put(f"/datasets/{asking.evil}/benchmarks/1/", {"approval_status": "APPROVED"})
+        assert r.status_code in (400, 403) and refusal in r.text, r.text
     assert latest_status(asking, asking.evil) == "PENDING"
     # an admin may decide (as through the API)
     html = get_page(asking, sign_in(asking, TESTADMIN))
