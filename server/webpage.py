@@ -209,7 +209,6 @@ def visible_to(conn: Connection, user: dict) -> dict:
             "datasets": _benchmark_datasets(conn, user, b, names),
             "results_whose": whose,
             "results": results_table(submitted, names) if (submitted or whose == "all") else None,
-            "pending": [a for a in pending if a["benchmark"] == b["id"]],
         })
     return {
         "admin": admin,
