@@ -125,11 +125,10 @@ def _list(d: Decision, api, server: ServerSpec, console: Console) -> int:
     rows = association_rows(obs, benchmark=bench_id, status=status)
     if console.json_mode:
         console.document(association_document(rows, benchmark=bench_id, status=status))
-    filters = "".join([f" of benchmark {d.benchmark}" if d.benchmark else "", f" {d.status}" if d.status else ""])
     if not obs.benchmarks:
         console.say(f"You own no benchmark on {server.url}: no association requests to list.")
     else:
-        console.say(association_text(rows, filters=filters).rstrip("\n"))
+        console.say(association_text(rows, benchmark=d.benchmark, status=d.status).rstrip("\n"))
     return ExitStatus.OK
 
 

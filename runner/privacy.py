@@ -176,9 +176,11 @@ def check_body(method: str, path: str, body: Mapping) -> None:
     candidates = [s for s in shapes if keys <= set(s.fields) and s.required <= keys] or \
         sorted(shapes, key=lambda s: len(keys - set(s.fields)))[:1]
     problems: list[str] = []
-    for shape in candidates:
-        problems = _check(shape, body, "")
-        if not problems:
+    for shape in candidates:  # the first that fits; else the problems of the closest one (fewest)
+        found = _check(shape, body, "")
+        if not found or not problems or len(found) < len(problems):
+            problems = found
+        if not found:
             break
     if not problems:
         problems = _local_paths(body, "")

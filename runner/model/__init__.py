@@ -34,6 +34,7 @@ from runner.model.observation import (
     latest_associations,
     latest_results,
 )
+from runner.model.outcome import ModelRun, Outcome, StepResult
 from runner.model.owner import (
     DatasetInfo,
     DecisionGoal,
@@ -43,7 +44,6 @@ from runner.model.owner import (
     OwnerObservation,
     UserInfo,
 )
-from runner.model.outcome import ModelRun, Outcome, StepResult
 from runner.model.plan import (
     ARGS,
     FORMAT_VERSION,

@@ -92,10 +92,13 @@ def _metrics_text(test_result: dict[str, Any]) -> str:
     return ", ".join(f"{k} {_metric(v)}" for k, v in sorted(test_result.items()))
 
 
-def association_text(rows: Sequence[dict[str, Any]], *, filters: str = "") -> str:
-    """The table: benchmark, dataset, status, who asked, when, the compatibility test's metrics."""
+def association_text(rows: Sequence[dict[str, Any]], *, benchmark: str | None = None,
+                     status: str | None = None) -> str:
+    """The table: benchmark, dataset, status, who asked, when, the compatibility test's metrics; a count line."""
+    of = f" of benchmark {benchmark}" if benchmark else ""
+    kind = f"{status} " if status else ""
     if not rows:
-        return f"No association requests{filters}.\n"
+        return f"No {kind}association requests{of}.\n"
     cells = [["BENCHMARK", "DATASET", "STATUS", "REQUESTED BY", "REQUESTED AT", "COMPATIBILITY TEST"]]
     for r in rows:
         cells.append([f"{r['benchmark']['name'] or '?'} ({r['benchmark']['id']})",
@@ -104,9 +107,9 @@ def association_text(rows: Sequence[dict[str, Any]], *, filters: str = "") -> st
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["approval_status"]] = counts.get(r["approval_status"], 0) + 1
-    tail = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
-    return "\n".join(align(cells, free_last=True)) + f"\n{len(rows)} request{'s' if len(rows) != 1 else ''}" \
-        f"{filters}: {tail}.\n"
+    tail = "" if status else ": " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+    n = len(rows)
+    return "\n".join(align(cells, free_last=True)) + f"\n{n} {kind}request{'s' if n != 1 else ''}{of}{tail}.\n"
 
 
 def association_document(rows: Sequence[dict[str, Any]], *, benchmark: int | None = None,

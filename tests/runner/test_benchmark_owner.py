@@ -69,7 +69,7 @@ def test_association_list_shows_who_asked_when_and_the_metrics(requested):
 
     r = ws.run("association", "list", "--server", "http://registry.test:8000", "--status", "approved",
                token=BO_TOKEN)
-    assert r.code == 0 and "No association requests approved." in r.out, r.out
+    assert r.code == 0 and "No approved association requests." in r.out, r.out
 
 
 def test_association_list_costs_the_same_requests_for_one_or_many_rows(requested):
