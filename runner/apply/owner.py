@@ -25,15 +25,19 @@ def decide(ctx: RunContext, step: Step) -> str:
                          hint="plan again")
     try:
         with ctx.journal(step, dataset=a.dataset_id, benchmark=a.benchmark_id, status=a.status, revoke=a.revoke):
-            if a.revoke:
-                ctx.api.create("datasets/benchmarks/", {"dataset": a.dataset_id, "benchmark": a.benchmark_id,
-                                                        "approval_status": a.status, "metadata": {}})
-            else:
-                ctx.api.update(f"datasets/{a.dataset_id}/benchmarks/{a.benchmark_id}/", {"approval_status": a.status})
+            try:
+                if a.revoke:
+                    ctx.api.create("datasets/benchmarks/", {"dataset": a.dataset_id, "benchmark": a.benchmark_id,
+                                                            "approval_status": a.status, "metadata": {}})
+                else:
+                    ctx.api.update(f"datasets/{a.dataset_id}/benchmarks/{a.benchmark_id}/",
+                                   {"approval_status": a.status})
+            except ServerWriteUncertain:
+                again = find_association(ctx.api, a.dataset_id, a.benchmark_id)  # never repeated blindly: observe
+                if again is not None and again.approval_status.value == a.status:
+                    return f"{a.status} (the answer was lost; the server holds it)"
+                raise
     except ServerWriteUncertain:
-        again = find_association(ctx.api, a.dataset_id, a.benchmark_id)  # never repeated blindly: observe
-        if again is not None and again.approval_status.value == a.status:
-            return f"{a.status} (the answer was lost; the server holds it)"
         raise
     except ServerError as e:
         if e.status in (400, 403, 404):

@@ -225,3 +225,52 @@ def test_validate_takes_a_folder_of_both_kinds_and_plan_says_to_split_it(request
     assert r.code == 0 and "1 dataset, 1 benchmark to decide on" in r.out, r.out + r.err
     r = ws.run("plan", str(folder), token=BO_TOKEN)
     assert r.code == 1 and "documents of both kinds in one run" in r.err and "owner.yaml" in r.err, r.err
+
+
+def test_owner_saved_plan_json_and_a_stale_file(requested):
+    ws = requested
+    owner = _owner_manifest(ws)
+    plan_file = ws.root / "decisions.json"
+    r = ws.run("plan", owner, "-o", str(plan_file), "--output", "json", token=BO_TOKEN)
+    assert r.code == ExitStatus.CHANGES, r.err
+    doc = json.loads(r.out)
+    assert doc["kind"] == "plan" and doc["has_changes"] is True
+    (step,) = doc["steps"]
+    assert step["action"] == "approve" and step["sends"] == ["approval_status"]
+    assert step["args"]["dataset_id"] == 1 and step["args"]["status"] == "APPROVED"
+    assert "+ approve dataset mytestdata (1)" in r.err  # human lines on stderr
+
+    ws.api.approve(1)  # decided elsewhere meanwhile: the saved plan is stale
+    r = ws.run("apply", owner, str(plan_file), token=BO_TOKEN)
+    assert r.code == 1 and "stale" in r.err, r.out + r.err
+
+
+def test_owner_apply_asks_for_yes_without_a_terminal_and_logs_events(requested):
+    ws = requested
+    owner = _owner_manifest(ws)
+    r = ws.run("apply", owner, token=BO_TOKEN)
+    assert r.code == ExitStatus.USAGE and "--yes" in r.err and _latest(ws) == "PENDING"
+    events = ws.root / "events.jsonl"
+    r = ws.run("apply", owner, "--yes", "--output", "json", "--event-log", str(events), token=BO_TOKEN)
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["kind"] == "apply" and doc["steps"][0]["result"]["outcome"] == "changed"
+    kinds = [json.loads(line)["event"] for line in events.read_text().splitlines()]
+    assert kinds == ["plan", "step_start", "step_end", "recap"]
+    r = ws.run("plan", owner, "--target", "dataset/mytestdata", token=BO_TOKEN)
+    assert r.code == ExitStatus.USAGE and "--target does not apply to a BenchmarkOwner manifest" in r.err
+
+
+def test_a_lost_answer_to_a_revocation_is_resolved_by_observing(requested):
+    ws = requested
+    ws.api.approve(1)
+    owner = _owner_manifest(ws, goal="rejected")
+    ws.api.uncertain_posts, ws.api.uncertain_lands = 1, True
+    r = ws.run("apply", owner, "--yes", token=BO_TOKEN)
+    assert r.code == 0 and "the answer was lost; the server holds it" in r.out, r.out + r.err
+    assert _latest(ws) == "REJECTED"
+    assert sum(1 for m, p, _ in ws.api.sent() if (m, p) == ("POST", "datasets/benchmarks/")) == 2  # request + revoke
+    entries = [json.loads(line) for line in (ws.state_dir / "journal.jsonl").read_text().splitlines()]
+    (begin,) = [e for e in entries if e.get("step") == "benchmark/chestxray/dataset/mytestdata/reject"]
+    ends = [e["outcome"] for e in entries if e["event"] == "end" and e["id"] == begin["id"]]
+    assert ends == ["changed"]  # the journal says it landed
