@@ -44,7 +44,7 @@ class Decision:
 def decide(d: Decision, clients: Clients, console: Console) -> int:
     """Approve or reject the latest association request of a dataset with a benchmark."""
     server = _server(d, clients)
-    state = clients.state(root_for(server.url, d.state_dir, clients.environ))
+    state = clients.state(root_for(server.url, d.state_dir, clients.environ), read_only=d.decision == "list")
     api = clients.api(server, state)
     try:
         return _list(d, api, server, console) if d.decision == "list" else _decide(d, api, server, console)

@@ -70,6 +70,10 @@ def test_association_list_shows_who_asked_when_and_the_metrics(requested):
     r = ws.run("association", "list", "--server", "http://registry.test:8000", "--status", "approved",
                token=BO_TOKEN)
     assert r.code == 0 and "No approved association requests." in r.out, r.out
+    r = ws.run("association", "list", "--manifest", _owner_manifest(ws), token=BO_TOKEN)  # its server section
+    assert r.code == 0 and "1 request: 1 pending." in r.out, r.err
+    r = ws.run("association", "list", "--server", "http://registry.test:8000")  # the data owner owns none
+    assert r.code == 0 and "You own no benchmark on http://registry.test:8000" in r.out, r.err
 
 
 def test_association_list_costs_the_same_requests_for_one_or_many_rows(requested):
@@ -274,3 +278,27 @@ def test_a_lost_answer_to_a_revocation_is_resolved_by_observing(requested):
     (begin,) = [e for e in entries if e.get("step") == "benchmark/chestxray/dataset/mytestdata/reject"]
     ends = [e["outcome"] for e in entries if e["event"] == "end" and e["id"] == begin["id"]]
     assert ends == ["changed"]  # the journal says it landed
+
+
+def test_validate_says_what_is_wrong_with_a_benchmark_owner_manifest(ws):
+    path = ws.root / "owner.yaml"
+    path.write_text(OWNER.format(dataset="mytestdata", goal="approve").replace("benchmark: chestxray",
+                                                                               "benchmark: chestxray\n    defualt: x"))
+    r = ws.run("validate", str(path))
+    assert r.code == 1, r.out
+    assert "benchmarks[0].datasets[0].association: 'approve' is not one of: approved, rejected, pending" in r.err
+    assert "did you mean 'approved'?" in r.err
+    assert "owner.yaml:8:" in r.err and "unknown key 'defualt'" in r.err and "did you mean 'default'?" in r.err
+    path.write_text("apiVersion: medperf-apply/v1\nkind: BenchmarkOwner\nserver: {url: http://x:1, token_env: T}\n"
+                    "datasets: []\n")
+    r = ws.run("validate", str(path))
+    assert r.code == 1 and "missing required key 'benchmarks'" in r.err, r.err
+    assert "'datasets' belongs to kind DataOwner, not BenchmarkOwner" in r.err
+    path.write_text(OWNER.format(dataset="mytestdata", goal="approved") + "  - {benchmark: chestxray}\n")
+    r = ws.run("validate", str(path), "--output", "json")
+    assert r.code == 1 and "benchmark 'chestxray' is already listed" in r.err, r.err
+    path.write_text(OWNER.format(dataset="mytestdata", goal="approved"))
+    r = ws.run("validate", str(path), "--output", "json")
+    assert r.code == 0 and json.loads(r.out)["benchmarks"] == ["chestxray"], r.err
+    r = ws.run("status", str(path), token=BO_TOKEN)
+    assert r.code == ExitStatus.USAGE and "reads a DataOwner manifest" in r.err and "association list" in r.err
