@@ -201,7 +201,8 @@ class Step:
         if isinstance(a, PrepareArgs) and a.local_copy and self.change is not Change.DONE:
             return "prepare (local copy)"
         if isinstance(a, DecideArgs):
-            return f"{self.action.label} dataset {self.dataset}" + (f" ({a.dataset_id})" if a.dataset_id else "")
+            named = a.dataset_id is not None and self.dataset != str(a.dataset_id)
+            return f"{self.action.label} dataset {self.dataset}" + (f" ({a.dataset_id})" if named else "")
         if isinstance(a, SubmitArgs) and self.change is not Change.DONE:
             n, more = len(a.models), "+" if a.more else ""
             return f"submit {n}{more} result{'s' if n != 1 or more else ''}"

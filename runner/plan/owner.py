@@ -141,7 +141,9 @@ def _decision(goal: DecisionGoal, bench: RemoteBenchmark, ds_id: int | None, nam
               obs: OwnerObservation, refused: list[str], *, where=None, by_default: bool = False
               ) -> tuple[Step | None, Note | None]:
     """One dataset's step (or note) for the goal, against the latest request of the pair."""
-    what = f"dataset {name}" + (f" ({ds_id})" if ds_id is not None else "")
+    what = f"dataset {name}" + (f" ({ds_id})" if ds_id is not None and name != str(ds_id) else "")
+    if ds_id is not None and ds_id not in obs.datasets and a is None:
+        ds_id = None  # an id the server does not have (yet): nothing to decide on
     at = f" ({where})" if where else ""
     if goal is DecisionGoal.PENDING:
         if a is not None and a.approval_status is not ApprovalStatus.PENDING:
@@ -156,7 +158,7 @@ def _decision(goal: DecisionGoal, bench: RemoteBenchmark, ds_id: int | None, nam
         if goal is DecisionGoal.REJECTED:
             return None, Note(f"benchmark {bench.name}: {what} has not asked to join: nothing to reject", name)
         reason = f"{what} has not asked to join benchmark {bench.name} yet" if ds_id is not None else \
-            f"no dataset named {name!r} on the server yet"
+            f"no dataset {what.removeprefix('dataset ') if name.isdigit() else f'named {name!r}'} on the server yet"
         return Step(change=Change.GATE, reason=f"{reason}: approved once its data owner requests it",
                     args=DecideArgs(dataset_id=ds_id, benchmark_id=bench.id, status=status.value), **base), None
     args = DecideArgs(dataset_id=ds_id, benchmark_id=bench.id, status=status.value, was=a.approval_status.value)
