@@ -116,10 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--benchmark", metavar="B", help="only this benchmark (id or name)")
     r.add_argument("--format", choices=("table", "yaml", "json"), default="table")
     assoc = sub.add_parser("association", help="the benchmark owner's side of the gate: approve or reject a "
-                           "dataset's association request")
-    assoc.add_argument("decision", choices=("approve", "reject"))
-    assoc.add_argument("--benchmark", "-b", required=True, metavar="B", help="benchmark id or name")
-    assoc.add_argument("--dataset", "-d", required=True, metavar="D", help="dataset id or name")
+                           "dataset's association request (idempotent), or list my benchmarks' requests")
+    assoc.add_argument("decision", choices=("approve", "reject", "list"),
+                       help="approve | reject one request (already so: exit 0, nothing sent), or list them")
+    assoc.add_argument("--benchmark", "-b", metavar="B", help="benchmark id or name (approve, reject: required; "
+                       "list: only this benchmark)")
+    assoc.add_argument("--dataset", "-d", metavar="D", help="dataset id or name (approve, reject: required)")
+    assoc.add_argument("--status", choices=("pending", "approved", "rejected"),
+                       help="list: only the requests whose latest status is this")
     assoc.add_argument("--server", metavar="URL", help="the registry (default $MEDPERF_SERVER)")
     tok = assoc.add_mutually_exclusive_group()
     tok.add_argument("--token-env", metavar="NAME", default="MEDPERF_TOKEN",

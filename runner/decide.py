@@ -1,7 +1,8 @@
-"""`medperf-apply association approve|reject`: the benchmark owner's side of the approval gate.
+"""`medperf-apply association approve|reject|list`: the benchmark owner's side of the approval gate.
 
-One PUT datasets/{D}/benchmarks/{B}/ {approval_status}, as `medperf association approve|reject` sends it;
-the body passes the privacy allowlist and the ledger of the state dir like every other body.
+approve|reject: one PUT datasets/{D}/benchmarks/{B}/ {approval_status} on a PENDING request, as `medperf association
+approve|reject` sends it; nothing when already so (exit 0); reject of an APPROVED one revokes it with a new REJECTED
+row, as MedPerf allows. Bodies pass the privacy allowlist and the state dir's ledger. list: my benchmarks' requests.
 """
 
 from __future__ import annotations
@@ -15,19 +16,21 @@ from runner.console import Console
 from runner.errors import ExitStatus, MedperfApplyError, ServerError, UsageError
 from runner.load import load
 from runner.model import FORMAT_VERSION, ApprovalStatus, Ref, RemoteBenchmark, ServerSpec, latest_associations
-from runner.observe import fetch_ref
+from runner.observe import fetch_ref, find_association, observe_owner
 from runner.reconcile import Clients
+from runner.report.owner import association_document, association_rows, association_text
 from runner.state import root_for
 from runner.validate import validate
 
 DECISIONS = {"approve": ApprovalStatus.APPROVED, "reject": ApprovalStatus.REJECTED}
+STATUSES = ("pending", "approved", "rejected")
 
 
 @dataclass(frozen=True)
 class Decision:
-    decision: str  # approve | reject
-    benchmark: str
-    dataset: str
+    decision: str  # approve | reject | list
+    benchmark: str | None
+    dataset: str | None
     server: str | None = None
     token_env: str = "MEDPERF_TOKEN"
     token_file: str | None = None
@@ -35,15 +38,16 @@ class Decision:
     request_timeout: float = DEADLINE_S  # --request-timeout: one request, answer included
     ca_file: str | None = None  # --ca-file: a private CA (overrides server.ca_file)
     manifest: str | None = None  # --manifest: the server section of this manifest (e.g. its oidc sign-in)
+    status: str | None = None  # list --status: pending | approved | rejected
 
 
 def decide(d: Decision, clients: Clients, console: Console) -> int:
     """Approve or reject the latest association request of a dataset with a benchmark."""
     server = _server(d, clients)
-    state = clients.state(root_for(server.url, d.state_dir, clients.environ))
+    state = clients.state(root_for(server.url, d.state_dir, clients.environ), read_only=d.decision == "list")
     api = clients.api(server, state)
     try:
-        return _decide(d, api, server, console)
+        return _list(d, api, server, console) if d.decision == "list" else _decide(d, api, server, console)
     except ServerError as e:
         if e.status != 401:
             raise
@@ -55,24 +59,76 @@ def decide(d: Decision, clients: Clients, console: Console) -> int:
 
 
 def _decide(d: Decision, api, server: ServerSpec, console: Console) -> int:
-    bench = fetch_ref(api, Ref("benchmark", _id_or_name(d.benchmark)))
-    if not isinstance(bench, RemoteBenchmark):
-        raise MedperfApplyError(f"no benchmark {d.benchmark!r} on {server.url}",
-                                hint="give the benchmark's id or exact name")
-    ds_id, ds_name = _dataset(api, d.dataset, bench.id)
+    bench = _benchmark(api, server, d.benchmark or "")
+    ds_id, ds_name = _dataset(api, d.dataset or "", bench.id)
     status = DECISIONS[d.decision]
-    path = f"datasets/{ds_id}/benchmarks/{bench.id}/"
+    what = f"dataset {ds_name} ({ds_id}) with benchmark {bench.name} ({bench.id})"
     try:
-        record = api.update(path, {"approval_status": status.value})
+        latest = find_association(api, ds_id, bench.id)
     except ServerError as e:
         raise _explain(e, d, ds_id, ds_name, bench) from e
-    what = f"dataset {ds_name} ({ds_id}) with benchmark {bench.name} ({bench.id})"
-    text = f"association of {what}: {record.get('approval_status', status)}"
+    if latest is None:
+        raise MedperfApplyError(f"there is no association request of {what}",
+                                hint="the data owner requests it first (medperf-apply on their manifest)")
+    path = f"datasets/{ds_id}/benchmarks/{bench.id}/"
+    changed, now = True, status.value
+    if latest.approval_status is status:
+        changed = False
+        when = f" since {latest.approved_at}" if latest.approved_at else ""
+        text = f"association of {what}: already {status.value}{when}; nothing sent"
+    elif latest.approval_status is ApprovalStatus.PENDING:
+        try:
+            now = api.update(path, {"approval_status": status.value}).get("approval_status", status.value)
+        except ServerError as e:
+            raise _explain(e, d, ds_id, ds_name, bench) from e
+        text = f"association of {what}: {now}"
+    elif status is ApprovalStatus.REJECTED:  # APPROVED: MedPerf revokes it with a new REJECTED row
+        try:
+            now = api.create("datasets/benchmarks/", {"dataset": ds_id, "benchmark": bench.id,
+                                                      "approval_status": status.value, "metadata": {}}
+                             ).get("approval_status", status.value)
+        except ServerError as e:
+            raise _explain(e, d, ds_id, ds_name, bench) from e
+        text = f"association of {what}: {now} (the approval of {latest.approved_at or 'before'} is revoked)"
+    else:  # approve a REJECTED request
+        when = f" at {latest.approved_at}" if latest.approved_at else ""
+        raise MedperfApplyError(f"the association request of {what} was rejected{when}: MedPerf approves only a "
+                                "pending request", hint="the data owner requests again (medperf-apply apply "
+                                "--request-again on their manifest); then approve that request")
     if console.json_mode:
-        console.document({"format_version": FORMAT_VERSION, "kind": "association", "has_changes": True,
-                          "dataset": ds_id, "benchmark": bench.id, "approval_status": record.get("approval_status",
-                                                                                                  status)})
+        console.document({"format_version": FORMAT_VERSION, "kind": "association", "has_changes": changed,
+                          "dataset": ds_id, "benchmark": bench.id, "approval_status": now,
+                          "was": latest.approval_status.value})
     console.say(text)
+    return ExitStatus.OK
+
+
+def _benchmark(api, server: ServerSpec, value: str) -> RemoteBenchmark:
+    bench = fetch_ref(api, Ref("benchmark", _id_or_name(value)))
+    if not isinstance(bench, RemoteBenchmark):
+        raise MedperfApplyError(f"no benchmark {value!r} on {server.url}", hint="give the benchmark's id or exact name")
+    return bench
+
+
+def _list(d: Decision, api, server: ServerSpec, console: Console) -> int:
+    """My benchmarks' association requests (latest per dataset): who asked, when, the compatibility test."""
+    obs = observe_owner(server.url, api, users=True)
+    bench_id = None
+    if d.benchmark:
+        bench = obs.benchmark(_id_or_name(d.benchmark))
+        if bench is None:
+            yours = ", ".join(f"{b.name} ({b.id})" for b in obs.benchmarks) or "none"
+            raise MedperfApplyError(f"benchmark {d.benchmark!r} is not one of yours on {server.url} (yours: {yours})",
+                                    hint="give the id or exact name of a benchmark you own, with its owner's token")
+        bench_id = bench.id
+    status = ApprovalStatus(d.status.upper()) if d.status else None
+    rows = association_rows(obs, benchmark=bench_id, status=status)
+    if console.json_mode:
+        console.document(association_document(rows, benchmark=bench_id, status=status))
+    if not obs.benchmarks:
+        console.say(f"You own no benchmark on {server.url}: no association requests to list.")
+    else:
+        console.say(association_text(rows, benchmark=d.benchmark, status=d.status).rstrip("\n"))
     return ExitStatus.OK
 
 
@@ -108,7 +164,7 @@ def _dataset(api, value: str, benchmark_id: int) -> tuple[int, str]:
     named = [r for r in api.list("datasets/") if r.get("name") == value and int(r["id"]) in candidates]
     if not named:
         raise MedperfApplyError(f"no dataset named {value!r} has asked to join benchmark {benchmark_id}",
-                                hint="give the dataset's id (the association list shows it)")
+                                hint="give the dataset's id (`medperf-apply association list` shows it)")
     if len(named) > 1:
         raise MedperfApplyError(f"{len(named)} datasets named {value!r} asked to join benchmark {benchmark_id} "
                                 f"(ids {', '.join(str(r['id']) for r in named)})", hint="give the dataset's id")
@@ -131,7 +187,18 @@ def _explain(e: ServerError, d: Decision, ds_id: int, ds_name: str, bench) -> Me
 
 
 def parse_decision(ns: Mapping) -> Decision:
-    return Decision(decision=ns["decision"], benchmark=ns["benchmark"], dataset=ns["dataset"], server=ns.get("server"),
+    """The association command's options; approve|reject need --benchmark and --dataset, --status is list's."""
+    decision = ns["decision"]
+    if decision in DECISIONS:
+        missing = [f"--{k}" for k in ("benchmark", "dataset") if not ns.get(k)]
+        if missing:
+            raise UsageError(f"association {decision} needs {' and '.join(missing)}",
+                             hint=f"e.g. medperf-apply association {decision} --benchmark B --dataset D")
+        if ns.get("status"):
+            raise UsageError("--status applies to association list only")
+    elif ns.get("dataset"):
+        raise UsageError("association list takes no --dataset", hint="filter with --benchmark B and --status S")
+    return Decision(decision=decision, benchmark=ns.get("benchmark"), dataset=ns.get("dataset"), server=ns.get("server"),
                     token_env=ns.get("token_env") or "MEDPERF_TOKEN", token_file=ns.get("token_file"),
                     state_dir=ns.get("state_dir"), request_timeout=ns.get("request_timeout") or DEADLINE_S,
-                    ca_file=ns.get("ca_file"), manifest=ns.get("manifest"))
+                    ca_file=ns.get("ca_file"), manifest=ns.get("manifest"), status=ns.get("status"))

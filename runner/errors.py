@@ -195,3 +195,7 @@ class RunFailed(MedperfApplyError):
     def __init__(self, message: str, *, partial: bool = False, **kw):
         super().__init__(message, **kw)
         self.partial = partial
+
+
+class DecisionRefused(MedperfApplyError):
+    """A BenchmarkOwner manifest asks for a decision MedPerf would refuse (e.g. approving one's own request)."""

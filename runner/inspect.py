@@ -45,6 +45,9 @@ def _observe(opts: InspectOptions, clients: Clients, console: Console) -> tuple[
     docs = load(opts.manifests, variables=opts.variables, environ=clients.environ)
     state_root = state_root_of(docs, opts.state_dir, clients.environ)
     manifest = validate_cached(docs, ValidationCache(state_root))
+    if not isinstance(manifest, Manifest):
+        raise UsageError(f"{opts.command} reads a DataOwner manifest; {', '.join(manifest.files)} is a BenchmarkOwner "
+                         "manifest", hint="`medperf-apply association list` shows your benchmarks' requests")
     selected = select(manifest, opts.targets)
     state = clients.state(state_root, read_only=True)
     api = clients.api(manifest.server, state)

@@ -12,17 +12,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from runner.clients import Api, Hasher, NoProgress, Progress
 from runner.errors import ServerError
 from runner.model import (
+    DatasetInfo,
     Manifest,
     MissingField,
     Observation,
+    OwnerObservation,
     Ref,
     RemoteAssociation,
     RemoteBenchmark,
     RemoteContainer,
     RemoteDataset,
     RemoteResult,
+    UserInfo,
     approved_models,
     identify,
+    int_or_none,
     latest_associations,
     latest_results,
 )
@@ -199,3 +203,48 @@ def find_dataset(api: Api, name: str, prep: int, raw_hash: str | None = None) ->
     return found
 
 
+
+
+# -- the benchmark owner's side (kind: BenchmarkOwner, `association list`) ------------------------------------
+
+
+def fetch_users(api: Api, ids: set[int]) -> dict[int, UserInfo]:
+    """The users with these ids, concurrently; one the server does not show me (403, 404) stays a bare id."""
+
+    def one(user_id: int) -> UserInfo:
+        try:
+            with shaped(api, f"users/{user_id}/"):
+                return UserInfo.from_record(api.get(f"users/{user_id}/"))
+        except ServerError as e:
+            if getattr(e, "status", None) in (403, 404):
+                return UserInfo(id=user_id)
+            raise
+
+    if not ids:
+        return {}
+    with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_GETS, thread_name_prefix="observe-users") as pool:
+        futures = {i: pool.submit(one, i) for i in sorted(ids)}
+        return {i: f.result() for i, f in futures.items()}
+
+
+def observe_owner(server_url: str, api: Api, *, users: bool = False) -> OwnerObservation:
+    """Me, my benchmarks, their association requests (latest row per pair) and the datasets' names: four GETs
+    (and their pages) however many requests; with users=True also each requester once (the list command)."""
+    with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_GETS, thread_name_prefix="observe") as pool:
+        f_me = pool.submit(api.get, "me/")
+        f_mine = pool.submit(api.list, "me/benchmarks/")
+        f_assoc = pool.submit(api.list, "me/datasets/associations/")
+        f_datasets = pool.submit(api.list, "datasets/")
+        with shaped(api, "me/"):
+            me = int_or_none(f_me.result().get("id"))
+        with shaped(api, "me/benchmarks/"):
+            mine = tuple(sorted((RemoteBenchmark.from_record(r) for r in f_mine.result()), key=lambda b: b.id))
+        ids = {b.id for b in mine}
+        with shaped(api, "me/datasets/associations/"):
+            associations = {k: a for k, a in latest_associations(f_assoc.result()).items() if k[1] in ids}
+        with shaped(api, "datasets/"):
+            datasets = {d.id: d for d in (DatasetInfo.from_record(r) for r in f_datasets.result())}
+    requesters = fetch_users(api, {a.initiated_by for a in associations.values() if a.initiated_by is not None}) \
+        if users else {}
+    return OwnerObservation(server_url=server_url, me=me, benchmarks=mine, associations=associations,
+                            datasets=datasets, users=requesters, requests=getattr(api, "request_count", 0))

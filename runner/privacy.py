@@ -1,4 +1,5 @@
-"""The privacy allowlist: exactly which fields each endpoint may receive from a data owner, and nothing else.
+"""The privacy allowlist: exactly which fields each endpoint may receive (a data owner's bodies, a benchmark owner's
+decisions), and nothing else.
 
 Pure: check_body raises PrivacyViolation before anything is sent; describe lists the fields for the plan.
 """
@@ -95,6 +96,10 @@ _ASSOCIATE = _Shape("association request", {
     "dataset": _is_int, "benchmark": _is_int, "approval_status": _one_of("PENDING"),
     "metadata": _Shape("metadata", {"test_result": _is_mapping}, frozenset({"test_result"})),
 }, frozenset({"dataset", "benchmark", "approval_status", "metadata"}))
+# The benchmark owner revokes an approval as MedPerf does: a new REJECTED row (allowed only after an APPROVED one).
+_REVOKE = _Shape("association revocation", {
+    "dataset": _is_int, "benchmark": _is_int, "approval_status": _one_of("REJECTED"), "metadata": _is_empty,
+}, frozenset({"dataset", "benchmark", "approval_status", "metadata"}))
 _APPROVE = _Shape("association decision", {"approval_status": _one_of("APPROVED", "REJECTED")},
                   frozenset({"approval_status"}))
 _CREATE_RESULT = _Shape("result record", {
@@ -118,7 +123,7 @@ _SUBMIT = _Shape("result submission", {
 _ENDPOINTS: tuple[tuple[str, re.Pattern[str], tuple[_Shape, ...]], ...] = (
     ("POST", re.compile(r"datasets/"), (_REGISTER,)),
     ("PUT", re.compile(rf"datasets/{_ID}/"), (_SET_OPERATIONAL, _PREPARE_REPORT, _UPDATE)),
-    ("POST", re.compile(r"datasets/benchmarks/"), (_ASSOCIATE,)),
+    ("POST", re.compile(r"datasets/benchmarks/"), (_ASSOCIATE, _REVOKE)),
     ("PUT", re.compile(rf"datasets/{_ID}/benchmarks/{_ID}/"), (_APPROVE,)),
     ("POST", re.compile(r"results/"), (_CREATE_RESULT,)),
     ("PUT", re.compile(rf"results/{_ID}/"), (_SUBMIT, _MODEL_STATUS, _EVALUATION_STATUS)),
@@ -171,9 +176,11 @@ def check_body(method: str, path: str, body: Mapping) -> None:
     candidates = [s for s in shapes if keys <= set(s.fields) and s.required <= keys] or \
         sorted(shapes, key=lambda s: len(keys - set(s.fields)))[:1]
     problems: list[str] = []
-    for shape in candidates:
-        problems = _check(shape, body, "")
-        if not problems:
+    for shape in candidates:  # the first that fits; else the problems of the closest one (fewest)
+        found = _check(shape, body, "")
+        if not found or not problems or len(found) < len(problems):
+            problems = found
+        if not found:
             break
     if not problems:
         problems = _local_paths(body, "")

@@ -25,6 +25,7 @@ from runner.model import (
     Manifest,
     Observation,
     Outcome,
+    OwnerManifest,
     Plan,
     RunModelArgs,
     RuntimeSpec,
@@ -34,12 +35,13 @@ from runner.model import (
 )
 from runner.model import PlanFileError as BadPlanStep
 from runner.observe import observe
+from runner.owner import Shared, run_owner
 from runner.plan import Selection, select
 from runner.plan import plan as make_plan
 from runner.report import plan as report
 from runner.signals import Interruption
 from runner.state import StateDir, ValidationCache, root_for
-from runner.validate import digest, validate
+from runner.validate import digest, validate, validate_each
 
 
 @dataclass(frozen=True)
@@ -137,9 +139,19 @@ def reconcile(opts: Options, clients: Clients, console: Console) -> int:
     started = time.monotonic()
     docs = load(opts.manifests, variables=opts.variables, environ=clients.environ)
     if opts.command == "validate":
-        return _validated(validate(docs), console)
+        return _validated(validate_each(docs), console)
     state_root = state_root_of(docs, opts.state_dir, clients.environ)
     manifest = validate_cached(docs, ValidationCache(state_root))
+    if isinstance(manifest, OwnerManifest):  # kind: BenchmarkOwner
+        events = EventLog(opts.event_log)
+        try:
+            return run_owner(opts, clients, console, manifest, state_root, events,
+                             Shared(load_plan_file, _stale, exit_code))
+        except Exception as e:
+            events.emit("error", error=str(e), exit_code=getattr(e, "exit_code", ExitStatus.ERROR))
+            raise
+        finally:
+            events.close()
     run = _Run(opts, clients, console, EventLog(opts.event_log), manifest,
                clients.state(state_root, read_only=opts.command == "plan"), select(manifest, opts.targets))
     try:
@@ -157,7 +169,7 @@ def reconcile(opts: Options, clients: Clients, console: Console) -> int:
         run.events.close()
 
 
-def validate_cached(docs: Sequence[Document], cache: ValidationCache) -> Manifest:
+def validate_cached(docs: Sequence[Document], cache: ValidationCache) -> Manifest | OwnerManifest:
     """Validate, skipping the schema for documents that passed it before; remember the ones that pass now."""
     key = digest(docs)
     known = cache.knows(key)
@@ -174,12 +186,18 @@ def state_root_of(docs: Sequence[Document], override: str | None, environ: Mappi
     return root_for(url.rstrip("/"), override, environ)
 
 
-def _validated(manifest: Manifest, console: Console) -> int:
-    n = len(manifest.datasets)
-    text = f"valid: {len(manifest.files)} file(s), {n} dataset{'s' if n != 1 else ''} ({', '.join(manifest.files)})"
+def _validated(manifests: Sequence[Manifest | OwnerManifest], console: Console) -> int:
+    files = [f for m in manifests for f in m.files]
+    datasets = [d.name for m in manifests if isinstance(m, Manifest) for d in m.datasets]
+    benchmarks = [str(b.benchmark) for m in manifests if isinstance(m, OwnerManifest) for b in m.benchmarks]
+    n = len(datasets)
+    counted = [f"{n} dataset{'s' if n != 1 else ''}"] if any(isinstance(m, Manifest) for m in manifests) else []
+    if any(isinstance(m, OwnerManifest) for m in manifests):
+        counted.append(f"{len(benchmarks)} benchmark{'s' if len(benchmarks) != 1 else ''} to decide on")
+    text = f"valid: {len(files)} file(s), {', '.join(counted)} ({', '.join(files)})"
     if console.json_mode:
         console.document({"format_version": FORMAT_VERSION, "kind": "validate", "has_changes": False, "valid": True,
-                          "files": list(manifest.files), "datasets": [d.name for d in manifest.datasets]})
+                          "files": files, "datasets": datasets, "benchmarks": benchmarks})
     console.say(text)
     return ExitStatus.OK
 

@@ -16,9 +16,13 @@ from runner.model import (
     BenchmarkSpec,
     Consent,
     DatasetSpec,
+    DecisionGoal,
     DesiredState,
     Manifest,
     OidcSpec,
+    OwnedBenchmarkSpec,
+    OwnedDatasetSpec,
+    OwnerManifest,
     Ref,
     ResultsGoal,
     RuntimeSpec,
@@ -27,6 +31,8 @@ from runner.model import (
 )
 
 SCHEMA_NAME = "manifest"
+DATA_OWNER, BENCHMARK_OWNER = "DataOwner", "BenchmarkOwner"
+KIND_KEYS = {DATA_OWNER: ("datasets", "runtime"), BENCHMARK_OWNER: ("benchmarks",)}  # top-level keys of one kind
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,33 @@ def schema_problems(docs: Sequence[Document]) -> list[Problem]:
         errors = sorted(validator.iter_errors(doc.data), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
         for e in errors:
             problems.extend(_explain(doc, e))
+        problems.extend(_kind_problems(doc))
     return problems
+
+
+def kind_of(doc: Document) -> str:
+    """The document's kind (DataOwner when it says none or something else: the schema reports that)."""
+    kind = doc.data.get("kind") if isinstance(doc.data, dict) else None
+    return BENCHMARK_OWNER if kind == BENCHMARK_OWNER else DATA_OWNER
+
+
+def by_kind(docs: Sequence[Document]) -> dict[str, list[Document]]:
+    """The documents grouped by kind, in the order given."""
+    out: dict[str, list[Document]] = {}
+    for d in docs:
+        out.setdefault(kind_of(d), []).append(d)
+    return out
+
+
+def _kind_problems(doc: Document) -> list[Problem]:
+    """Top-level keys of the other kind (the schema's one object holds both kinds' keys)."""
+    if not isinstance(doc.data, dict) or doc.data.get("kind") not in KIND_KEYS:
+        return []
+    kind = doc.data["kind"]
+    other = BENCHMARK_OWNER if kind == DATA_OWNER else DATA_OWNER
+    return [Problem(doc.where((key,), key=True), key, f"'{key}' belongs to kind {other}, not {kind}",
+                    f"give the {other}'s part in a document of its own (kind: {other})")
+            for key in KIND_KEYS[other] if key in doc.data]
 
 
 def _explain(doc: Document, e) -> list[Problem]:
@@ -130,18 +162,38 @@ def _explain(doc: Document, e) -> list[Problem]:
     return [Problem(where, jp, e.message)]
 
 
-def validate(docs: Sequence[Document], *, check_paths: bool = True, known_valid: bool = False) -> Manifest:
-    """Return the typed Manifest of `docs`, or raise InvalidManifest listing every problem.
+def validate(docs: Sequence[Document], *, check_paths: bool = True, known_valid: bool = False
+             ) -> Manifest | OwnerManifest:
+    """Return the typed Manifest of `docs` (an OwnerManifest when they are of kind BenchmarkOwner), or raise
+    InvalidManifest listing every problem; documents of both kinds in one run are a ManifestError.
 
     known_valid: these exact documents passed the schema before (the caller's cache): only paths are checked."""
     if not docs:
-        raise ManifestError("no manifest document found", hint="give a file or folder holding a DataOwner manifest")
+        raise ManifestError("no manifest document found", hint="give a file or folder holding a DataOwner or a "
+                            "BenchmarkOwner manifest")
     problems = [] if known_valid else schema_problems(docs)
     if check_paths:
         problems.extend(path_problems(docs))
     if problems:
         raise InvalidManifest(sorted(problems, key=lambda p: (p.where.file, p.where.line, p.where.col)))
-    return build(docs)
+    kinds = by_kind(docs)
+    if len(kinds) > 1:
+        files = {k: ", ".join(dict.fromkeys(d.file for d in v)) for k, v in kinds.items()}
+        raise ManifestError(f"documents of both kinds in one run: DataOwner ({files[DATA_OWNER]}) and BenchmarkOwner "
+                            f"({files[BENCHMARK_OWNER]})", hint="a data owner and a benchmark owner sign in as "
+                            "different users: give each kind's files in a run of its own (validate checks both)")
+    return build_owner(docs) if BENCHMARK_OWNER in kinds else build(docs)
+
+
+def validate_each(docs: Sequence[Document], *, check_paths: bool = True) -> list[Manifest | OwnerManifest]:
+    """`validate` for documents of both kinds (the validate command on a folder): one manifest per kind, every
+    problem of every document reported at once."""
+    if not docs:
+        return [validate(docs)]
+    problems = schema_problems(docs) + (path_problems(docs) if check_paths else [])
+    if problems:
+        raise InvalidManifest(sorted(problems, key=lambda p: (p.where.file, p.where.line, p.where.col)))
+    return [validate(group, check_paths=False, known_valid=True) for group in by_kind(docs).values()]
 
 
 def path_problems(docs: Sequence[Document]) -> list[Problem]:
@@ -194,6 +246,59 @@ def _oidc(o: dict | None) -> OidcSpec | None:
                     client_secret_env=o.get("client_secret_env"))
 
 
+def _one_server(doc: Document, server: ServerSpec | None, problems: list[Problem]) -> ServerSpec:
+    """This document's server section: the run's server, or a problem when it names another one."""
+    s = doc.data["server"]
+    token_file = (doc.folder / s["token_file"]) if s.get("token_file") else None
+    ca_file = (doc.folder / s["ca_file"]).resolve() if s.get("ca_file") else None
+    this = ServerSpec(url=s["url"].rstrip("/"), token_env=s.get("token_env"), token_file=token_file,
+                      where=doc.where(("server",)), ca_file=ca_file, oidc=_oidc(s.get("oidc")))
+    if server is None:
+        return this
+    if (this.url, this.token_env, this.token_file, this.oidc) != (server.url, server.token_env, server.token_file,
+                                                                  server.oidc):
+        problems.append(Problem(this.where, "server", f"names another server ({this.url}) than {server.where} "
+                                f"({server.url})", "reconcile one server per run: give its manifests separately"))
+    return server
+
+
+def build_owner(docs: Sequence[Document]) -> OwnerManifest:
+    """Turn schema-valid BenchmarkOwner documents into an OwnerManifest: one server, each benchmark once, each
+    dataset once per benchmark (as written: an id and a name of the same record are caught by the planner)."""
+    problems: list[Problem] = []
+    server: ServerSpec | None = None
+    benchmarks: list[OwnedBenchmarkSpec] = []
+    seen: dict[str, Where] = {}
+    for doc in docs:
+        server = _one_server(doc, server, problems)
+        for i, b in enumerate(doc.data["benchmarks"]):
+            base = ("benchmarks", i)
+            key = str(b["benchmark"])
+            if key in seen:
+                problems.append(Problem(doc.where((*base, "benchmark")), json_path((*base, "benchmark")),
+                                        f"benchmark {key!r} is already listed at {seen[key]}",
+                                        "list each benchmark once"))
+            seen.setdefault(key, doc.where(base))
+            datasets, named = [], {}
+            for j, d in enumerate(b.get("datasets") or ()):
+                path = (*base, "datasets", j)
+                dkey = str(d["dataset"])
+                if dkey in named:
+                    problems.append(Problem(doc.where((*path, "dataset")), json_path((*path, "dataset")),
+                                            f"dataset {dkey!r} is listed twice for this benchmark (also at "
+                                            f"{named[dkey]})", "decide each dataset once per benchmark"))
+                named.setdefault(dkey, doc.where(path))
+                datasets.append(OwnedDatasetSpec(dataset=d["dataset"], association=DecisionGoal(d["association"]),
+                                                 where=doc.where(path)))
+            benchmarks.append(OwnedBenchmarkSpec(benchmark=b["benchmark"], datasets=tuple(datasets),
+                                                 default=DecisionGoal(b.get("default", "pending")),
+                                                 where=doc.where(base)))
+    if problems:
+        raise InvalidManifest(problems)
+    assert server is not None
+    return OwnerManifest(server=server, benchmarks=tuple(benchmarks), files=tuple(dict.fromkeys(d.file for d in docs)))
+
+
 def build(docs: Sequence[Document]) -> Manifest:
     """Turn schema-valid documents into a Manifest; check duplicates and that one server is named."""
     problems: list[Problem] = []
@@ -202,17 +307,7 @@ def build(docs: Sequence[Document]) -> Manifest:
     datasets: list[DatasetSpec] = []
     seen: dict[str, Where] = {}
     for doc in docs:
-        s = doc.data["server"]
-        token_file = (doc.folder / s["token_file"]) if s.get("token_file") else None
-        ca_file = (doc.folder / s["ca_file"]).resolve() if s.get("ca_file") else None
-        this = ServerSpec(url=s["url"].rstrip("/"), token_env=s.get("token_env"), token_file=token_file,
-                          where=doc.where(("server",)), ca_file=ca_file, oidc=_oidc(s.get("oidc")))
-        if server is None:
-            server = this
-        elif (this.url, this.token_env, this.token_file, this.oidc) != (server.url, server.token_env,
-                                                                        server.token_file, server.oidc):
-            problems.append(Problem(this.where, "server", f"names another server ({this.url}) than {server.where} "
-                                    f"({server.url})", "reconcile one server per run: give its manifests separately"))
+        server = _one_server(doc, server, problems)
         if "runtime" in doc.data:
             r = doc.data["runtime"] or {}
             this_runtime = RuntimeSpec(gpus=r.get("gpus"), shm_size=r.get("shm_size"), where=doc.where(("runtime",)))

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from runner.apply import benchmark, dataset
+from runner.apply import benchmark, dataset, owner
 from runner.apply.context import RunContext, row_key
 from runner.errors import ConsentDeclined, Interrupted, MedperfApplyError
 from runner.model import Action, Change, ModelRun, Outcome, Plan, RunModelArgs, Step, StepResult
@@ -23,6 +23,7 @@ _HANDLERS: dict[Action, Callable[[RunContext, Step], str]] = {
     Action.REGISTER: dataset.register, Action.UPDATE: dataset.update, Action.PREPARE: dataset.prepare,
     Action.SET_OPERATIONAL: dataset.set_operational, Action.ASSOCIATE: benchmark.associate,
     Action.RUN_MODEL: benchmark.run_model, Action.SUBMIT: benchmark.submit,
+    Action.APPROVE: owner.decide, Action.REJECT: owner.decide,
 }
 
 

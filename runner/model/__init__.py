@@ -35,6 +35,15 @@ from runner.model.observation import (
     latest_results,
 )
 from runner.model.outcome import ModelRun, Outcome, StepResult
+from runner.model.owner import (
+    DatasetInfo,
+    DecisionGoal,
+    OwnedBenchmarkSpec,
+    OwnedDatasetSpec,
+    OwnerManifest,
+    OwnerObservation,
+    UserInfo,
+)
 from runner.model.plan import (
     ARGS,
     FORMAT_VERSION,
@@ -44,6 +53,7 @@ from runner.model.plan import (
     AwaitApprovalArgs,
     BenchmarkArgs,
     Change,
+    DecideArgs,
     Note,
     Plan,
     PlanFileError,
@@ -60,9 +70,11 @@ from runner.model.plan import (
 __all__ = [
     "ARGS", "FORMAT_VERSION", "PLAN_FORMAT_VERSION", "SERVER_DEVELOPMENT", "SERVER_OPERATION", "Action",
     "ApprovalStatus", "AssociateArgs", "AssociationGoal", "AwaitApprovalArgs", "BenchmarkArgs", "BenchmarkModel",
-    "BenchmarkSpec", "Change", "Consent", "DatasetSpec", "DesiredState", "LocalDataset", "LocalResult", "Manifest", "MissingField",
+    "BenchmarkSpec", "Change", "Consent", "DecideArgs", "DatasetSpec", "DesiredState", "LocalDataset", "LocalResult", "Manifest", "MissingField",
     "ModelRun", "Note", "Observation", "OidcSpec", "Outcome", "Plan", "PlanFileError", "PrepareArgs", "Ref", "RegisterArgs",
     "RemoteAssociation", "RemoteBenchmark", "RemoteContainer", "RemoteDataset", "RemoteResult", "ResultsGoal",
     "RunModelArgs", "RuntimeSpec", "ServerSpec", "SetOperationalArgs", "Step", "StepArgs", "StepResult", "SubmitArgs", "UpdateArgs", "Where",
+    "DatasetInfo", "DecisionGoal", "OwnedBenchmarkSpec", "OwnedDatasetSpec", "OwnerManifest", "OwnerObservation",
+    "UserInfo",
     "approved_models", "identify", "int_or_none", "latest_associations", "latest_results",
 ]

@@ -26,6 +26,9 @@ class Action(StrEnum):
     AWAIT_APPROVAL = "await_approval"
     RUN_MODEL = "run_model"
     SUBMIT = "submit"
+    # the benchmark owner's (kind: BenchmarkOwner): a decision on a dataset's association request
+    APPROVE = "approve"
+    REJECT = "reject"
 
     @property
     def label(self) -> str:
@@ -152,9 +155,19 @@ class SubmitArgs(BenchmarkArgs):
     more: bool = False  # more models come once the benchmark lists them
 
 
+@dataclass(frozen=True)
+class DecideArgs(BenchmarkArgs):
+    """The benchmark owner's decision on the latest request of (dataset, benchmark)."""
+
+    kind: ClassVar[str] = "decide"
+    status: str = ""  # APPROVED | REJECTED: what is sent
+    was: str = ""  # the latest row's status the plan saw (PENDING; APPROVED for a revocation)
+    revoke: bool = False  # APPROVED -> REJECTED: a new REJECTED row (POST), as MedPerf revokes
+
+
 ARGS = {Action.REGISTER: RegisterArgs, Action.UPDATE: UpdateArgs, Action.PREPARE: PrepareArgs, Action.SET_OPERATIONAL: SetOperationalArgs,
         Action.ASSOCIATE: AssociateArgs, Action.AWAIT_APPROVAL: AwaitApprovalArgs, Action.RUN_MODEL: RunModelArgs,
-        Action.SUBMIT: SubmitArgs}
+        Action.SUBMIT: SubmitArgs, Action.APPROVE: DecideArgs, Action.REJECT: DecideArgs}
 
 
 @dataclass(frozen=True)
@@ -187,6 +200,9 @@ class Step:
             return "run other models" if a.model is None else f"run model {a.model}"
         if isinstance(a, PrepareArgs) and a.local_copy and self.change is not Change.DONE:
             return "prepare (local copy)"
+        if isinstance(a, DecideArgs):
+            named = a.dataset_id is not None and self.dataset != str(a.dataset_id)
+            return f"{self.action.label} dataset {self.dataset}" + (f" ({a.dataset_id})" if named else "")
         if isinstance(a, SubmitArgs) and self.change is not Change.DONE:
             n, more = len(a.models), "+" if a.more else ""
             return f"submit {n}{more} result{'s' if n != 1 or more else ''}"

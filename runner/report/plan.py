@@ -125,6 +125,8 @@ def summary(plan: Plan) -> str:
 def step_line(step: Step, result: StepResult, *, color: bool = False) -> str:
     """One line per finished step: outcome, dataset, step, duration, message."""
     where = f"{step.dataset}" + (f" / benchmark {step.benchmark}" if step.benchmark else "")
+    if step.action in (Action.APPROVE, Action.REJECT):  # a benchmark owner's decision: its label names the dataset
+        where = f"benchmark {step.benchmark}"
     text = f"{_c(f'{result.outcome.value:<8}', _OUTCOME_COLOUR.get(result.outcome), color)} {where}: {label(step):<16}" \
            f" {result.duration_s:7.1f}s"
     if result.message:

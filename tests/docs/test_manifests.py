@@ -66,7 +66,7 @@ def test_manifest_validates(manifest, copy, tmp_path):
     target = copy / manifest.name
     values = values_for(target)
     made = make_data_folders(target, values)
-    assert made, "a manifest names at least one dataset"
+    assert made or "kind: BenchmarkOwner" in target.read_text(), "a data owner's manifest names a dataset"
     assert all(tmp_path in p.parents for p in made), "data paths are relative, inside the copy"
     argv = ["validate", str(target), "--state-dir", str(tmp_path / "state")]
     for v in values:

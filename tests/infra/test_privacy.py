@@ -32,6 +32,7 @@ ACCEPTED = [
     ("POST", "datasets/benchmarks/", ASSOCIATE),
     ("PUT", "datasets/7/benchmarks/1/", {"approval_status": "APPROVED"}),
     ("PUT", "datasets/7/benchmarks/1/", {"approval_status": "REJECTED"}),
+    ("POST", "datasets/benchmarks/", {"dataset": 1, "benchmark": 1, "approval_status": "REJECTED", "metadata": {}}),
     ("POST", "results/", CREATE_RESULT),
     ("PUT", "results/12/", {"model_report": {"execution_status": "started"}}),
     ("PUT", "results/12/", {"evaluation_report": {"execution_status": "finished"}}),
@@ -69,6 +70,9 @@ def refused(method, path, body, *words):
     ("POST", "datasets/benchmarks/", {**ASSOCIATE, "metadata": {"test_result": {}, "predictions": [1]}},
      ["metadata.predictions"]),
     ("POST", "datasets/benchmarks/", {**ASSOCIATE, "approval_status": "APPROVED"}, ["approval_status"]),
+    # a revocation carries nothing but the pair and REJECTED
+    ("POST", "datasets/benchmarks/", {"dataset": 1, "benchmark": 1, "approval_status": "REJECTED",
+                                      "metadata": {"note": "x"}}, ["metadata"]),
     ("PUT", "datasets/7/benchmarks/1/", {"approval_status": "APPROVED", "metadata": {}}, ["metadata"]),
     ("POST", "results/", {**CREATE_RESULT, "results": {"AUC": 1}}, ["results"]),
     ("PUT", "results/12/", {**SUBMIT, "metadata": {"partial": False, "log": "x"}}, ["metadata.log"]),

@@ -81,7 +81,8 @@ def tutorial_world() -> dict[str, Any]:
     """The seeded tutorial: container 2 = chestxray_prep, 4 = metrics, benchmark 1 = chestxray (owner 2) with
     reference model 1 (chestxray_cnn) and model 2 (chestxray_linear, approved)."""
     return {
-        "users": {uid: {"id": uid, "email": email, "is_admin": admin} for uid, (email, admin) in USERS.items()},
+        "users": {uid: {"id": uid, "username": email.split("@")[0], "email": email, "first_name": "",
+                        "last_name": "", "is_admin": admin} for uid, (email, admin) in USERS.items()},
         "mlcubes": {2: _container(2, "chestxray_prep", PREP_CONFIG), 4: _container(4, "chestxray_metrics",
                                                                                    METRICS_CONFIG)},
         "benchmarks": {1: {"id": 1, "name": "chestxray", "data_preparation_mlcube": 2, "reference_model": 1,
@@ -178,6 +179,15 @@ class FakeApi:
     # -- reads --------------------------------------------------------------------------------------------
     def _get(self, path: str, params: Mapping | None) -> Any:
         parts = [p for p in path.split("/") if p]
+        if parts == ["me"]:
+            return dict(self.user)
+        if len(parts) == 2 and parts[0] == "users" and parts[1].isdigit():
+            target = self._found("users", int(parts[1]))
+            prepares = any(d["owner"] == target["id"] and self.world["mlcubes"].get(d.get("data_preparation_mlcube"),
+                                                                                    {}).get("owner") == self.owner
+                           for d in self.world["datasets"].values())
+            rules.require(rules.can_view_user(self.user, target["id"], prepares))
+            return dict(target)
         if len(parts) == 4 and parts[0] == "datasets" and parts[2] == "benchmarks":
             dataset, benchmark = self._pair(int(parts[1]), int(parts[3]))
             return sorted(self._history(dataset["id"], benchmark["id"]), key=lambda r: (r["modified_at"], r["id"]))
@@ -207,6 +217,8 @@ class FakeApi:
                     or self.world["benchmarks"][r["benchmark"]]["owner"] == me]
         if path == "me/results/":
             return [r for r in self.world["results"].values() if r["owner"] == me]
+        if path == "me/benchmarks/":
+            return [b for b in self.world["benchmarks"].values() if b["owner"] == me]
         parts = [p for p in path.split("/") if p]
         if len(parts) == 3 and parts[0] == "benchmarks" and parts[2] == "models":
             benchmark = self._found("benchmarks", int(parts[1]))

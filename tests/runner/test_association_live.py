@@ -1,6 +1,7 @@
 """`medperf-apply association approve|reject` against the real server on loopback, with the real clients: the
 benchmark owner decides; a wrong token, a user who may not decide, a request nobody made and the data owner's
-own request are refused with a message saying what to do, exit 1, and change nothing."""
+own request are refused with a message saying what to do, exit 1, and change nothing; a decision already taken
+exits 0 and sends nothing; rejecting an approval revokes it (a new REJECTED row), approving a rejection cannot."""
 
 from __future__ import annotations
 
@@ -84,6 +85,12 @@ def test_the_owner_decides_once_and_the_data_owner_never(registry, tmp_path):
     code, out, err = _decide(srv, tmp_path, "approve", "asked", srv.tokens[TESTBO])
     assert code == 0, err
     assert f"association of dataset asked ({asked}) with benchmark chestxray (1): APPROVED" in out
-    code, out, err = _decide(srv, tmp_path, "reject", asked, srv.tokens[TESTBO])
-    assert code == 1 and "only if it is pending" in err, err
+    code, out, err = _decide(srv, tmp_path, "approve", asked, srv.tokens[TESTBO])  # idempotent: a re-run passes
+    assert code == 0 and "already APPROVED" in out and "nothing sent" in out, err
     assert _latest(srv, asked) == "APPROVED"
+    code, out, err = _decide(srv, tmp_path, "reject", asked, srv.tokens[TESTBO])  # revoked as MedPerf allows
+    assert code == 0 and "REJECTED (the approval of" in out, err
+    assert _latest(srv, asked) == "REJECTED"
+    code, out, err = _decide(srv, tmp_path, "approve", asked, srv.tokens[TESTBO])
+    assert code == 1 and "MedPerf approves only a pending request" in err, err
+    assert _latest(srv, asked) == "REJECTED"

@@ -122,6 +122,14 @@ def _field(**expected):
     return check
 
 
+def _revocation(ids):
+    return {"dataset": ids["dataset"], "benchmark": 1, "approval_status": "REJECTED", "metadata": {}}
+
+
+def _ids_are(rows, expected):
+    assert sorted(r["id"] for r in rows) == expected, rows
+
+
 ROWS = [
     Row("register", DO, "POST", lambda ids: "datasets/", _register, 201, _field(state="DEVELOPMENT"), keep="dataset"),
     Row("no association yet: an empty history", DO, "GET", _assoc_path(), None, 200, _statuses()),
@@ -173,7 +181,24 @@ ROWS = [
     Row("a result that does not exist", DO, "GET", lambda ids: "results/987654/", None, 403),
     Row("the benchmark owner sees the dataset's result", BO, "GET", lambda ids: f"results/{ids['result']}/", None,
         200, _field(finalized=True)),
+    # the benchmark owner's side: their benchmarks, who asked, and revoking an approval (a new REJECTED row)
+    Row("who am I", DO, "GET", lambda ids: "me/", None, 200, _field(email=TESTDO), keep="do_user"),
+    Row("my benchmarks", BO, "LIST", lambda ids: "me/benchmarks/", None, 200,
+        lambda answer, ids: _ids_are(answer, [1])),
+    Row("a data owner owns no benchmark", DO, "LIST", lambda ids: "me/benchmarks/", None, 200,
+        lambda answer, ids: _ids_are(answer, [])),
+    Row("the benchmark owner sees who asked (their preparation container)", BO, "GET",
+        lambda ids: f"users/{ids['do_user']}/", None, 200, _field(email=TESTDO)),
+    Row("a stranger does not", DO2, "GET", lambda ids: f"users/{ids['do_user']}/", None, 403),
+    Row("a stranger revokes it", DO2, "POST", lambda ids: "datasets/benchmarks/", _revocation, 403),
+    Row("the benchmark owner revokes the approval", BO, "POST", lambda ids: "datasets/benchmarks/", _revocation,
+        201, _field(approval_status="REJECTED")),
+    Row("revoke it twice", BO, "POST", lambda ids: "datasets/benchmarks/", _revocation, 400,
+        error=rules.MSG_REJECT_ONLY_APPROVED),
+    Row("the history: approved, then rejected", BO, "GET", _assoc_path(), None, 200,
+        _statuses("APPROVED", "REJECTED")),
 ]
+
 
 
 def _has_models(rows, ids):
