@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 
 from server import store
-from server.db import Database, DatabaseError, parse_url
+from server.db import Database, DatabaseError, migration_files, parse_url
+
+MIGRATIONS = ["0001_initial.sql", "0002_one_pending_association.sql"]
 
 
 @pytest.fixture
 def db(db_url):
     database = Database(db_url, pool_size=2)
-    assert database.migrate() == ["0001_initial.sql"]
+    assert database.migrate() == MIGRATIONS
     yield database
     database.close()
 
@@ -19,7 +21,8 @@ def db(db_url):
 def test_migrations_apply_once(db):
     assert db.migrate() == []
     with db.connection() as conn:
-        assert [r["name"] for r in conn.all("SELECT name FROM schema_migrations")] == ["0001_initial.sql"]
+        assert [r["name"] for r in conn.all("SELECT name FROM schema_migrations")] == MIGRATIONS
+    assert [name for name, _ in migration_files()] == MIGRATIONS
 
 
 def test_latest_is_deterministic_within_one_microsecond(db):
