@@ -243,7 +243,7 @@ def test_prefork_workers_share_one_port_and_a_dead_worker_is_replaced(deployment
             break
         assert time.monotonic() < deadline, f"no worker replaced {victim}: {now}"
         time.sleep(0.1)
-    assert "worker %d ended (killed by SIGKILL); starting another" % victim in prefork.log.read_text()
+    assert f"worker {victim} ended (killed by SIGKILL); starting another" in prefork.log.read_text()
 
 
 def test_nginx_spread_the_module_over_every_process(deployment):
