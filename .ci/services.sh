@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start or stop the services the test suite needs and that a fresh machine lacks:
 # a Docker engine on a private socket, a PostgreSQL cluster, an image registry and an OpenID provider
-# (.ci/oidc) on loopback.
+# (.ci/oidc) on loopback; and nginx, installed only: each scale-out test (tests/scaleout) and bench/server.py starts
+# an nginx of its own on a free port (server/cluster.py: config, pid, logs and temp paths under its own prefix).
 #   .ci/services.sh install   apt-get the Debian packages when missing (needs root); npm ci in .ci/oidc
 #   .ci/services.sh start     start all three (idempotent); prints `export ...` lines to eval
 #   .ci/services.sh stop      stop only what this script started, by pid
@@ -23,6 +24,9 @@ install() {
   pg_bin >/dev/null 2>&1 || missing+=(postgresql)
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+  # nginx lives in /usr/sbin, often not on a user's PATH. Debian starts its own service after install (port 80)
+  # where systemd runs; the tests never use that one.
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -qq
