@@ -58,7 +58,9 @@ class Supervisor:
             os.close(read_fd)
             code = 0
             try:
+                # not the supervisor's handlers: a worker must never signal its siblings
                 signal.signal(signal.SIGTERM, _stop_on_sigterm)
+                signal.signal(signal.SIGHUP, _stop_on_sigterm)
                 signal.signal(signal.SIGINT, signal.default_int_handler)
 
                 def ready():

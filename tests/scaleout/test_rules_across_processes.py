@@ -21,7 +21,7 @@ import requests
 from psycopg.rows import dict_row
 
 from server.rules import MSG_DUPLICATE_UID, MSG_FINALIZED, MSG_NOT_PENDING, MSG_ONLY_IF_REJECTED
-from server.seed import TESTBO, TESTDO, TESTDO2
+from server.seed import TESTBO, TESTDO, TESTDO2, TESTMO
 from server.wsgi import WORKER_HEADER
 
 AT_ONCE = 16  # concurrent requests per race (the bench's client count)
@@ -174,6 +174,18 @@ def test_identical_results_posted_at_once_are_each_one_row(do, bo, db):
     assert statuses(responses) == {201: AT_ONCE}
     rows = db.execute("SELECT id FROM results WHERE dataset = %s ORDER BY id", (ds["id"],)).fetchall()
     assert [r["id"] for r in rows] == sorted(r.json()["id"] for r in responses)
+
+
+def test_the_same_container_posted_at_once_is_registered_once(deployment, db):
+    mo = Caller(deployment, deployment.tokens[TESTMO])
+    config = mo.ok("GET", "/mlcubes/1/")["container_config"]
+    name = "c-" + uuid.uuid4().hex[:12]
+    body = {"name": name, "container_config": config, "image_hash": "sha256:" + uuid.uuid4().hex * 2}
+    responses = race([lambda: mo.call("POST", "/mlcubes/", body)] * AT_ONCE)
+    assert statuses(responses) == {201: 1, 400: AT_ONCE - 1}
+    assert all(r.json() == {"name": ["mlcube with this name already exists."]}
+               for r in responses if r.status_code == 400)
+    assert db.execute("SELECT count(*) AS n FROM mlcubes WHERE name = %s", (name,)).fetchone()["n"] == 1
 
 
 def test_first_requests_of_a_new_sign_in_create_one_user(deployment, db):
