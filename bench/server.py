@@ -259,6 +259,14 @@ def _machine_cpu() -> tuple[float, float]:
     return (sum(values) - values[3] - values[4]) / tick, sum(values) / tick
 
 
+def _postgres_backends_cpu(conn) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving the bench's database, when the cluster runs on this
+    machine (its backends are then processes here; a remote cluster's count as nothing)."""
+    pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                       "AND pid <> pg_backend_pid()").fetchall()]
+    return {pid: _cpu_seconds(pid) for pid in pids}
+
+
 def _shares(access_log: Path) -> str:
     """Requests per worker pid in nginx's access log (the `worker=` field of server/cluster.py's log format)."""
     counts: dict[str, int] = {}
@@ -284,20 +292,25 @@ def run_processes(base_url: str, workers: int, workdir: Path) -> dict:
             prepare(port, tokens)
             lb.access_log.write_text("")  # count the timed requests only
 
-            def measure():
-                return (sum(_cpu_seconds(p) for p in _descendants(backend.pid)),
-                        sum(_cpu_seconds(p) for p in _descendants(lb.pid)), _machine_cpu())
+            import psycopg
 
-            run = drive(port, tokens, measure)
+            with psycopg.connect(url, autocommit=True) as watcher:
+                def measure():
+                    return (sum(_cpu_seconds(p) for p in _descendants(backend.pid)),
+                            sum(_cpu_seconds(p) for p in _descendants(lb.pid)), _machine_cpu(),
+                            _postgres_backends_cpu(watcher))
+
+                run = drive(port, tokens, measure)
             shares = _shares(lb.access_log)
     figures = {**summarize("postgresql", f"nginx -> {workers} worker process(es) x 4 threads", run),
                "workers": workers}
-    (server0, nginx0, (busy0, total0)), client0 = run["before"]
-    (server1, nginx1, (busy1, total1)), client1 = run["after"]
+    (server0, nginx0, (busy0, total0), pg0), client0 = run["before"]
+    (server1, nginx1, (busy1, total1), pg1), client1 = run["after"]
     n = max(1, figures["requests"])
-    per = {"server": (server1 - server0), "nginx": (nginx1 - nginx0), "clients": (client1 - client0)}
+    per = {"server": (server1 - server0), "nginx": (nginx1 - nginx0), "clients": (client1 - client0),
+           "PostgreSQL": sum(cpu - pg0.get(pid, 0.0) for pid, cpu in pg1.items())}
     busy = busy1 - busy0
-    per["PostgreSQL and all else on the machine"] = max(0.0, busy - sum(per.values()))
+    per["others' processes"] = max(0.0, busy - sum(per.values()))
     cores = os.cpu_count() or 1
     figures["busy_share"] = busy / max(1e-9, (total1 - total0))
     figures["cpu_ms"] = {k: v * 1000 / n for k, v in per.items()}
@@ -329,15 +342,22 @@ def scaleout(base_url: str | None, work: Path) -> None:
     print(f"postgresql behind nginx: 2 processes vs 1: throughput {ratio:.2f}x "
           f"({one['rps']:.0f} -> {two['rps']:.0f} req/s), p99 {two['p99'] / one['p99']:.2f}x; errors "
           f"{one['errors'] + two['errors']}")
+    others = two["cpu_ms"]["others' processes"] / max(1e-9, total_ms)
     limit = (f"the machine's {os.cpu_count()} cores were {100 * two['busy_share']:.0f}% busy with 2 processes, "
              f"{total_ms:.2f} ms of CPU per request, {busiest} the largest part "
              f"({100 * two['cpu_ms'][busiest] / max(1e-9, total_ms):.0f}%): ")
     if two["busy_share"] > 0.85:
-        limit += (f"CPU-bound, so at most {1000 * (os.cpu_count() or 1) / total_ms:.0f} req/s whatever the process "
-                  "count; a second process only helps by using the core the GIL kept one process from; the load "
-                  "generator, nginx and PostgreSQL share those cores")
+        ours = total_ms * (1 - others)
+        limit += (f"CPU-bound: this bench's own parts (server, nginx, clients, PostgreSQL) cost {ours:.2f} ms per "
+                  f"request, so at most {1000 * (os.cpu_count() or 1) / ours:.0f} req/s on these cores if nothing "
+                  "else ran, whatever the process count: a second process only adds the core one process's GIL "
+                  "leaves idle, and the load generator, nginx and PostgreSQL compete for it; every POST also waits "
+                  "for the database-wide write lock, whichever process sends it")
     else:
         limit += "not CPU-bound: the serialized writes (one database-wide write lock per POST) and round trips"
+    if others > 0.25:
+        limit += (f"; other programs took {100 * others:.0f}% of the CPU meanwhile (a shared machine): the ratio "
+                  "measures them as much as the registry")
     print(f"what limits it: {limit}", flush=True)
 
 
