@@ -92,7 +92,7 @@ def registry_process(db_url: str, log: Path, *, workers: int = 1, threads: int =
            "--workers", str(workers), "--worker-header", *args]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+    with open(log, "wb") as out:  # a fresh log: "serving" must be this run's
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
