@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Start or stop the services the test suite needs and that a fresh machine lacks:
 # a Docker engine on a private socket, a PostgreSQL cluster, an image registry and an OpenID provider
-# (.ci/oidc) on loopback; install also brings Chromium and chromedriver for the web page's browser tests.
+# (.ci/oidc) on loopback; install also brings Chromium and chromedriver for the web page's browser tests,
+# and nginx, installed only: each scale-out test (tests/scaleout) and bench/server.py starts
+# an nginx of its own on a free port (server/cluster.py: config, pid, logs and temp paths under its own prefix).
 #   .ci/services.sh install   apt-get the Debian packages when missing (needs root); npm ci in .ci/oidc
 #   .ci/services.sh start     start all three (idempotent); prints `export ...` lines to eval
 #   .ci/services.sh stop      stop only what this script started, by pid
@@ -26,6 +28,9 @@ install() {
   # the web page's browser tests (tests/server/test_site_browser.py): Debian's Chromium and its matching driver
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+  # nginx lives in /usr/sbin, often not on a user's PATH. Debian starts its own service after install (port 80)
+  # where systemd runs; the tests never use that one.
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -qq

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import bottle
 
-from server import routes
+from server import routes, rules, store
 from server.auth import Authenticator
-from server.db import Connection, Database
+from server.db import Connection, ConstraintViolation, Database
 from server.errors import ApiError, ParseError, TooLarge
 from server.settings import Settings
 
@@ -111,6 +111,11 @@ class ApiPlugin:
             except ApiError as e:
                 conn.rollback()
                 return error_response(e.status, e.body, e.headers)
+            except ConstraintViolation as e:  # a unique index stopped a racing write: the rule's 400
+                conn.rollback()
+                log.info("%s %s: %s", request.method, request.path, e)
+                invalid = rules.constraint_error(store.broken_rule(e))
+                return error_response(invalid.status, invalid.body)
             except BaseException:
                 broken = True
                 raise

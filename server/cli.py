@@ -1,4 +1,5 @@
-"""medperf-server: argv -> Settings; run (cheroot, HTTP or HTTPS), user create, seed, migrate. Nothing else."""
+"""medperf-server: argv -> Settings; run (cheroot, HTTP or HTTPS; one process or pre-forked workers), user create,
+seed, migrate. Nothing else."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from server.app import make_app
 from server.db import Database, DatabaseError
 from server.seed import SeedError, load_components, seed_demo, write_tokens
 from server.settings import DEFAULT_DB, DEFAULT_EMAIL_CLAIM, DEFAULT_EMAIL_VERIFIED_CLAIM, Settings
-from server.wsgi import TLSFileError, make_server
+from server.workers import Supervisor, WorkerError, reserve_port
+from server.wsgi import TLSFileError, check_tls_files, make_server
 
 DEFAULT_TOKENS_FILE = "medperf-server-tokens.json"
 
@@ -35,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default="127.0.0.1", help="address to listen on")
     run.add_argument("--port", type=int, default=8000, help="port to listen on")
     run.add_argument("--threads", type=int, default=4, help="worker threads")
+    run.add_argument("--workers", type=int, default=1, help="processes serving the port (pre-forked, SO_REUSEPORT); "
+                     "more than 1 wants PostgreSQL: every rule is held by the database, across processes")
+    run.add_argument("--worker-header", action="store_true", help="name the serving process in every response "
+                     "(X-Medperf-Worker: <pid>), to see which worker behind a load balancer answered")
     run.add_argument("--certfile", help="PEM certificate (chain) to serve HTTPS; with --keyfile")
     run.add_argument("--keyfile", help="PEM private key of --certfile")
     run.add_argument("--jwt-public-key-file", help="PEM public key verifying RS256 JWTs")
@@ -96,24 +102,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _settings(args)
         return COMMANDS[args.command](args, settings)
-    except (DatabaseError, SeedError, TLSFileError, ValueError, OSError) as e:
+    except (DatabaseError, SeedError, TLSFileError, WorkerError, ValueError, OSError) as e:
         print(f"medperf-server: {e}", file=sys.stderr)
         return 1
 
 
 def cmd_run(args, settings: Settings) -> int:
-    app = make_app(settings)
+    if bool(args.certfile) != bool(args.keyfile):
+        raise ValueError("--certfile and --keyfile go together (HTTPS needs both)")
+    if args.workers < 1:
+        raise ValueError("--workers must be at least 1")
     # Requests are short and mostly wait on the database: hand the GIL over sooner than the 5 ms
     # default so a thread whose query returned does not queue behind a busy one (measured by bench/).
     sys.setswitchinterval(0.001)
-    if bool(args.certfile) != bool(args.keyfile):
-        raise ValueError("--certfile and --keyfile go together (HTTPS needs both)")
+    if args.workers > 1:
+        return _run_workers(args, settings)
+    app = make_app(settings)
     server = make_server(app, host=args.host, port=args.port, threads=args.threads, certfile=args.certfile,
-                         keyfile=args.keyfile, max_body=settings.max_body_bytes)
-    scheme = "https" if args.certfile else "http"
+                         keyfile=args.keyfile, max_body=settings.max_body_bytes, worker_header=args.worker_header)
     server.prepare()  # binds now: a port in use is an error before "serving" is said
-    print(f"medperf-server: serving {scheme}://{args.host}:{server.bind_addr[1]}/api/v0/ ({settings.db_url}, "
-          f"{args.threads} threads)", file=sys.stderr, flush=True)
+    _say_serving(args, settings, server.bind_addr[1], f"{args.threads} threads")
     try:
         server.serve()
     except KeyboardInterrupt:
@@ -121,6 +129,48 @@ def cmd_run(args, settings: Settings) -> int:
     finally:
         server.stop()
     return 0
+
+
+def _say_serving(args, settings: Settings, port: int, how: str):
+    scheme = "https" if args.certfile else "http"
+    print(f"medperf-server: serving {scheme}://{args.host}:{port}/api/v0/ ({settings.db_url}, {how})", file=sys.stderr,
+          flush=True)
+
+
+def _run_workers(args, settings: Settings) -> int:
+    """Migrate once, then fork the workers (each opens its own connections: none may cross a fork)."""
+    if args.certfile:
+        check_tls_files(args.certfile, args.keyfile)
+    db = Database(settings.db_url, pool_size=1)
+    try:
+        db.migrate()
+    finally:
+        db.close()
+    reserved, port = reserve_port(args.host, args.port)
+
+    def serve(ready):
+        app = make_app(settings, migrate=False)
+        server = make_server(app, host=args.host, port=port, threads=args.threads, certfile=args.certfile,
+                             keyfile=args.keyfile, max_body=settings.max_body_bytes, reuse_port=True,
+                             worker_header=args.worker_header)
+        server.prepare()
+        ready()
+        try:
+            server.serve()
+        finally:
+            server.stop()
+
+    def on_ready(pids):
+        _say_serving(args, settings, port, f"{len(pids)} workers of {args.threads} threads, pids "
+                     + " ".join(map(str, pids)))
+
+    def log(message):
+        print(f"medperf-server: {message}", file=sys.stderr, flush=True)
+
+    try:
+        return Supervisor(args.workers, serve, log).run(on_ready)
+    finally:
+        reserved.close()
 
 
 def cmd_user(args, settings: Settings) -> int:

@@ -1,9 +1,9 @@
 """Database connections for SQLite and PostgreSQL: URL parsing, a small pool, transactions, migrations.
 
 Queries are written once with `?` placeholders (store.py); for PostgreSQL they become `%s`. Writes are
-serialized on both backends (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock),
-so the rules' check-then-insert sequences (one open association per pair, unique operational uid,
-id allocation) cannot race.
+serialized on both backends (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock, held in
+the database, so across every server process), so the rules' check-then-insert sequences (one open association
+per pair, unique operational uid, id allocation) cannot race; unique indexes back them (ConstraintViolation).
 """
 
 from __future__ import annotations
@@ -24,6 +24,28 @@ BIGINT_MAX = 2**63 - 1  # integer columns are BIGINT: neither backend can bind a
 
 class DatabaseError(Exception):
     """The database could not be reached or migrated; the message says which URL and why."""
+
+
+class ConstraintViolation(Exception):
+    """A write broke a unique index: the database's backstop for a rule, hit by a writer that raced another.
+
+    `what` names it: the constraint or index on PostgreSQL (`mlcubes_name_key`), the columns on SQLite
+    (`mlcubes.name`); store.broken_rule turns either into the rule's name."""
+
+    def __init__(self, what: str, message: str):
+        super().__init__(message)
+        self.what = what
+
+
+def _unique_violation(e: Exception) -> ConstraintViolation | None:
+    """The ConstraintViolation a driver's error stands for, or None for any other error."""
+    if isinstance(e, sqlite3.IntegrityError):
+        prefix = "UNIQUE constraint failed: "
+        text = str(e)
+        return ConstraintViolation(text[len(prefix):], text) if text.startswith(prefix) else None
+    if getattr(e, "sqlstate", None) == "23505":  # psycopg's UniqueViolation, without importing psycopg here
+        return ConstraintViolation(e.diag.constraint_name or "", str(e).strip().splitlines()[0])
+    return None
 
 
 def fits_bigint(n: int) -> bool:
@@ -71,9 +93,15 @@ class Connection:
         self._write_lock = write_lock
 
     def execute(self, sql: str, params=()):
-        if self.dialect == "postgresql":
-            return self.raw.execute(_pg_sql(sql), params)
-        return self.raw.execute(sql, params)
+        try:
+            if self.dialect == "postgresql":
+                return self.raw.execute(_pg_sql(sql), params)
+            return self.raw.execute(sql, params)
+        except Exception as e:
+            violation = _unique_violation(e)
+            if violation is None:
+                raise
+            raise violation from e
 
     def one(self, sql: str, params=()) -> dict | None:
         return self.execute(sql, params).fetchone()

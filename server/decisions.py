@@ -30,9 +30,12 @@ def decide_latest(conn: Connection, user: dict, latest: dict, status: str) -> di
     """Set `status` (APPROVED or REJECTED) on the latest row after rules.check_association_decision; the new row."""
     rules.check_association_decision(user, latest, status)
     stamp = now()
-    return store.update_dataset_association(conn, latest["id"], {
+    decided = store.decide_dataset_association(conn, latest["id"], {
         "approval_status": status, "approved_at": stamp, "modified_at": stamp,
     })
+    if decided is None:  # another decision landed first (a writer without the write lock)
+        raise rules.not_pending_error()
+    return decided
 
 
 def decide(conn: Connection, user: dict, dataset_id: int, benchmark_id: int, status: str) -> dict:

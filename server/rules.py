@@ -6,7 +6,7 @@ booleans, values to store, or a raised Invalid (400) / Forbidden (403). No I/O: 
 
 from __future__ import annotations
 
-from server.errors import Forbidden, Invalid
+from server.errors import NON_FIELD, Forbidden, Invalid
 
 PENDING, APPROVED, REJECTED = "PENDING", "APPROVED", "REJECTED"
 DEVELOPMENT, OPERATION = "DEVELOPMENT", "OPERATION"
@@ -315,6 +315,10 @@ def check_association_decision(user: dict, latest: dict, new_status: str):
         raise Invalid(MSG_SELF_APPROVE)
 
 
+def not_pending_error() -> Invalid:
+    return Invalid(MSG_NOT_PENDING)
+
+
 def approved_at_for(status: str, stamp: str) -> str | None:
     return None if status == PENDING else stamp
 
@@ -332,6 +336,10 @@ def check_result_create(benchmark: dict, model_id: int, latest_dataset: dict | N
         raise Invalid(MSG_DATASET_ASSOC)
 
 
+def finalized_error() -> Invalid:
+    return Invalid(MSG_FINALIZED)
+
+
 RESULT_READ_ONLY_ON_UPDATE = ("benchmark", "model", "dataset")
 
 
@@ -345,3 +353,21 @@ def check_result_update(current: dict, body: dict, stamp: str) -> dict:
         changes["finalized"] = True
         changes["finalized_at"] = stamp
     return changes
+
+
+# ---------------------------------------------------------------- the database's backstops
+
+MSG_CONCURRENT_CHANGE = "The request conflicted with a concurrent change of the same record; send it again."
+_CONSTRAINT_ERRORS = {
+    "one_pending_association": {NON_FIELD: [MSG_ONLY_IF_REJECTED]},
+    "operational_generated_uid": {NON_FIELD: [MSG_DUPLICATE_UID]},
+    "mlcube_name": {"name": ["mlcube with this name already exists."]},
+    "model_name": {"name": ["model with this name already exists."]},
+    "benchmark_name": {"name": ["benchmark with this name already exists."]},
+}
+
+
+def constraint_error(rule: str | None) -> Invalid:
+    """The 400 MedPerf answers for a rule whose unique index stopped a write (store.broken_rule names it); a
+    violation no rule names is a conflict to retry, still a 400 in the same shape, never a 500."""
+    return Invalid(_CONSTRAINT_ERRORS.get(rule, {NON_FIELD: [MSG_CONCURRENT_CHANGE]}))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from server.db import Connection, now
+from server.db import Connection, ConstraintViolation, now
 
 JSON_COLUMNS = {
     "users": {"metadata"},
@@ -84,6 +84,27 @@ FILTERABLE = {
     "results": {"name", "owner", "benchmark", "model", "dataset", "is_valid", "approval_status"},
 }
 LATEST_FIRST = "created_at DESC, id DESC"
+# The unique indexes that back a rule, by what the database names them (PostgreSQL: the constraint or index;
+# SQLite: the columns) -> the rule (see rules.constraint_error).
+UNIQUE_RULES = {
+    "benchmark_datasets_one_pending": "one_pending_association",
+    "benchmark_datasets.dataset, benchmark_datasets.benchmark": "one_pending_association",
+    "benchmark_models_one_pending": "one_pending_association",
+    "benchmark_models.model, benchmark_models.benchmark": "one_pending_association",
+    "datasets_operational_generated_uid": "operational_generated_uid",
+    "datasets.generated_uid": "operational_generated_uid",
+    "mlcubes_name_key": "mlcube_name",
+    "mlcubes.name": "mlcube_name",
+    "models_name_key": "model_name",
+    "models.name": "model_name",
+    "benchmarks_name_key": "benchmark_name",
+    "benchmarks.name": "benchmark_name",
+}
+
+
+def broken_rule(violation: ConstraintViolation) -> str | None:
+    """The rule a unique index violation stands for (None: an index no rule names, e.g. a primary key)."""
+    return UNIQUE_RULES.get(violation.what)
 
 
 def _latest(column: str, table: str, subject: str, subject_value: str, benchmark_value: str) -> str:
@@ -149,17 +170,19 @@ def _get(conn: Connection, table: str, id_: int) -> dict | None:
     return _decode(table, conn.one(f"SELECT * FROM {table} WHERE id = ?", (id_,)))
 
 
-def _update(conn: Connection, table: str, id_: int, changes: dict) -> dict:
+def _update(conn: Connection, table: str, id_: int, changes: dict, guard: str = "") -> dict | None:
+    """Update one row; with `guard` (SQL, a condition on the row) only if it still holds, else None."""
     changes = dict(changes)
     if "modified_at" in COLUMNS[table]:
         changes.setdefault("modified_at", now())
     _check_columns(table, changes)
     changes.pop("id", None)
+    condition = f"id = ? AND {guard}" if guard else "id = ?"
     if not changes:
-        return _get(conn, table, id_)
+        return _decode(table, conn.one(f"SELECT * FROM {table} WHERE {condition}", (id_,)))
     sets = ", ".join(f"{c} = ?" for c in changes)
     params = tuple(_encode(table, c, v) for c, v in changes.items()) + (id_,)
-    return _decode(table, conn.one(f"UPDATE {table} SET {sets} WHERE id = ? RETURNING *", params))
+    return _decode(table, conn.one(f"UPDATE {table} SET {sets} WHERE {condition} RETURNING *", params))
 
 
 def _where(table: str, filters: dict | None) -> tuple[str, tuple]:
@@ -407,8 +430,9 @@ def dataset_association_history(conn: Connection, dataset_id: int, benchmark_id:
     return [_decode("benchmark_datasets", r) for r in rows]
 
 
-def update_dataset_association(conn: Connection, association_id: int, changes: dict) -> dict:
-    return _update(conn, "benchmark_datasets", association_id, changes)
+def decide_dataset_association(conn: Connection, association_id: int, changes: dict) -> dict | None:
+    """Update a PENDING row only (None if it is no longer PENDING): a decision is made once, whoever races it."""
+    return _update(conn, "benchmark_datasets", association_id, changes, guard="approval_status = 'PENDING'")
 
 
 def delete_dataset_associations(conn: Connection, dataset_id: int, benchmark_id: int):
@@ -479,6 +503,11 @@ def update_model_association(conn: Connection, association_id: int, changes: dic
     return _update(conn, "benchmark_models", association_id, changes)
 
 
+def decide_model_association(conn: Connection, association_id: int, changes: dict) -> dict | None:
+    """As decide_dataset_association, for a model's row."""
+    return _update(conn, "benchmark_models", association_id, changes, guard="approval_status = 'PENDING'")
+
+
 def list_associations_of_model(conn: Connection, model_id: int, limit: int, offset: int):
     return _page(conn, "benchmark_models", " WHERE model = ?", (model_id,), "modified_at, id", limit, offset)
 
@@ -546,5 +575,6 @@ def list_results_of_benchmark(conn: Connection, benchmark_id: int, limit: int, o
     return _page(conn, "results", " WHERE benchmark = ?", (benchmark_id,), "id", limit, offset)
 
 
-def update_result(conn: Connection, result_id: int, changes: dict) -> dict:
-    return _update(conn, "results", result_id, changes)
+def update_result(conn: Connection, result_id: int, changes: dict) -> dict | None:
+    """Update a result not finalized yet (None if it is): a result is finalized once, whoever races it."""
+    return _update(conn, "results", result_id, changes, guard="finalized = 0")

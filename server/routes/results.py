@@ -58,7 +58,10 @@ def put_result(ctx, result_id):
     rules.require(rules.can_edit_result(ctx.user, result, dataset))
     body = validate(ctx.body(), "api-result", partial=True)
     changes = rules.check_result_update(result, body, now())
-    return store.update_result(ctx.conn, result_id, changes)
+    updated = store.update_result(ctx.conn, result_id, changes)
+    if updated is None:  # finalized meanwhile by a writer that did not take the write lock
+        raise rules.finalized_error()
+    return updated
 
 
 def register(app):

@@ -218,3 +218,14 @@ def test_rules_module_is_pure():
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert imported <= {"__future__", "server.errors"}, imported
+
+
+@pytest.mark.parametrize("rule, body", [
+    ("one_pending_association", {"non_field_errors": [rules.MSG_ONLY_IF_REJECTED]}),
+    ("operational_generated_uid", {"non_field_errors": [rules.MSG_DUPLICATE_UID]}),
+    ("benchmark_name", {"name": ["benchmark with this name already exists."]}),
+    (None, {"non_field_errors": [rules.MSG_CONCURRENT_CHANGE]}),
+])
+def test_a_unique_index_that_stopped_a_write_is_the_rules_400(rule, body):
+    error = rules.constraint_error(rule)
+    assert (error.status, error.body) == (400, body)

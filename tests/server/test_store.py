@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 
 from server import store
-from server.db import Database, DatabaseError, parse_url
+from server.db import ConstraintViolation, Database, DatabaseError, migration_files, parse_url
+
+MIGRATIONS = ["0001_initial.sql", "0002_one_pending_association.sql"]
 
 
 @pytest.fixture
 def db(db_url):
     database = Database(db_url, pool_size=2)
-    assert database.migrate() == ["0001_initial.sql"]
+    assert database.migrate() == MIGRATIONS
     yield database
     database.close()
 
@@ -19,7 +21,8 @@ def db(db_url):
 def test_migrations_apply_once(db):
     assert db.migrate() == []
     with db.connection() as conn:
-        assert [r["name"] for r in conn.all("SELECT name FROM schema_migrations")] == ["0001_initial.sql"]
+        assert [r["name"] for r in conn.all("SELECT name FROM schema_migrations")] == MIGRATIONS
+    assert [name for name, _ in migration_files()] == MIGRATIONS
 
 
 def test_latest_is_deterministic_within_one_microsecond(db):
@@ -66,8 +69,72 @@ def test_operational_generated_uid_is_unique_in_the_schema_too(db):
                                         "data_preparation_mlcube": cube["id"]})
         store.update_dataset(conn, 1, {"state": "OPERATION"})
         conn.commit()
-    with pytest.raises(Exception), db.connection() as conn:  # noqa: B017 - sqlite3 or psycopg IntegrityError
+    with pytest.raises(ConstraintViolation) as caught, db.connection() as conn:
         store.update_dataset(conn, 2, {"state": "OPERATION"})
+    assert store.broken_rule(caught.value) == "operational_generated_uid"
+
+
+def _world(conn):
+    user = store.insert_user(conn, username="u", email="u@x")
+    cube = store.insert_mlcube(conn, {"name": "c", "container_config": {}, "image_hash": "h", "owner": user["id"]})
+    model = store.insert_model(conn, {"name": "m", "owner": user["id"], "container": cube["id"]})
+    bench = store.insert_benchmark(conn, {"name": "b", "owner": user["id"], "data_preparation_mlcube": cube["id"],
+                                          "reference_model": model["id"], "data_evaluator_mlcube": cube["id"]})
+    ds = store.insert_dataset(conn, {"name": "d", "owner": user["id"], "input_data_hash": "a", "generated_uid": "a",
+                                     "data_preparation_mlcube": cube["id"]})
+    return user, model, bench, ds
+
+
+def test_one_pending_association_per_pair_is_held_by_the_schema(db):
+    """Migration 0002's partial unique indexes: a second PENDING row of a pair is refused, whoever skips the rule;
+    REJECTED and APPROVED rows may repeat (a pair's history)."""
+    with db.connection() as conn:
+        conn.begin_write()
+        user, model, bench, ds = _world(conn)
+        row = {"dataset": ds["id"], "benchmark": bench["id"], "initiated_by": user["id"]}
+        for status in ("REJECTED", "REJECTED", "APPROVED", "APPROVED", "PENDING"):
+            store.insert_dataset_association(conn, {**row, "approval_status": status})
+        store.insert_model_association(conn, {"model": model["id"], "benchmark": bench["id"],
+                                              "initiated_by": user["id"], "approval_status": "PENDING"})
+        conn.commit()
+    with pytest.raises(ConstraintViolation) as caught, db.connection() as conn:
+        store.insert_dataset_association(conn, {**row, "approval_status": "PENDING"})
+    assert store.broken_rule(caught.value) == "one_pending_association"
+    with pytest.raises(ConstraintViolation) as caught, db.connection() as conn:
+        store.insert_model_association(conn, {"model": model["id"], "benchmark": bench["id"],
+                                              "initiated_by": user["id"], "approval_status": "PENDING"})
+    assert store.broken_rule(caught.value) == "one_pending_association"
+
+
+def test_decisions_and_finalization_are_guarded_updates(db):
+    """A decision lands only on a PENDING row and a result is finalized only once, whatever a caller checked."""
+    with db.connection() as conn:
+        conn.begin_write()
+        user, model, bench, ds = _world(conn)
+        assoc = store.insert_dataset_association(conn, {"dataset": ds["id"], "benchmark": bench["id"],
+                                                        "initiated_by": user["id"], "approval_status": "PENDING"})
+        result = store.insert_result(conn, {"owner": user["id"], "benchmark": bench["id"], "model": model["id"],
+                                            "dataset": ds["id"]})
+        assert store.decide_dataset_association(conn, assoc["id"], {"approval_status": "APPROVED"}) is not None
+        assert store.decide_dataset_association(conn, assoc["id"], {"approval_status": "REJECTED"}) is None
+        assert store.update_result(conn, result["id"], {"results": {"a": 1}, "finalized": True}) is not None
+        assert store.update_result(conn, result["id"], {"results": {"a": 2}}) is None
+        conn.commit()
+        assert store.latest_dataset_association(conn, ds["id"], bench["id"])["approval_status"] == "APPROVED"
+        assert store.get_result(conn, result["id"])["results"] == {"a": 1}
+
+
+def test_a_unique_name_is_a_rule_and_a_primary_key_is_none(db):
+    with db.connection() as conn:
+        conn.begin_write()
+        user, _model, _bench, _ds = _world(conn)
+        conn.commit()
+    with pytest.raises(ConstraintViolation) as caught, db.connection() as conn:
+        store.insert_mlcube(conn, {"name": "c", "container_config": {}, "image_hash": "h2", "owner": user["id"]})
+    assert store.broken_rule(caught.value) == "mlcube_name"
+    with pytest.raises(ConstraintViolation) as caught, db.connection() as conn:
+        conn.execute("INSERT INTO id_counters (name, value) VALUES ('users', 0)")
+    assert store.broken_rule(caught.value) is None
 
 
 def test_parse_url():
