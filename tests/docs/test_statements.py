@@ -5,7 +5,6 @@ template's README commands working against a server seeded as `make demo` seeds 
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
 import subprocess
