@@ -199,7 +199,8 @@ ensure_docker() {
      ! command -v docker-registry >/dev/null 2>&1; then
     services install-docker 2>&1 | sed 's/^services: /demo: /' || fail 1 "installing the Debian packages failed"
   fi
-  say "starting a private Docker engine: dockerd, its socket, data and log under $services_dir/docker (make demo-clean stops it)"
+  if [ -S "$services_dir/docker/docker.sock" ]; then say "the demo's private Docker engine (under $services_dir/docker)"
+  else say "starting a private Docker engine: dockerd, its socket, data and log under $services_dir/docker (make demo-clean stops it)"; fi
   local out
   out=$(services start-docker 2>>"$log") || { tail -n 20 "$log" | sed 's/^/  | /' >&2; fail 1 "dockerd did not start: see $services_dir/docker/dockerd.log"; }
   eval "$out"
@@ -236,7 +237,9 @@ clean() {
     docker image ls --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep "^127\.0\.0\.1:$(cat "$registry_dir/port")/" |
       xargs -r docker rmi >/dev/null 2>&1 || true
   fi
+  local kept="the Docker images are kept; \`docker image ls medperf-apply/*\` lists them"
   if [ -d "$services_dir" ]; then  # the private engine, if the demo started one (by its pid file)
+    kept="the private engine's images went with it"
     sudo_cmd=$(as_root) || sudo_cmd=
     services stop 2>&1 | sed 's/^services: /demo: /'
     sudo_cmd=
@@ -250,7 +253,7 @@ clean() {
   done < <(cat "$created" 2>/dev/null)
   [ -d "$demo" ] && say "removing $demo (database, tokens, image registry, private engine, state dir, logs)"
   rm -rf "$demo"
-  say "clean (the Docker images are kept; \`docker image ls medperf-apply/*\` lists them)"
+  say "clean ($kept)"
 }
 
 demo() {
