@@ -165,6 +165,7 @@ def test_the_nightly_apply_registers_and_a_gate_is_a_warning_unless_asked(checko
     assert not result.failed, result.output[-3000:]
     assert "### medperf-apply: converged" in result.summary and "register" in result.summary
     assert os.path.exists(checkout / "events.jsonl")
+    assert (checkout.parent / "state").is_dir(), "the state dir is vars.MEDPERF_APPLY_HOME"
     again = run("apply", checkout, gh, server, event="schedule")
     assert not again.failed and "### medperf-apply: converged" in again.summary
     # exit 3 (a gate) is a warning unless vars.MEDPERF_FAIL_ON_GATE says otherwise: the step's own case
