@@ -16,6 +16,7 @@ import pytest
 from server.loopback import live_server
 from server.seed import TESTDO
 from tests.ci.workflow import Contexts, load, run_job
+from tests.containers.conftest import COMPONENTS, chestxray  # noqa: F401  (a fixture: the example images, built)
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = load(REPO / "manifests" / "ci" / "reconcile.yml")
@@ -70,7 +71,8 @@ def run(job: str, checkout: Path, gh: Path, server, *, event: str = "pull_reques
     base = {"PATH": f"{gh}:/usr/local/bin:/usr/bin:/bin", "HOME": str(checkout.parent),
             "FAKE_GH_STATE": str(gh.parent / "gh.json"), "GITHUB_EVENT_NAME": event,
             "GITHUB_REPOSITORY": "hospital/medperf-site", "GITHUB_SERVER_URL": "https://github.com",
-            "GITHUB_RUN_ID": "4242", "GITHUB_ACTIONS": "true", "CI": "true"}
+            "GITHUB_RUN_ID": "4242", "GITHUB_ACTIONS": "true", "CI": "true",
+            **{k: os.environ[k] for k in ("DOCKER_HOST",) if k in os.environ}}  # the runner machine's engine
     return run_job(WORKFLOW, job, workdir=checkout, contexts=contexts, base_env=base)
 
 
@@ -171,3 +173,18 @@ def test_the_nightly_apply_registers_and_a_gate_is_a_warning_unless_asked(checko
     # exit 3 (a gate) is a warning unless vars.MEDPERF_FAIL_ON_GATE says otherwise: the step's own case
     apply = next(s for s in WORKFLOW["jobs"]["apply"]["steps"] if s.get("name") == "Apply")
     assert 'if [ "$FAIL_ON_GATE" = "true" ]' in apply["run"] and "::warning::" in apply["run"]
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_the_nightly_apply_stops_at_the_approval_gate_green_unless_asked(chestxray, checkout, gh, tmp_path):
+    # the tutorial for real (containers run): the first apply waits for the benchmark owner's approval (exit 3)
+    (checkout / "manifests" / "two-benchmarks.yaml").unlink()
+    with live_server(components=COMPONENTS) as srv:
+        result = run("apply", checkout, gh, srv, event="schedule")
+        assert not result.failed, result.output[-3000:]
+        assert "::warning::medperf-apply: waiting at a gate" in result.step("Apply").output
+        assert "### medperf-apply: waiting at a gate" in result.summary and "await approval" in result.summary
+        strict = run("apply", checkout, gh, srv, event="schedule", variables={"MEDPERF_FAIL_ON_GATE": "true"})
+        assert strict.step("Apply").code == 3
+        assert "::error::medperf-apply: waiting at a gate" in strict.step("Apply").output
