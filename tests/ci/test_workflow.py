@@ -177,7 +177,8 @@ def test_the_nightly_apply_registers_and_a_gate_is_a_warning_unless_asked(checko
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_the_nightly_apply_stops_at_the_approval_gate_green_unless_asked(chestxray, checkout, gh, tmp_path):
+@pytest.mark.usefixtures("chestxray")  # the example images, built when missing
+def test_the_nightly_apply_stops_at_the_approval_gate_green_unless_asked(checkout, gh):
     # the tutorial for real (containers run): the first apply waits for the benchmark owner's approval (exit 3)
     (checkout / "manifests" / "two-benchmarks.yaml").unlink()
     with live_server(components=COMPONENTS) as srv:
