@@ -7,6 +7,7 @@
 #   .ci/services.sh install   apt-get the Debian packages when missing (needs root); npm ci in .ci/oidc
 #   .ci/services.sh start     start all three (idempotent); prints `export ...` lines to eval
 #   .ci/services.sh stop      stop only what this script started, by pid
+#   .ci/services.sh install-docker   only what `make demo` needs: Docker, mmdebstrap, docker-registry (needs root)
 # start-docker, start-postgres, start-oidc and stop-oidc act on one. State lives under $MEDPERF_SERVICES_DIR
 # (default /tmp/medperf-services). The provider listens on 127.0.0.1:$MEDPERF_OIDC_PORT (default 54330).
 set -euo pipefail
@@ -44,6 +45,22 @@ install() {
     log "npm ci in $oidc_src"
     (cd "$oidc_src" && npm ci --no-audit --no-fund --loglevel=error >&2)
   fi
+}
+
+# The packages a Docker-only machine needs (make demo): one line each saying what it is for; needs root.
+install_docker() {
+  local missing=() pair
+  for pair in "dockerd:docker.io:the Docker engine the containers run in" \
+              "mmdebstrap:mmdebstrap:builds the offline base image" \
+              "docker-registry:docker-registry:the image registry on loopback"; do
+    IFS=: read -r cmd pkg why <<<"$pair"
+    command -v "$cmd" >/dev/null 2>&1 && continue
+    log "installing $pkg ($why) with apt-get"
+    missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 pg_bin() {
@@ -178,6 +195,7 @@ stop() {
 
 case "${1:-}" in
   install) install ;;
+  install-docker) install_docker ;;
   start) start_docker; start_postgres; start_registry; start_oidc ;;
   start-docker) start_docker ;;
   start-postgres) start_postgres ;;
@@ -185,5 +203,5 @@ case "${1:-}" in
   start-oidc) start_oidc ;;
   stop) stop ;;
   stop-oidc) stop_oidc ;;
-  *) echo "usage: $0 install|start|start-docker|start-postgres|start-registry|start-oidc|stop|stop-oidc" >&2; exit 64 ;;
+  *) echo "usage: $0 install|install-docker|start|start-docker|start-postgres|start-registry|start-oidc|stop|stop-oidc" >&2; exit 64 ;;
 esac

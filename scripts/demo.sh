@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # `make demo`: MedPerf's data-owner tutorial on this machine, end to end, with manifests.
-#   venv -> image registry (Debian's docker-registry, loopback) -> images (pushed there) -> toy data ->
-#   file server (build/ over HTTP, loopback) -> registry server (SQLite, loopback, background) -> seed ->
-#   plan -> apply as the data owner (stops at the approval gate, exit 3) -> approve as the benchmark
-#   owner -> apply again (results submitted, exit 0) -> results table.
-# Running it again finds everything converged and exits 0. `make demo-clean` (scripts/demo.sh clean)
-# stops the server, the file server and the image registry (by their pids) and removes the database, the
-# registry's blobs, the state dir and the toy data; the engine's images stay.
+#   Docker engine (the one that answers, else a private dockerd under .demo/services/, its Debian packages
+#   installed first when missing and we are root or have sudo) -> venv -> image registry (Debian's
+#   docker-registry, loopback) -> images (pushed there) -> toy data (the tutorial's and the two-benchmarks
+#   template's) -> file server (build/ over HTTP, loopback) -> registry server (SQLite, loopback, background) ->
+#   seed (benchmarks chestxray and chestxray-external) -> plan -> apply as the data owner (stops at the approval
+#   gate, exit 3) -> approve as the benchmark owner -> apply again (results submitted, exit 0) -> results table.
+# Running it again finds everything converged and exits 0. `make demo-clean` (scripts/demo.sh clean) stops
+# what the demo started (server, file server, image registry, private engine: by their pids) and removes what
+# it created: the demo dir and the toy-data folders it generated (listed in .demo/created; a folder it found
+# already there is never generated nor removed). The images of a shared engine stay.
 # Without the docker-registry package the images stay local (records pin their local ids), as before.
+# `scripts/demo.sh engine` does the first step alone and prints `export DOCKER_HOST=...`.
 #
 # Settings (environment):
 #   MEDPERF_DEMO_PORT            the server's loopback port (default 8000)
@@ -38,6 +42,11 @@ files_pidfile=$demo/files.pid
 server_log=$demo/server.log
 log=$demo/demo.log
 events=$demo/events.jsonl
+services_dir=$demo/services
+created=$demo/created
+sites=medperf_tutorial/sites/north
+second_benchmark=chestxray-external
+private_docker=
 step_no=0
 step_name=
 
@@ -64,6 +73,18 @@ quiet() {
   if [ $code -ne 0 ]; then
     tail -n +$((start + 1)) "$log" | tail -n 20 | sed 's/^/  | /' >&2
     fail $code
+  fi
+}
+
+# Like quiet, for a long step: its progress lines (build.sh's and build.py's) are shown as they come.
+progress() {
+  local start; start=$(wc -l <"$log" 2>/dev/null || echo 0)
+  printf '\n$ %s\n' "$*" >>"$log"
+  "$@" 2>&1 | tee -a "$log" | grep --line-buffered -E '^(build|build\.sh): ' | sed -u 's/^/  | /'
+  local code=${PIPESTATUS[0]}
+  if [ "$code" -ne 0 ]; then
+    tail -n +$((start + 1)) "$log" | tail -n 20 | sed 's/^/  | /' >&2
+    fail "$code"
   fi
 }
 
@@ -151,11 +172,52 @@ token_of() {
   "$bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$tokens" "$1"
 }
 
-check_docker() {
-  local where=${DOCKER_HOST:-unix:///var/run/docker.sock}
-  local how='start one: eval "$(sudo .ci/services.sh start)" (see DEVELOPERS.md)'
-  command -v docker >/dev/null 2>&1 || { say "no docker command on PATH: install Docker (sudo .ci/services.sh install), then $how" >&2; exit 1; }
-  docker info >/dev/null 2>&1 || { say "no Docker engine answers at $where: $how" >&2; exit 1; }
+# Root for what needs it: "" when we are root, "sudo" when sudo works without a password prompt; fails otherwise.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then echo ""; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then echo sudo
+  else return 1; fi
+}
+
+# .ci/services.sh with the demo's own services dir: a private engine the shared ones never see.
+services() { ${sudo_cmd:-} env MEDPERF_SERVICES_DIR="$services_dir" PATH="$PATH" "$root/.ci/services.sh" "$@"; }
+
+# A Docker engine that answers: the one at DOCKER_HOST (or the default socket), else a private dockerd started
+# under $services_dir (Debian's docker.io, mmdebstrap and docker-registry installed first when missing).
+ensure_docker() {
+  if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+    say "Docker engine at ${DOCKER_HOST:-unix:///var/run/docker.sock}"; return 0
+  fi
+  if [ -n "${DOCKER_HOST:-}" ] && [ "$DOCKER_HOST" != "unix://$services_dir/docker/docker.sock" ]; then
+    say "no Docker engine answers at $DOCKER_HOST: start that engine, or unset DOCKER_HOST and make demo starts its own" >&2
+    exit 1
+  fi
+  sudo_cmd=$(as_root) || {
+    say "no Docker engine answers and starting one needs root (no sudo here): as root, apt-get install docker.io mmdebstrap docker-registry and start dockerd, or set DOCKER_HOST to an engine you can use" >&2
+    exit 1
+  }
+  if ! command -v dockerd >/dev/null 2>&1 || ! command -v mmdebstrap >/dev/null 2>&1 ||
+     ! command -v docker-registry >/dev/null 2>&1; then
+    services install-docker 2>&1 | sed 's/^services: /demo: /' || fail 1 "installing the Debian packages failed"
+  fi
+  if [ -S "$services_dir/docker/docker.sock" ]; then say "the demo's private Docker engine (under $services_dir/docker)"
+  else say "starting a private Docker engine: dockerd, its socket, data and log under $services_dir/docker (make demo-clean stops it)"; fi
+  local out
+  out=$(services start-docker 2>>"$log") || { tail -n 20 "$log" | sed 's/^/  | /' >&2; fail 1 "dockerd did not start: see $services_dir/docker/dockerd.log"; }
+  eval "$out"
+  export DOCKER_HOST
+  [ -n "$sudo_cmd" ] && sudo chown "$(id -u)" "${DOCKER_HOST#unix://}"
+  sudo_cmd=
+  docker info >/dev/null 2>&1 || fail 1 "the private engine at $DOCKER_HOST does not answer: see $services_dir/docker/dockerd.log"
+  private_docker=1
+}
+
+# Toy data in a folder the demo generates itself, recorded in $created so that clean removes it and nothing else.
+generate_data() {
+  local folder=$1 cases=$2 seed=$3
+  if grep -qxF "$folder" "$created" 2>/dev/null; then return 0; fi
+  if [ -e "$folder" ]; then say "$folder/ exists and is not the demo's: used as it is"; return 0; fi
+  quiet "$bin/python" examples/chestxray/make_data.py --out "$folder" --cases "$cases" --seed "$seed"
+  echo "$folder" >>"$created"
 }
 
 clean() {
@@ -175,20 +237,32 @@ clean() {
     docker image ls --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep "^127\.0\.0\.1:$(cat "$registry_dir/port")/" |
       xargs -r docker rmi >/dev/null 2>&1 || true
   fi
-  [ -d "$demo" ] && say "removing $demo (database, tokens, image registry, state dir, logs)"
+  local kept="the Docker images are kept; \`docker image ls medperf-apply/*\` lists them"
+  if [ -d "$services_dir" ]; then  # the private engine, if the demo started one (by its pid file)
+    kept="the private engine's images went with it"
+    sudo_cmd=$(as_root) || sudo_cmd=
+    services stop 2>&1 | sed 's/^services: /demo: /'
+    sudo_cmd=
+  fi
+  local folder
+  while read -r folder; do  # only the toy data the demo generated, never a folder it found
+    [ -n "$folder" ] && [ -d "$folder" ] || continue
+    say "removing $folder/ (toy data generated by the demo)"
+    rm -rf "$folder"
+    while folder=$(dirname "$folder"); [ "$folder" != . ] && rmdir "$folder" 2>/dev/null; do :; done
+  done < <(cat "$created" 2>/dev/null)
+  [ -d "$demo" ] && say "removing $demo (database, tokens, image registry, private engine, state dir, logs)"
   rm -rf "$demo"
-  [ -d medperf_tutorial ] && say "removing medperf_tutorial/ (toy data)"
-  rm -rf medperf_tutorial
-  say "clean (the Docker images are kept; \`docker image ls medperf-apply/*\` lists them)"
+  say "clean ($kept)"
 }
 
 demo() {
   local started=$SECONDS code pid
 
-  step docker "check the Docker engine (containers run there)"
-  check_docker
   mkdir -p "$demo"
   : >>"$log"
+  step docker "a Docker engine (containers run there): the one that answers, or a private one"
+  ensure_docker
 
   step venv "virtualenv and install (.venv, editable)"
   quiet "$make_cmd" --no-print-directory venv
@@ -204,11 +278,14 @@ demo() {
   fi
 
   step images "build the chest X-ray images${registry:+ and push them to $registry} (cached after the first time)"
-  MEDPERF_REGISTRY=$registry quiet "$make_cmd" --no-print-directory images
+  say "the first time takes minutes (base image, training the toy models): progress below, everything in $log"
+  MEDPERF_REGISTRY=$registry progress "$make_cmd" --no-print-directory images
   [ -f "$components" ] || fail 1 "$components is missing after make images"
 
-  step data "generate the toy data into $data/"
-  quiet "$make_cmd" --no-print-directory data
+  step data "generate the toy data: $data/ (the tutorial) and $sites/chest-202{4,5}/ (manifests/two-benchmarks.yaml)"
+  generate_data "$data" 100 0
+  generate_data "$sites/chest-2024" 40 1
+  generate_data "$sites/chest-2025" 30 2
 
   step files "serve $build_dir over HTTP on loopback (weights, the archive model, the demo dataset)"
   local fport
@@ -237,12 +314,12 @@ demo() {
   done
   version_up || fail 1 "the server did not answer $url/version within 30 s"
 
-  step seed "seed the tutorial's world: users, containers, models, benchmark chestxray (tokens in $tokens)"
+  step seed "seed the tutorial's world: users, containers, models, benchmarks chestxray and $second_benchmark (tokens in $tokens)"
   if [ -f "$tokens" ]; then
     say "already seeded"
   else
     quiet "$bin/medperf-server" --db "$db" seed --demo data --components "$components" --tokens-file "$tokens" \
-      --files-url "http://127.0.0.1:$fport/" --archive-model
+      --files-url "http://127.0.0.1:$fport/" --archive-model --second-benchmark
   fi
 
   export MEDPERF_SERVER=$url MEDPERF_APPLY_HOME=$state
@@ -284,11 +361,15 @@ demo() {
   say "as the data owner:  export MEDPERF_SERVER=$url MEDPERF_APPLY_HOME=$state"
   say "                    export MEDPERF_TOKEN=\$(.venv/bin/python -c 'import json; print(json.load(open(\"$tokens\"))[\"testdo@example.com\"])')"
   say "                    .venv/bin/medperf-apply plan $manifest    # exits 0: nothing to do"
+  [ -n "$private_docker" ] && say "                    export DOCKER_HOST=$DOCKER_HOST    # the demo's private engine"
+  say "the two-benchmarks template (its data generated in $sites/):"
+  say "                    .venv/bin/medperf-apply plan manifests/two-benchmarks.yaml --values manifests/values/two-benchmarks.yaml"
   say "stop the server and remove the demo's files: make demo-clean"
 }
 
 case "${1:-demo}" in
   demo) demo ;;
   clean) clean ;;
-  *) echo "usage: $0 [demo|clean]" >&2; exit 64 ;;
+  engine) mkdir -p "$demo"; : >>"$log"; ensure_docker >&2; echo "export DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}" ;;
+  *) echo "usage: $0 [demo|clean|engine]" >&2; exit 64 ;;
 esac

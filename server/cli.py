@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "file:// URLs are registered as URL/<path> (MedPerf's CLI downloads over http(s) only)")
     seed.add_argument("--archive-model", action="store_true", help="also register the components' image-archive "
                       "model (DockerArchive) as a third model, its association approved")
+    seed.add_argument("--second-benchmark", action="store_true", help="also create the benchmark chestxray-external "
+                      "(the same containers, approved and operational) that manifests/two-benchmarks.yaml joins")
 
     sub.add_parser("migrate", help="apply pending database migrations")
     return parser
@@ -202,7 +204,8 @@ def cmd_user(args, settings: Settings) -> int:
 def cmd_seed(args, settings: Settings) -> int:
     components = load_components(args.components, files_url=args.files_url)
     app = make_app(settings)
-    tokens = seed_demo(app, components, archive_model=args.archive_model)
+    tokens = seed_demo(app, components, archive_model=args.archive_model,
+                       second_benchmark=args.second_benchmark)
     app.config["medperf.db"].close()
     print(write_tokens(tokens, args.tokens_file))
     return 0

@@ -84,6 +84,7 @@ def live_server(
     keyfile: str | Path | None = None,
     settings: Mapping[str, Any] | None = None,
     archive_model: bool = False,
+    second_benchmark: bool = False,
 ) -> Iterator[LiveServer]:
     """Run the real app on 127.0.0.1:<free port> in a background thread (HTTPS with `certfile` and `keyfile`);
     stop it on exit.
@@ -91,7 +92,7 @@ def live_server(
     db_url None means a fresh SQLite file in a temp dir (removed afterwards); a given database must be
     empty when `seed` is true. `seed` creates the tutorial world (`medperf-server seed --demo data`,
     with `components` if given, their file:// files served over HTTP meanwhile; `archive_model`: the archive model
-    too) and fills `.tokens`; `.create_user(email)` adds more users. `settings` sets other Settings fields, e.g. an
+    too; `second_benchmark`: chestxray-external too) and fills `.tokens`; `.create_user(email)` adds more users. `settings` sets other Settings fields, e.g. an
     OpenID provider's jwt_jwks_url, jwt_issuer, jwt_audience and jwt_email_claim.
     """
     tmp = tempfile.mkdtemp(prefix="medperf-server-") if db_url is None else None
@@ -100,7 +101,8 @@ def live_server(
     app = make_app(config)
     files = contextlib.ExitStack()
     try:
-        tokens = seed_demo(app, _components(components, files), archive_model=archive_model) if seed else {}
+        tokens = seed_demo(app, _components(components, files), archive_model=archive_model,
+                           second_benchmark=second_benchmark) if seed else {}
         server = make_server(app, host="127.0.0.1", port=0, threads=threads, certfile=certfile, keyfile=keyfile,
                              max_body=config.max_body_bytes)
         server.prepare()

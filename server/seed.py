@@ -223,7 +223,11 @@ def _ok(step: str, expected: int, answer: tuple[int, object]):
     return payload
 
 
-def seed_demo(app, components: dict | None = None, *, archive_model: bool = False) -> dict[str, str]:
+SECOND_BENCHMARK = "chestxray-external"
+
+
+def seed_demo(app, components: dict | None = None, *, archive_model: bool = False,
+              second_benchmark: bool = False) -> dict[str, str]:
     """Create the tutorial world in the (empty) database behind `app`; return {email: token}."""
     components = components or default_components()
     demo = components.get("demo_dataset") or MEDPERF_DEMO_DATASET
@@ -283,7 +287,33 @@ def seed_demo(app, components: dict | None = None, *, archive_model: bool = Fals
         bo.call("PUT", f"/models/{second['id']}/benchmarks/{bench['id']}/", {"approval_status": "APPROVED"}))
     if archive_model:
         _model_in_benchmark(mo, bo, components["archive_model"], bench["id"], "archive model")
+    if second_benchmark:
+        _second_benchmark(admin, bo, mo, prep["id"], ref["id"], metrics["id"], second["id"], demo)
     return tokens
+
+
+def _second_benchmark(admin: ApiCaller, bo: ApiCaller, mo: ApiCaller, prep: int, ref: int, metrics: int,
+                      second_model: int, demo: dict) -> dict:
+    """`chestxray-external`: chestxray's containers again, approved and operational, the second model approved."""
+    bench = _ok("POST second benchmark", 201, bo.call("POST", "/benchmarks/", {
+        "name": SECOND_BENCHMARK,
+        "description": "the chest X-ray task on an external test population",
+        "docs_url": "",
+        **demo_fields(demo),
+        "data_preparation_mlcube": prep,
+        "reference_model": ref,
+        "data_evaluator_mlcube": metrics,
+        "dataset_auto_approval_mode": "NEVER",
+    }))
+    if bench["approval_status"] != "APPROVED":
+        _ok("approve second benchmark (admin)", 200,
+            admin.call("PUT", f"/benchmarks/{bench['id']}/", {"approval_status": "APPROVED"}))
+    _ok("set second benchmark operational", 200, bo.call("PUT", f"/benchmarks/{bench['id']}/", {"state": "OPERATION"}))
+    _ok("request second model association (second benchmark)", 201, mo.call("POST", "/models/benchmarks/", {
+        "model": second_model, "benchmark": bench["id"], "approval_status": "PENDING", "metadata": {}}))
+    _ok("approve second model association (second benchmark)", 200,
+        bo.call("PUT", f"/models/{second_model}/benchmarks/{bench['id']}/", {"approval_status": "APPROVED"}))
+    return bench
 
 
 def _model_in_benchmark(owner: ApiCaller, bo: ApiCaller, record: dict, benchmark_id: int, what: str) -> dict:

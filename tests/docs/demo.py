@@ -69,6 +69,7 @@ def make_copy(dest: Path, *, with_examples: bool = True) -> DemoCopy:
     for name in ("Makefile", "setup.cfg", "pyproject.toml"):
         shutil.copy2(REPO / name, dest / name)
     shutil.copytree(REPO / "scripts", dest / "scripts")
+    shutil.copytree(REPO / ".ci", dest / ".ci", ignore=shutil.ignore_patterns("node_modules"))  # the engine's start
     shutil.copytree(REPO / "manifests", dest / "manifests")
     if with_examples:
         shutil.copytree(REPO / "examples", dest / "examples", ignore=shutil.ignore_patterns("__pycache__"))

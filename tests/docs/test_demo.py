@@ -61,6 +61,15 @@ def test_make_demo_submits_the_results_runs_twice_and_cleans_up(copy, docker_cli
 
     tokens = json.loads((copy.demo_dir / "tokens.json").read_text())
     do, bo = tokens["testdo@example.com"], tokens["testbo@example.com"]
+    # the image build said what it was doing; the template's data and its second benchmark are there
+    assert "  | build" in first.stdout, "the image step shows its progress"
+    created = (copy.demo_dir / "created").read_text().split()
+    assert created == ["medperf_tutorial/sample_raw_data", "medperf_tutorial/sites/north/chest-2024",
+                       "medperf_tutorial/sites/north/chest-2025"]
+    assert all((copy.root / c / "labels" / "labels.csv").is_file() for c in created)
+    second = _get(copy, "/benchmarks/2/", do)
+    assert second["name"] == "chestxray-external" and second["state"] == "OPERATION"
+    assert second["approval_status"] == "APPROVED"
     mine = _get(copy, "/me/results/", do)["results"]
     assert len(mine) == 3 and all(r["finalized"] for r in mine), mine
     assert sorted(r["model"] for r in mine) == [1, 2, 3]
