@@ -68,7 +68,8 @@ class _Version(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=kwargs.get("help"))
 
     def __call__(self, parser, namespace, values, option_string=None):
-        parser.exit(message=f"{parser.prog.split()[0]} {package_version()}\n")
+        sys.stdout.write(f"{parser.prog.split()[0]} {package_version()}\n")  # as argparse's own: stdout
+        parser.exit()
 
     def format_usage(self) -> str:
         return self.option_strings[0]
