@@ -388,6 +388,14 @@ def _main(argv, *, stdout, stderr, stdin, environ, clients, interruption: Interr
         any(a == "--output" and i + 1 < len(argv) and argv[i + 1] == "json" for i, a in enumerate(argv)) else "text"
     console = Console(stdout, stderr, stdin, environ=environ, output=output)
     try:
+        return _command(argv, console, environ=environ, clients=clients, interruption=interruption, debug=debug)
+    finally:
+        console.close()
+
+
+def _command(argv, console: Console, *, environ, clients, interruption: Interruption, debug: bool) -> int:
+    stdout, stderr = console.stdout, console.stderr
+    try:
         try:
             with contextlib.redirect_stdout(stdout):  # --help and --version print to this command's stdout
                 opts, debug = parse(argv)
@@ -407,15 +415,18 @@ def _main(argv, *, stdout, stderr, stdin, environ, clients, interruption: Interr
                                                         interruption=interruption, ca_file=opts.ca_file), console)
     except KeyboardInterrupt as e:
         interruption.set()
+        console.close()
         what = e.message if isinstance(e, Interrupted) else "interrupted"
         console.error(f"{what}; nothing half-done is lost: run again to resume")
         return _fail(console, what, ExitStatus.INTERRUPTED)
     except MedperfApplyError as e:
+        console.close()  # no bar stays under the error (nor under a traceback, written straight to stderr)
         if debug:
             traceback.print_exc(file=stderr)
         console.error(str(e))
         return _fail(console, str(e), e.exit_code, where=e.where)
     except Exception as e:  # a bug: say so plainly; the traceback only with --debug
+        console.close()
         if debug:
             traceback.print_exc(file=stderr)
         console.error(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")

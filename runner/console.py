@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import sys
 import threading
 import time
 import unicodedata
@@ -84,6 +85,11 @@ class Console:
             self.stderr.flush()
             answer = self.stdin.readline()
         return answer.strip().lower() in ("y", "yes")
+
+    def close(self) -> None:
+        """The command ends: no bar stays on the screen, whatever ended it."""
+        if self._live is not None:
+            self._live.done()
 
     def progress(self) -> Progress:
         if not self.progress_enabled:
@@ -177,6 +183,7 @@ class LiveProgress:
     _last: float = 0.0
     _pause: int = 0
     _ticker: threading.Thread | None = None
+    _stderr: Any = None  # sys.stderr while bars are live (a library's warning goes above them too), else None
     # --parallel model runs and the observer's hashing thread update bars from several threads
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -271,6 +278,7 @@ class LiveProgress:
             bar = self._bars.get(name)
             if bar is None:
                 bar = self._bars[name] = _Bar(name, self.clock())
+                self._redirect(True)
             bar.done, bar.total, bar.info = done, total, info
             self._draw(force=False)
             if self._ticker is None and self._bars:
@@ -320,3 +328,37 @@ class LiveProgress:
             self.stream.write("".join(f"{r}\n" for r in rows))
             self.stream.flush()
         self._rows, self._shown, self._last = len(rows), shown, now
+        if not self._bars:
+            self._redirect(False)
+
+    def _redirect(self, on: bool) -> None:
+        """While bars are live, what is written to sys.stderr (runner.hashing's warnings) is printed above them."""
+        if on and self._stderr is None and sys.stderr is self.stream:
+            self._stderr, sys.stderr = sys.stderr, _Above(self)
+        elif not on and self._stderr is not None:
+            if isinstance(sys.stderr, _Above):
+                sys.stderr.flush()
+                sys.stderr = self._stderr
+            self._stderr = None
+
+
+class _Above:
+    """sys.stderr while bars are live: whole lines go above the bars."""
+
+    def __init__(self, live: LiveProgress):
+        self._live, self._pending = live, ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        if "\n" in self._pending:
+            lines, _, self._pending = self._pending.rpartition("\n")
+            self._live.print_above(self._live.stream, lines + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            text, self._pending = self._pending, ""
+            self._live.print_above(self._live.stream, text + "\n")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._live.stream, name)

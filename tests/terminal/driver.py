@@ -85,6 +85,7 @@ def console(root: Path) -> int:
     worker = threading.Thread(target=wait_for_go, args=(root, "infer", line))
     worker.start()
     c.say("changed  mytestdata / benchmark chestxray: run model 1      0.0s  result 1")
+    print("warning: a library's own warning, written to sys.stderr", file=sys.stderr)  # as runner.hashing's
     wait_for_go(root, "bar-shown")
     answer = c.confirm("Send this for dataset mytestdata?", details='will send:\n{\n  "results": {"AUC": 0.8}\n}\n')
     c.say(f"answered {'yes' if answer else 'no'}")

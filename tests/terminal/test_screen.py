@@ -15,6 +15,7 @@ from tests.terminal.screen import Term, plain
 pytestmark = pytest.mark.timeout(120)
 
 OUTCOMES = ("ok ", "changed ", "pending ", "failed ", "skipped ")
+WARNING = "warning: a library's own warning, written to sys.stderr"
 QUESTION = "Send this for dataset mytestdata? [y/N]"
 CONSENT_BODY = ['dataset mytestdata: associate will send POST /datasets/benchmarks/:', '{', '  "dataset": 1,',
                 '      "AUC": 0.8125,', '      "Accuracy": 0.75', '}',
@@ -117,8 +118,10 @@ def test_a_question_stops_the_live_display_until_it_is_answered(tmp_path):
     root = tmp_path / "console"
     t = Term("console", str(root), rows=20, cols=80)
     rows = t.wait_for(lambda rows: last_row(rows).startswith("mytestdata: model 2: infer") and "epoch" in last_row(rows))
+    rows = t.wait_for(lambda rows: WARNING in rows and last_row(rows).startswith("mytestdata: model 2"))
     done_line = "changed  mytestdata / benchmark chestxray: run model 1      0.0s  result 1"
-    assert rows.index(done_line) == rows.index(last_row(rows)) - 1  # the line above the bar, whole
+    assert rows.index(done_line) == rows.index(WARNING) - 1  # the lines above the bar, whole
+    assert rows.index(WARNING) == rows.index(last_row(rows)) - 1
 
     (root / "go-bar-shown").touch()  # the question, while the task keeps logging from its thread
     rows = t.wait_for(lambda rows: last_row(rows) == QUESTION)
