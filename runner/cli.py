@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import difflib
 import os
 import sys
 import time
@@ -270,6 +269,8 @@ def _command_of(argv: list[str]) -> list[str]:
         return argv
     first = argv[0]
     if not first.startswith("-") and not Path(first).exists() and not _path_like(first):
+        import difflib  # only for a word that is neither a command nor a manifest
+
         close = difflib.get_close_matches(first, COMMANDS, n=1, cutoff=0.6)
         if close:
             raise UsageError(f"unknown command {first!r}", hint=f"did you mean {close[0]!r}? (no manifest of that "

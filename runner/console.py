@@ -16,7 +16,6 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from runner.clients import NoProgress, Progress
@@ -99,7 +98,7 @@ class Console:
         return self._live
 
 
-_ESCAPE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
+_ESCAPE = r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-~])"  # CSI, OSC, two-byte escapes
 _SPIN = "|/-\\"
 TICK_S = 0.2  # the display's clock: elapsed times, and a changed terminal width, are redrawn this often
 MIN_DRAW_S = 0.05  # updates faster than this (a download's chunks) wait for the next tick
@@ -107,7 +106,7 @@ MIN_DRAW_S = 0.05  # updates faster than this (a download's chunks) wait for the
 
 def clean(text: str) -> str:
     """A container's log line made safe to draw: no escape sequences, no control characters."""
-    return "".join(c for c in _ESCAPE.sub("", text) if c >= " " and c != "\x7f")
+    return "".join(c for c in re.sub(_ESCAPE, "", text) if c >= " " and c != "\x7f")  # re caches the pattern
 
 
 def _cells(c: str) -> int:
@@ -143,13 +142,12 @@ def size(n: float) -> str:
     return f"{n:,.1f} {unit}" if 0 < n < 10 and unit != "B" else f"{n:,.0f} {unit}"
 
 
-@dataclass
 class _Bar:
-    label: str
-    started: float
-    done: float = 0
-    total: float | None = None  # None: a task whose length is unknown (a spinner and its last log line)
-    info: str = ""
+    def __init__(self, label: str, started: float):
+        self.label, self.started = label, started
+        self.done: float = 0
+        self.total: float | None = None  # None: a task whose length is unknown (a spinner and its last log line)
+        self.info = ""
 
     def pieces(self, now: float, width: int, color: bool) -> list[tuple[str, str]]:
         secs = int(now - self.started)
@@ -166,7 +164,6 @@ class _Bar:
                 ("─" * (cols - filled), "2" if color else ""), (tail, "")]
 
 
-@dataclass
 class LiveProgress:
     """Progress bars at the bottom of the terminal (hashing, downloads, container tasks), drawn on `stream`.
 
@@ -174,18 +171,17 @@ class LiveProgress:
     a question pauses the display (paused). Each redraw re-reads the terminal's width and cuts every bar to one
     row, so a resize leaves no fragments; the display erases exactly the rows it drew."""
 
-    stream: TextIO
-    color: bool = False
-    clock: Callable[[], float] = time.monotonic
-    _bars: dict[str, _Bar] = field(default_factory=dict)
-    _rows: int = 0  # rows drawn below the text (the cursor is at the start of the row after them)
-    _shown: tuple = ()  # what was last drawn and at which width: a tick redraws only when it changed
-    _last: float = 0.0
-    _pause: int = 0
-    _ticker: threading.Thread | None = None
-    _stderr: Any = None  # sys.stderr while bars are live (a library's warning goes above them too), else None
-    # --parallel model runs and the observer's hashing thread update bars from several threads
-    _lock: threading.RLock = field(default_factory=threading.RLock)
+    def __init__(self, stream: TextIO, *, color: bool = False, clock: Callable[[], float] = time.monotonic):
+        self.stream, self.color, self.clock = stream, color, clock
+        self._bars: dict[str, _Bar] = {}
+        self._rows = 0  # rows drawn below the text (the cursor is at the start of the row after them)
+        self._shown: tuple = ()  # what was last drawn and at which width: a tick redraws only when it changed
+        self._last = 0.0
+        self._pause = 0
+        self._ticker: threading.Thread | None = None
+        self._stderr: Any = None  # sys.stderr while bars are live (a library's warning goes above them too)
+        # --parallel model runs and the observer's hashing thread update bars from several threads
+        self._lock = threading.RLock()
 
     # -- what the work reports (the Progress protocol) -----------------------------------------------------
 
