@@ -1,11 +1,13 @@
 """What the pseudo-terminal tests run as a process: the real CLI (main, its real Console on the pty) against the
 fake registry and a fake container runner whose tasks take as long as the test says.
 
-    python -m tests.terminal.driver apply ROOT [CLI ARGS...]   the tutorial's second half in workspace ROOT
-    python -m tests.terminal.driver console ROOT               a live bar, a question, an answer
+    python -m tests.terminal.driver apply ROOT [CLI ARGS...]      the tutorial's second half in workspace ROOT
+    python -m tests.terminal.driver parallel ROOT [CLI ARGS...]   the same, approved at once, three more models
+    python -m tests.terminal.driver console ROOT                  a live bar, a question, an answer
 
-A task named in $HOLD (comma-separated) prints a long log line and runs until the file ROOT/go-<task> exists
-(the test's go-ahead); every other task ends at once. Everything the CLI writes to stdout is also copied to
+A task named in $HOLD (comma-separated: a task, or IMAGE:TASK with the image's short name, e.g. model11:infer)
+prints a long log line and runs until the file ROOT/go-<the name, ':' as '-'> exists (the test's go-ahead);
+every other task ends at once. Everything the CLI writes to stdout is also copied to
 ROOT/stdout.txt: the lines the screen must show whole.
 """
 
@@ -20,7 +22,7 @@ from pathlib import Path
 from runner.cli import main
 from runner.console import Console
 from tests.runner.conftest import Workspace, participating
-from tests.runner.fakes import FakeRunner
+from tests.runner.fakes import FakeRunner, model_record
 
 LOG_LINE = "epoch 3/10 " + "loss 0.4231 accuracy 0.8812 " * 6  # longer than any terminal row here
 POLL_S = 0.02
@@ -45,8 +47,10 @@ class PacedRunner(FakeRunner):
         self.hold = {t for t in os.environ.get("HOLD", "").split(",") if t}
 
     def run_task(self, spec, task, volumes, *, log_path, on_line=None, inactivity_timeout=None, timeout=None):
-        if task in self.hold:
-            wait_for_go(self.root, task, on_line)
+        image = spec.image.rsplit("/", 1)[-1].split(":")[0]
+        for name in (task, f"{image}:{task}"):
+            if name in self.hold:
+                wait_for_go(self.root, name.replace(":", "-"), on_line)
         return super().run_task(spec, task, volumes, log_path=log_path, on_line=on_line,
                                 inactivity_timeout=inactivity_timeout, timeout=timeout)
 
@@ -66,8 +70,16 @@ class Tee:
         return getattr(self.stream, name)
 
 
-def apply(root: Path, argv: list[str]) -> int:
-    ws = participating(Workspace(root), **{"      compatibility_results: true\n": ""})  # asked in the terminal
+def apply(root: Path, argv: list[str], *, parallel: bool = False) -> int:
+    if parallel:  # every consent given, the association approved at once, models 2, 11 and 12 to run
+        ws = participating(Workspace(root))
+        ws.api.world["benchmarks"][1]["dataset_auto_approval_mode"] = "ALWAYS"
+        for mid in (11, 12):
+            ws.api.world["models"][mid] = model_record(mid, f"model{mid}", 100 + mid, f"medperf-apply/model{mid}:latest")
+            ws.api.world["model_assocs"].append({"model": mid, "benchmark": 1, "priority": mid,
+                                                 "approval_status": "APPROVED", "created_at": "2026-11-22T00:00:00Z"})
+    else:
+        ws = participating(Workspace(root), **{"      compatibility_results: true\n": ""})  # asked in the terminal
     ws.runner = PacedRunner(root)
     stdout = Tee(sys.stdout, root / "stdout.txt")
     return main([*argv, str(ws.manifest), "--state-dir", str(ws.state_dir)], stdout=stdout, stderr=sys.stderr,
@@ -98,4 +110,4 @@ def console(root: Path) -> int:
 
 if __name__ == "__main__":
     mode, where, *rest = sys.argv[1:]
-    sys.exit(apply(Path(where), rest) if mode == "apply" else console(Path(where)))
+    sys.exit(console(Path(where)) if mode == "console" else apply(Path(where), rest, parallel=mode == "parallel"))

@@ -142,3 +142,28 @@ def test_a_question_stops_the_live_display_until_it_is_answered(tmp_path):
     rows = t.rows()
     assert last_row(rows) == "changed  mytestdata / benchmark chestxray: run model 2      0.0s  result 2"
     assert bar_rows(rows) == [] and "epoch" not in t.text()
+
+
+def test_parallel_model_runs_each_bar_goes_when_its_model_ends(tmp_path):
+    root = tmp_path / "ws"
+    hold = "chestxray-linear:infer,model11:infer,model12:infer"
+    t = Term("parallel", str(root), "apply", "--yes", "--parallel", "3", rows=60, cols=120, env={"HOLD": hold})
+    names = [f"mytestdata: model {m}: infer" for m in (12, 11, 2)]
+    rows = t.wait_for(lambda rows: all(shows_bar(n)(rows) for n in names))
+    assert len(bar_rows(rows)) == 3
+    associate = [r for r in rows if r.startswith("changed  mytestdata / benchmark chestxray: associate")]
+    assert len(associate) == 1 and rows.index(associate[0]) < min(rows.index(r) for r in bar_rows(rows))
+
+    (root / "go-model11-infer").touch()  # one model ends: its bars go, the two others stay, each on one row
+    rows = t.wait_for(lambda rows: not shows_bar("mytestdata: model 11")(rows) and len(bar_rows(rows)) == 2)
+    assert shows_bar(names[0])(rows) and shows_bar(names[2])(rows)
+
+    for name in ("go-model12-infer", "go-chestxray-linear-infer"):
+        (root / name).touch()
+    assert t.finish() == 0
+    rows, shown = t.rows(), whole(t)
+    assert bar_rows(rows) == [] and "epoch 3/10" not in t.text()
+    printed = step_lines(root)
+    assert len([ln for ln in printed if ": run model " in ln]) == 4  # 12, 11, 2 and the reference model
+    for line in printed:
+        assert line in shown, f"{line!r} is not on the screen:\n{t.text()}"
