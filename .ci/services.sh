@@ -23,6 +23,7 @@ install() {
   pg_bin >/dev/null 2>&1 || missing+=(postgresql)
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+  command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # not a service: the terminal tests' re-wrapping terminal
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -qq

@@ -169,12 +169,13 @@ class LiveProgress:
 
     Lines printed while bars are live go above them (print_above); a finished task's bar is removed (end);
     a question pauses the display (paused). Each redraw re-reads the terminal's width and cuts every bar to one
-    row, so a resize leaves no fragments; the display erases exactly the rows it drew."""
+    row; between redraws the cursor rests at the first bar, so erasing is "clear to the end of the screen" and a
+    resize leaves no fragments, whether the terminal clips its rows (xterm) or re-wraps them (tmux)."""
 
     def __init__(self, stream: TextIO, *, color: bool = False, clock: Callable[[], float] = time.monotonic):
         self.stream, self.color, self.clock = stream, color, clock
         self._bars: dict[str, _Bar] = {}
-        self._rows = 0  # rows drawn below the text (the cursor is at the start of the row after them)
+        self._rows = 0  # rows of bars drawn; the cursor waits, hidden, at the start of the first of them
         self._shown: tuple = ()  # what was last drawn and at which width: a tick redraws only when it changed
         self._last = 0.0
         self._pause = 0
@@ -298,8 +299,10 @@ class LiveProgress:
         return max(cols, 20), max(lines, 3)
 
     def _erase(self) -> None:
+        # The cursor is at the start of the first bar: clearing from there to the end of the screen removes every
+        # bar without counting rows, which a terminal that re-wraps lines on a resize (tmux) would make wrong.
         if self._rows:
-            self.stream.write(f"\r\x1b[{self._rows}A\x1b[J")
+            self.stream.write("\r\x1b[J\x1b[?25h")  # and the cursor is shown again
             self.stream.flush()
             self._rows, self._shown = 0, ()
 
@@ -320,8 +323,8 @@ class LiveProgress:
         if not force and shown == self._shown:
             return
         self._erase()
-        if rows:
-            self.stream.write("".join(f"{r}\n" for r in rows))
+        if rows:  # drawn downwards (the screen scrolls as needed), then back up to the first bar, cursor hidden
+            self.stream.write("\x1b[?25l" + "".join(f"{r}\n" for r in rows) + f"\x1b[{len(rows)}A")
             self.stream.flush()
         self._rows, self._shown, self._last = len(rows), shown, now
         if not self._bars:

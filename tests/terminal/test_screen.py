@@ -4,13 +4,15 @@ resize leaves no fragments; a question is shown whole, with no bar drawn over it
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.terminal.screen import Term, plain
+from tests.terminal.screen import ROOT, Term, plain
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -167,3 +169,43 @@ def test_parallel_model_runs_each_bar_goes_when_its_model_ends(tmp_path):
     assert len([ln for ln in printed if ": run model " in ln]) == 4  # 12, 11, 2 and the reference model
     for line in printed:
         assert line in shown, f"{line!r} is not on the screen:\n{t.text()}"
+
+
+def test_in_tmux_a_narrower_window_leaves_no_fragment_of_the_wider_bar(tmp_path, tmux):
+    """tmux re-wraps a row that no longer fits: a bar drawn at 120 columns becomes two rows at 60. The display
+    must clear both (counting the rows it drew would leave the first one behind)."""
+    root = tmp_path / "ws"
+    command = f"cd {ROOT} && PYTHONPATH=. HOLD=prepare {sys.executable} -m tests.terminal.driver apply {root} apply; " \
+              f"echo exit=$?; sleep 600"
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "120", "-y", "50", "-e", f"TERM={env.get('TERM', 'xterm')}",
+         command)
+
+    def pane(joined: bool = False) -> list[str]:
+        return [r.rstrip() for r in tmux("capture-pane", "-p", *(["-J"] if joined else []), "-t", "t").splitlines()]
+
+    def wait(test, what: str) -> list[str]:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rows = pane()
+            if test(rows):
+                return rows
+            time.sleep(0.05)  # polling the pane: tmux has no event to wait on
+        raise AssertionError(f"tmux never showed {what}:\n" + "\n".join(pane()))
+
+    wait(lambda rows: "Apply 5 steps? [y/N]" in rows, "the confirmation")
+    tmux("send-keys", "-t", "t", "y", "Enter")
+    wait(lambda rows: any(r.startswith("mytestdata: prepare") and len(r) > 100 for r in rows), "the wide bar")
+    tmux("resize-window", "-t", "t", "-x", "60", "-y", "50")
+    rows = wait(lambda rows: any(r.startswith("mytestdata: prepare") and len(r) <= 59 for r in rows), "the new bar")
+    assert len(bar_rows(rows)) == 1 and last_row(rows).startswith("mytestdata: prepare")
+    assert [r for r in rows if "loss 0." in r] == [last_row(rows)], "a fragment of the wider bar is left"
+
+    (root / "go-prepare").touch()
+    wait(lambda rows: last_row(rows) == QUESTION, "the consent question")
+    tmux("send-keys", "-t", "t", "y", "Enter")
+    wait(lambda rows: "exit=3" in rows, "the end of the run")
+    rows, joined = pane(), pane(joined=True)
+    assert bar_rows(rows) == [] and not [r for r in rows if "loss 0." in r]
+    for line in step_lines(root)[1:]:  # printed after the resize: whole (tmux joins the rows it wrapped)
+        assert line in joined, f"{line!r} is not in the pane:\n" + "\n".join(joined)
