@@ -32,6 +32,7 @@ install() {
   # nginx lives in /usr/sbin, often not on a user's PATH. Debian starts its own service after install (port 80)
   # where systemd runs; the tests never use that one.
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # not a service: the terminal tests' re-wrapping terminal
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -qq

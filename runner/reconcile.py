@@ -317,9 +317,9 @@ def _applier(run: _Run, plan: Plan, obs: Observation, quiet: set[str]) -> Applie
 
     def ask(step: Step, body: Mapping[str, Any]) -> bool:
         shown = json.dumps(body, indent=2, default=str)
-        console.stderr.write(f"dataset {step.dataset}: {step.action.label} will send {step.endpoint or ''}:\n"
-                             f"{shown}\n(set consent.{step.consent}: true in the manifest to stop this question)\n")
-        return console.confirm(f"Send this for dataset {step.dataset}?")
+        return console.confirm(f"Send this for dataset {step.dataset}?",
+                               details=f"dataset {step.dataset}: {step.action.label} will send {step.endpoint or ''}:\n"
+                               f"{shown}\n(set consent.{step.consent}: true in the manifest to stop this question)\n")
 
     ctx = RunContext(manifest=run.manifest, obs=obs, api=run.api, state=run.state, hasher=clients.hasher,
                      runner_factory=lambda: clients.runner(run.state, runtime_of(opts, run.manifest)),

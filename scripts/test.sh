@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # `make test`: the whole suite with its real parts, as CI runs it. For each part (Docker engine, PostgreSQL, image
-# registry, OpenID provider, Chromium, nginx): the one that already answers (DOCKER_HOST, MEDPERF_PG_URL, MEDPERF_REGISTRY,
+# registry, OpenID provider, Chromium, nginx, tmux): the one that already answers (DOCKER_HOST, MEDPERF_PG_URL, MEDPERF_REGISTRY,
 # MEDPERF_OIDC_ISSUER), else one started now by .ci/services.sh under a private dir on free ports (stopped again at
 # the end, by pid), else none: its tests skip, and the last line names it with the reason and the fix.
 # MEDPERF_REQUIRE_<PART>=1 is set for every part that answers, so its tests fail rather than skip.
 # A part added to .ci/services.sh gets one want_<part> function here and an entry in `parts`.
 #   PYTEST_ARGS              arguments for pytest (the Makefile's: both cores); extra arguments are passed on
-#   MEDPERF_TEST_SERVICES    the parts to have (default: docker postgres registry oidc chromium nginx); the others are skipped
+#   MEDPERF_TEST_SERVICES    the parts to have (default: docker postgres registry oidc chromium nginx tmux); the others are skipped
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -113,6 +113,12 @@ want_nginx() {
   export MEDPERF_REQUIRE_NGINX=1
 }
 
+want_tmux() {
+  if command -v tmux >/dev/null 2>&1; then say "tmux found"
+  else skipped+=("tmux (not found: apt-get install tmux)"); return 1; fi
+  export MEDPERF_REQUIRE_TMUX=1
+}
+
 # The example images the Docker tests run: built (and pushed to the registry) when the engine lacks them.
 want_images() {
   [ "${MEDPERF_REQUIRE_DOCKER:-}" = 1 ] || return 0
@@ -121,8 +127,8 @@ want_images() {
   make --no-print-directory images >&2 || { say "make images failed"; exit 1; }
 }
 
-parts=(docker:Docker postgres:PostgreSQL registry:"image registry" oidc:"OpenID provider" chromium:Chromium nginx:nginx)
-wanted=" ${MEDPERF_TEST_SERVICES:-docker postgres registry oidc chromium nginx} "
+parts=(docker:Docker postgres:PostgreSQL registry:"image registry" oidc:"OpenID provider" chromium:Chromium nginx:nginx tmux:tmux)
+wanted=" ${MEDPERF_TEST_SERVICES:-docker postgres registry oidc chromium nginx tmux} "
 for part in "${parts[@]}"; do
   if [[ "$wanted" == *" ${part%%:*} "* ]]; then "want_${part%%:*}" || true
   else skipped+=("${part#*:} (not in MEDPERF_TEST_SERVICES)"); fi

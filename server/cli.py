@@ -19,56 +19,91 @@ from server.wsgi import TLSFileError, check_tls_files, make_server
 DEFAULT_TOKENS_FILE = "medperf-server-tokens.json"
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default shown, unless its help says it already or there is none worth saying (off, empty)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or not action.option_strings or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+class _Version(argparse.Action):
+    """--version: the installed distribution's version, looked up only when asked."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=kwargs.get("help"))
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("medperf-apply")
+        except PackageNotFoundError:
+            found = "(not installed)"
+        sys.stdout.write(f"medperf-server {found}\n")  # as argparse's own version action: stdout
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medperf-server",
         description="MedPerf's v0 registry API (Bottle + cheroot) on SQLite or PostgreSQL.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     parser.add_argument(
-        "--db",
+        "--db", metavar="URL",
         default=os.environ.get("MEDPERF_SERVER_DB", DEFAULT_DB),
         help=f"SQLite file (or sqlite:///PATH) or postgresql://... URL (env MEDPERF_SERVER_DB; default {DEFAULT_DB})",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", help="what to do (each has its own --help)")
 
-    run = sub.add_parser("run", help="serve the API (HTTPS with --certfile and --keyfile)",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    def command(name: str, text: str, parent=sub) -> argparse.ArgumentParser:
+        return parent.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
+
+    run = command("run", "serve the API (HTTPS with --certfile and --keyfile)")
     run.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    run.add_argument("--port", type=int, default=8000, help="port to listen on")
-    run.add_argument("--threads", type=int, default=4, help="worker threads")
-    run.add_argument("--workers", type=int, default=1, help="processes serving the port (pre-forked, SO_REUSEPORT); "
-                     "more than 1 wants PostgreSQL: every rule is held by the database, across processes")
+    run.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port)")
+    run.add_argument("--threads", type=int, default=4, metavar="N", help="worker threads")
+    run.add_argument("--workers", type=int, default=1, metavar="N", help="processes serving the port (pre-forked, "
+                     "SO_REUSEPORT); more than 1 wants PostgreSQL: every rule is held by the database, across processes")
     run.add_argument("--worker-header", action="store_true", help="name the serving process in every response "
                      "(X-Medperf-Worker: <pid>), to see which worker behind a load balancer answered")
-    run.add_argument("--certfile", help="PEM certificate (chain) to serve HTTPS; with --keyfile")
-    run.add_argument("--keyfile", help="PEM private key of --certfile")
-    run.add_argument("--jwt-public-key-file", help="PEM public key verifying RS256 JWTs")
-    run.add_argument("--jwt-jwks-url", help="JWKS URL of the OIDC provider")
-    run.add_argument("--jwt-jwks-ca-file", help="PEM of the CA that signed the JWKS URL's certificate (a private CA)")
-    run.add_argument("--jwt-issuer")
-    run.add_argument("--jwt-audience")
-    run.add_argument("--jwt-email-claim", default=None, help=f"the claim holding the user's email (default "
-                     f"{DEFAULT_EMAIL_CLAIM})")
-    run.add_argument("--jwt-email-verified-claim", default=None, help="the claim asserting the email is verified: "
-                     "only then is a user known by email alone linked to the token's subject, once (default "
-                     f"{DEFAULT_EMAIL_VERIFIED_CLAIM})")
-    run.add_argument("--auto-approve-benchmarks-from", default=None,
-                     help="comma-separated owner emails whose benchmarks are approved at once")
+    run.add_argument("--certfile", metavar="PEM", help="PEM certificate (chain) to serve HTTPS; with --keyfile "
+                     "(default: plain HTTP)")
+    run.add_argument("--keyfile", metavar="PEM", help="PEM private key of --certfile")
+    run.add_argument("--jwt-public-key-file", metavar="PEM", help="PEM public key verifying RS256 JWTs "
+                     "(default: server-issued API tokens only, unless --jwt-jwks-url)")
+    run.add_argument("--jwt-jwks-url", metavar="URL", help="JWKS URL of the OIDC provider")
+    run.add_argument("--jwt-jwks-ca-file", metavar="PEM", help="PEM of the CA that signed the JWKS URL's certificate "
+                     "(a private CA)")
+    run.add_argument("--jwt-issuer", metavar="URL", help="the issuer (iss) a JWT must name")
+    run.add_argument("--jwt-audience", metavar="AUD", help="the audience (aud) a JWT must name")
+    run.add_argument("--jwt-email-claim", default=None, metavar="CLAIM",
+                     help=f"the claim holding the user's email (default {DEFAULT_EMAIL_CLAIM})")
+    run.add_argument("--jwt-email-verified-claim", default=None, metavar="CLAIM",
+                     help="the claim asserting the email is verified: only then is a user known by email alone "
+                     f"linked to the token's subject, once (default {DEFAULT_EMAIL_VERIFIED_CLAIM})")
+    run.add_argument("--auto-approve-benchmarks-from", default=None, metavar="EMAILS",
+                     help="comma-separated owner emails whose benchmarks are approved at once (default: none)")
     run.add_argument("--no-web", action="store_true", help="do not serve the web page at / (nor /login, /logout, /decide)")
 
-    user = sub.add_parser("user", help="manage users")
-    user_sub = user.add_subparsers(dest="user_command", required=True)
-    create = user_sub.add_parser("create", help="create a user and print a new API token (alone) on stdout")
-    create.add_argument("--email", required=True)
-    create.add_argument("--admin", action="store_true")
-    token = user_sub.add_parser("token", help="issue another API token for an existing user (printed alone)")
-    token.add_argument("--email", required=True)
+    user = command("user", "manage users")
+    user_sub = user.add_subparsers(dest="user_command", metavar="COMMAND", required=True, help="create or token")
+    create = command("create", "create a user and print a new API token (alone) on stdout", user_sub)
+    create.add_argument("--email", required=True, help="the user's email (their identity)")
+    create.add_argument("--admin", action="store_true", help="make the user an admin")
+    token = command("token", "issue another API token for an existing user (printed alone)", user_sub)
+    token.add_argument("--email", required=True, help="the existing user's email")
 
-    seed = sub.add_parser("seed", help="create the tutorial's world and write the users' tokens to a file")
-    seed.add_argument("--demo", choices=["data"], required=True)
-    seed.add_argument("--components", help="components.json written by `make images` (default: built-in records)")
-    seed.add_argument("--tokens-file", default=DEFAULT_TOKENS_FILE, help=f"default ./{DEFAULT_TOKENS_FILE}")
+    seed = command("seed", "create the tutorial's world and write the users' tokens to a file")
+    seed.add_argument("--demo", choices=["data"], required=True, help="which world: data (the tutorial's)")
+    seed.add_argument("--components", metavar="FILE", help="components.json written by `make images` "
+                      "(default: built-in records)")
+    seed.add_argument("--tokens-file", default=DEFAULT_TOKENS_FILE, metavar="FILE",
+                      help="where the seeded users' tokens are written")
     seed.add_argument("--files-url", metavar="URL", help="where the components file's folder is served over HTTP: its "
                       "file:// URLs are registered as URL/<path> (MedPerf's CLI downloads over http(s) only)")
     seed.add_argument("--archive-model", action="store_true", help="also register the components' image-archive "
@@ -76,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--second-benchmark", action="store_true", help="also create the benchmark chestxray-external "
                       "(the same containers, approved and operational) that manifests/two-benchmarks.yaml joins")
 
-    sub.add_parser("migrate", help="apply pending database migrations")
+    command("migrate", "apply pending database migrations")
     return parser
 
 
@@ -99,7 +134,14 @@ def _settings(args) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # a bare command: the help, not an error
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error("a command is required (run, user, seed, migrate)")
     logging.basicConfig(level=logging.INFO, format="medperf-server: %(message)s", stream=sys.stderr)
     try:
         settings = _settings(args)

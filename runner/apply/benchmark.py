@@ -64,7 +64,7 @@ def _execute(ctx: RunContext, step: Step, *, benchmark_id: int, result_id: int, 
     try:
         model_spec, eval_spec = _model_spec(ctx, model), _mlcube_spec(ctx, evaluator)
         run = ModelExecution(ctx.api, ctx.state, ctx.container_runner(), warn=ctx.memory.warn,
-                             on_line=ctx.progress.task, on_download=ctx.progress.download,
+                             on_line=ctx.progress.task, on_download=ctx.progress.download, on_end=ctx.progress.end,
                              interrupted=ctx.interrupted)
         computed = run.run(result_id=result_id, dataset_id=dataset_id, model=model_spec, evaluator=eval_spec,
                            ignore_model_errors=ignore_model_errors, label=f"{step.dataset}: model {model}",

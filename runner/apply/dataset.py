@@ -85,7 +85,11 @@ def prepare(ctx: RunContext, step: Step) -> str:
     if not ds.raw_yaml.exists():
         ds.write_raw_yaml(spec.data_path, spec.labels_path)
     runner = ctx.container_runner()
-    runner.check_image(container, on_progress=ctx.progress.download(f"{step.dataset}: image of {container.name}"))
+    image = f"{step.dataset}: image of {container.name}"
+    try:
+        runner.check_image(container, on_progress=ctx.progress.download(image))
+    finally:
+        ctx.progress.end(image)
     tasks = list(args.tasks or PREPARE_TASKS)
     if ds.is_ready() or args.as_prepared:
         tasks = [t for t in tasks if t != "prepare"]  # MedPerf: a ready dataset only re-checks
@@ -186,9 +190,13 @@ def _run_task(ctx: RunContext, step: Step, ds_id: int, container: ContainerSpec,
     log_path = ds.logs / f"{task}.log"
     if report:
         _report(ctx, ds_id, "started")
+    label = f"{step.dataset}: {task}"
     try:
-        ctx.container_runner().run_task(container, task, volumes, log_path=log_path,
-                                        on_line=ctx.progress.task(f"{step.dataset}: {task}"))
+        try:
+            ctx.container_runner().run_task(container, task, volumes, log_path=log_path,
+                                            on_line=ctx.progress.task(label))
+        finally:
+            ctx.progress.end(label)
     except (Interrupted, KeyboardInterrupt):
         ds.unmark_ready()
         if report:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from runner.clients import Api, ContainerRunner
@@ -75,6 +76,7 @@ class ModelExecution:
     warn: Callable[[str], None]
     on_line: Callable[[str], Callable[[str], None] | None] = lambda name: None
     on_download: Callable[[str], Callable[[int, int], None] | None] = lambda name: None  # a pull's bytes
+    on_end: Callable[[str], None] = lambda name: None  # the task or pull of that name is over (its bar goes)
     interrupted: Callable[[], bool] = lambda: False  # a task that fails after an interrupt was stopped by it
 
     def report(self, result_id: int, which: str, status: str) -> None:
@@ -103,7 +105,11 @@ class ModelExecution:
         # Both images are here and are the registered ones (pulled or loaded if needed) before anything is sent
         # or run, as MedPerf fetches a container's run files first.
         for spec in (model, evaluator):
-            self.runner.check_image(spec, on_progress=self.on_download(f"{label}: image of {spec.name}"))
+            image = f"{label}: image of {spec.name}"
+            try:
+                self.runner.check_image(spec, on_progress=self.on_download(image))
+            finally:
+                self.on_end(image)
 
         self.report(result_id, "model_report", "pending")
         self.report(result_id, "evaluation_report", "pending")
@@ -117,14 +123,20 @@ class ModelExecution:
         write_atomic(result.executed, b"")  # last: the run counts only once everything is written
         return Computed(result_id, metrics, partial)
 
+    def _run_task(self, spec: ContainerSpec, task: str, volumes: Mapping[str, Path], *, log: Path, name: str) -> None:
+        try:
+            self.runner.run_task(spec, task, volumes, log_path=log, on_line=self.on_line(name))
+        finally:
+            self.on_end(name)
+
     def _infer(self, result_id: int, model: ContainerSpec, ds: DatasetDir, result: ResultDir, *,
                ignore_model_errors: bool, label: str) -> bool:
         """Run infer; True when it finished, False when it failed and MedPerf's --ignore-model-errors goes on."""
         log = result.logs / "model.log"
         self.report(result_id, "model_report", "started")
         try:
-            self.runner.run_task(model, "infer", {"data_path": ds.data, "output_path": result.predictions},
-                                 log_path=log, on_line=self.on_line(f"{label}: infer"))
+            self._run_task(model, "infer", {"data_path": ds.data, "output_path": result.predictions},
+                           log=log, name=f"{label}: infer")
         except (Interrupted, KeyboardInterrupt):
             self.report(result_id, "model_report", "interrupted")
             raise
@@ -146,10 +158,9 @@ class ModelExecution:
         log, output = result.logs / f"metrics_{evaluator.name}.log", result.results_new
         self.report(result_id, "evaluation_report", "started")
         try:
-            self.runner.run_task(evaluator, "evaluate", {"predictions": result.predictions, "labels": ds.labels,
-                                                         "output_path": output,
-                                                         "local_outputs_path": result.local_outputs},
-                                 log_path=log, on_line=self.on_line(f"{label}: evaluate"))
+            self._run_task(evaluator, "evaluate", {"predictions": result.predictions, "labels": ds.labels,
+                                                   "output_path": output, "local_outputs_path": result.local_outputs},
+                           log=log, name=f"{label}: evaluate")
             metrics = read_yaml(output)
             if not isinstance(metrics, dict) or not metrics:
                 raise RunFailed(f"evaluate of {evaluator.name} wrote no results ({output} is empty)", log_path=str(log))

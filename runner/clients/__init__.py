@@ -70,6 +70,9 @@ class Progress(Protocol):
     def download(self, name: str) -> Callable[[int, int], None] | None:
         """Bytes done and total of an image pull or a download (a bar only once bytes move)."""
 
+    def end(self, name: str) -> None:
+        """The work called `name` (a task, a download) is over, however it ended: its bar goes."""
+
     def done(self) -> None: ...
 
 
@@ -84,6 +87,9 @@ class NoProgress:
 
     def download(self, name: str):
         return None
+
+    def end(self, name: str) -> None:
+        pass
 
     def done(self) -> None:
         pass

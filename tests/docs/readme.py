@@ -148,7 +148,8 @@ def check_cli(cmd: Command, parser: argparse.ArgumentParser, *, implicit: str | 
                 pos += 1
         elif positionals or not word.isupper():
             problems.append(f"{' '.join(path)} takes no further argument {word!r}")
-    if not problems and _subparsers(level) and not chosen and cmd.args:
+    ends_here = {"--version", "--help", "-h"}  # options that answer without a sub-command
+    if not problems and _subparsers(level) and not chosen and cmd.args and not ends_here & set(cmd.args):
         problems.append(f"{' '.join(path)} needs a sub-command")
     return problems
 

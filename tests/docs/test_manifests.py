@@ -68,7 +68,7 @@ def test_manifest_validates(manifest, copy, tmp_path):
     made = make_data_folders(target, values)
     assert made or "kind: BenchmarkOwner" in target.read_text(), "a data owner's manifest names a dataset"
     assert all(tmp_path in p.parents for p in made), "data paths are relative, inside the copy"
-    argv = ["validate", str(target), "--state-dir", str(tmp_path / "state")]
+    argv = ["validate", str(target)]
     for v in values:
         argv += ["--values", str(v)]
     code, out = run(*argv)
@@ -88,7 +88,7 @@ def test_the_whole_folder_validates_with_the_values(copy, tmp_path):
     values = [copy / "values" / "two-benchmarks.yaml"]
     for f in sorted(copy.glob("*.yaml")):
         make_data_folders(f, values)
-    code, out = run("validate", str(copy), "--values", str(values[0]), "--state-dir", str(tmp_path / "state"))
+    code, out = run("validate", str(copy), "--values", str(values[0]))
     assert code == 0, out
     assert f"valid: {len(FILES)} file(s)" in out
 
@@ -96,7 +96,7 @@ def test_the_whole_folder_validates_with_the_values(copy, tmp_path):
 def test_the_template_needs_its_values_and_names_the_missing_one(copy, tmp_path):
     target = copy / "two-benchmarks.yaml"
     make_data_folders(target, values_for(target))
-    code, out = run("validate", str(target), "--state-dir", str(tmp_path / "state"))
+    code, out = run("validate", str(target))
     assert code == 1
     assert "vars.site" in out and "two-benchmarks.yaml:" in out
 
@@ -112,7 +112,7 @@ def test_var_overrides_the_values_file(copy, tmp_path):
     # the data folders of another site do not exist: validate says so, with file and line
     make_data_folders(target, values)  # north's
     code, out = run("validate", str(target), "--values", str(values[0]), "--var", "site=south",
-                    "--var", "data_root=../elsewhere", "--state-dir", str(tmp_path / "state"))
+                    "--var", "data_root=../elsewhere")
     assert code == 1 and "no such folder" in out and "two-benchmarks.yaml:" in out
 
 

@@ -6,7 +6,7 @@ import io
 import re
 import time
 
-from runner.console import RichProgress
+from runner.console import LiveProgress
 from runner.hashing import Amount
 
 
@@ -22,7 +22,7 @@ def shown(stream: Terminal) -> list[str]:
 
 def test_the_line_shows_files_bytes_rate_and_time_left():
     out = Terminal()
-    progress = RichProgress(out)
+    progress = LiveProgress(out)
     update = progress.hashing("ds")
     update(Amount(0, 0), Amount(10 << 20, 100, final=False))
     time.sleep(0.35)
@@ -40,7 +40,7 @@ def test_the_line_shows_files_bytes_rate_and_time_left():
 
 def test_a_quick_hash_shows_nothing():
     out = Terminal()
-    progress = RichProgress(out)
+    progress = LiveProgress(out)
     update = progress.hashing("ds")
     update(Amount(5, 1), Amount(5, 1))
     progress.done()
@@ -49,7 +49,7 @@ def test_a_quick_hash_shows_nothing():
 
 def test_plain_ints_still_work():
     out = Terminal()
-    progress = RichProgress(out)
+    progress = LiveProgress(out)
     update = progress.hashing("ds")
     update(0, 100)
     time.sleep(0.35)

@@ -10,7 +10,7 @@ import pytest
 from runner.clients import Api, ContainerRunner, Hasher, NoProgress, Progress
 from runner.clients.api import ApiClient
 from runner.clients.containers import DockerRunner
-from runner.console import RichProgress
+from runner.console import LiveProgress
 from runner.hashing import folders_hash
 from tests.runner.fakes import FakeApi, FakeRunner
 
@@ -38,7 +38,7 @@ def _accepts(impl, proto_fn) -> list[str]:
 
 
 CASES = [(Api, FakeApi), (Api, ApiClient), (ContainerRunner, FakeRunner), (ContainerRunner, DockerRunner),
-         (Progress, NoProgress), (Progress, RichProgress)]
+         (Progress, NoProgress), (Progress, LiveProgress)]
 
 
 @pytest.mark.parametrize(("proto", "impl"), CASES, ids=[f"{p.__name__}-{i.__name__}" for p, i in CASES])
