@@ -124,6 +124,11 @@ def _explain(doc: Document, e) -> list[Problem]:
         return out
     if v == "required":
         missing = e.message.split("'")[1] if "'" in e.message else e.message
+        if not path and "allOf" in e.schema_path and isinstance(doc.data.get("kind"), str):  # the kind's own key
+            kind = doc.data["kind"]
+            return [Problem(doc.where(("kind",)), json_path(("kind",)), f"{kind} needs the key '{missing}'",
+                            f"add '{missing}', or give the kind this document is (DataOwner: datasets; "
+                            "BenchmarkOwner: benchmarks)")]
         return [Problem(where, jp, f"missing required key '{missing}'")]
     if v == "enum":
         options = [str(o) for o in e.validator_value]

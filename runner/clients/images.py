@@ -159,5 +159,8 @@ def _count_layer(layers: dict[str, tuple[int, int]], event: Mapping) -> None:
     done, total = layers.get(layer, (0, 0))
     if status == "Downloading" and detail.get("total"):
         layers[layer] = (int(detail.get("current") or 0), int(detail["total"]))
+    elif status == "Extracting" and detail.get("total") and not total:
+        # a small layer can arrive whole with no Downloading line: its extracted size is the one size given
+        layers[layer] = (int(detail["total"]), int(detail["total"]))
     elif status in ("Download complete", "Pull complete", "Already exists"):
         layers[layer] = (total, total)

@@ -292,7 +292,7 @@ def test_validate_says_what_is_wrong_with_a_benchmark_owner_manifest(ws):
     path.write_text("apiVersion: medperf-apply/v1\nkind: BenchmarkOwner\nserver: {url: http://x:1, token_env: T}\n"
                     "datasets: []\n")
     r = ws.run("validate", str(path))
-    assert r.code == 1 and "missing required key 'benchmarks'" in r.err, r.err
+    assert r.code == 1 and "owner.yaml:2:7: kind: BenchmarkOwner needs the key 'benchmarks'" in r.err, r.err
     assert "'datasets' belongs to kind DataOwner, not BenchmarkOwner" in r.err
     path.write_text(OWNER.format(dataset="mytestdata", goal="approved") + "  - {benchmark: chestxray}\n")
     r = ws.run("validate", str(path), "--output", "json")

@@ -111,8 +111,9 @@ class Trial:
         command = args[0] if args else "apply"
         rest = list(args[1:])
         extra = ["--yes"] if command == "apply" and "--yes" not in rest else []
+        events = ["--event-log", str(self.events)] if command in ("plan", "apply") else []  # only they emit events
         return [*cli_command(), command, *rest, *extra, str(self.manifest), "--state-dir", str(self.state_dir),
-                "--event-log", str(self.events)]
+                *events]
 
     def spawn(self, *args: str) -> subprocess.Popen:
         """Start the CLI (default: apply --yes) as a process; its output goes to files under root."""
