@@ -91,8 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "backoff) instead of exiting 3 at the gate")
     a.add_argument("--timeout", type=_seconds, default=6 * 3600.0, metavar="DURATION",
                    help="with --wait: give up waiting after this long (default 6h; e.g. 90s, 30m, 6h)")
-    a.add_argument("--parallel", type=_positive, default=1, metavar="N", help="run up to N models at once "
-                   "(default 1)")
+    a.add_argument("--parallel", type=_positive, default=None, metavar="N", help="run up to N models at once "
+                   "(default 1; with the slurm executor, up to 8 jobs in flight)")
+    a.add_argument("--executor", choices=("docker", "slurm"), default=None,
+                   help="where the container tasks run: this machine's Docker engine, or Slurm jobs (default: "
+                   "runtime.executor, else docker)")
     a.add_argument("--request-again", action="store_true", help="request a REJECTED association anew (once, "
                    "after talking to the benchmark owner)")
     a.add_argument("--task-timeout", type=_seconds, default=None, metavar="DURATION",
@@ -210,10 +213,11 @@ def parse(argv: Sequence[str]) -> tuple[Options | InspectOptions | Decision | Lo
                    out=getattr(ns, "out", None), output=ns.output, event_log=ns.event_log, targets=tuple(ns.target),
                    state_dir=ns.state_dir, lock_timeout=ns.lock_timeout, yes=ns.yes,
                    wait=getattr(ns, "wait", False), wait_timeout=getattr(ns, "timeout", defaults.wait_timeout),
-                   parallel=getattr(ns, "parallel", 1), request_again=getattr(ns, "request_again", False),
+                   parallel=getattr(ns, "parallel", None), request_again=getattr(ns, "request_again", False),
                    task_timeout=getattr(ns, "task_timeout", None),
                    task_idle_timeout=getattr(ns, "task_idle_timeout", None), request_timeout=ns.request_timeout,
-                   ca_file=ns.ca_file, gpus=getattr(ns, "gpus", None), shm_size=getattr(ns, "shm_size", None))
+                   ca_file=ns.ca_file, gpus=getattr(ns, "gpus", None), shm_size=getattr(ns, "shm_size", None),
+                   executor=getattr(ns, "executor", None))
     if command != "apply" and getattr(ns, "wait", False):
         raise UsageError("--wait applies to apply only")
     return opts, ns.debug
@@ -252,6 +256,11 @@ def real_clients(environ: Mapping[str, str], *, request_timeout: float = DEADLIN
                          deadline=request_timeout, interrupted=interruption.is_set, sleep=sleep, ca_file=trust)
 
     def make_runner(state, runtime=None):
+        if runtime is not None and runtime.executor == "slurm":
+            from runner.clients.slurm import SlurmRunner
+
+            return SlurmRunner(state.slurm_jobs, state.containers, runtime, environ=environ, timeout=task_timeout,
+                               inactivity_timeout=task_idle_timeout, interrupted=interruption.is_set)
         from runner.clients.containers import DockerRunner  # docker is imported only when a container runs
 
         return DockerRunner(state.containers, timeout=task_timeout, inactivity_timeout=task_idle_timeout,

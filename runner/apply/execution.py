@@ -96,10 +96,15 @@ class ModelExecution:
         result = self.state.result(result_id)
         for flag in (result.executed, result.partial):
             flag.unlink(missing_ok=True)
-        shutil.rmtree(result.predictions, ignore_errors=True)  # a fresh predictions folder for every run
+        # A fresh predictions folder for every run, unless the runner adopts an infer a dead run left (a Slurm job
+        # still running or finished well): it writes there, or wrote there already.
+        if not self.runner.adopts(model, "infer", self._infer_volumes(ds, result), log_path=result.logs / "model.log"):
+            shutil.rmtree(result.predictions, ignore_errors=True)
         for d in (result.predictions, result.logs, result.local_outputs):
             d.mkdir(parents=True, exist_ok=True)
-        result.results_new.unlink(missing_ok=True)
+        if not self.runner.adopts(evaluator, "evaluate", self._evaluate_volumes(ds, result),
+                                  log_path=result.logs / f"metrics_{evaluator.name}.log"):
+            result.results_new.unlink(missing_ok=True)
         # Both images are here and are the registered ones (pulled or loaded if needed) before anything is sent
         # or run, as MedPerf fetches a container's run files first.
         for spec in (model, evaluator):
@@ -123,8 +128,8 @@ class ModelExecution:
         log = result.logs / "model.log"
         self.report(result_id, "model_report", "started")
         try:
-            self.runner.run_task(model, "infer", {"data_path": ds.data, "output_path": result.predictions},
-                                 log_path=log, on_line=self.on_line(f"{label}: infer"))
+            self.runner.run_task(model, "infer", self._infer_volumes(ds, result), log_path=log,
+                                 on_line=self.on_line(f"{label}: infer"))
         except (Interrupted, KeyboardInterrupt):
             self.report(result_id, "model_report", "interrupted")
             raise
@@ -146,10 +151,8 @@ class ModelExecution:
         log, output = result.logs / f"metrics_{evaluator.name}.log", result.results_new
         self.report(result_id, "evaluation_report", "started")
         try:
-            self.runner.run_task(evaluator, "evaluate", {"predictions": result.predictions, "labels": ds.labels,
-                                                         "output_path": output,
-                                                         "local_outputs_path": result.local_outputs},
-                                 log_path=log, on_line=self.on_line(f"{label}: evaluate"))
+            self.runner.run_task(evaluator, "evaluate", self._evaluate_volumes(ds, result), log_path=log,
+                                 on_line=self.on_line(f"{label}: evaluate"))
             metrics = read_yaml(output)
             if not isinstance(metrics, dict) or not metrics:
                 raise RunFailed(f"evaluate of {evaluator.name} wrote no results ({output} is empty)", log_path=str(log))
@@ -169,6 +172,14 @@ class ModelExecution:
         self.report(result_id, "evaluation_report", "finished")
         return metrics
 
+    @staticmethod
+    def _infer_volumes(ds: DatasetDir, result: ResultDir) -> dict:
+        return {"data_path": ds.data, "output_path": result.predictions}
+
+    @staticmethod
+    def _evaluate_volumes(ds: DatasetDir, result: ResultDir) -> dict:
+        return {"predictions": result.predictions, "labels": ds.labels, "output_path": result.results_new,
+                "local_outputs_path": result.local_outputs}
 
     def _stopped(self, result_id: int, which: str, spec: ContainerSpec, task: str, e: Exception) -> None:
         """A task that failed because the run was interrupted (its container stopped) is interrupted, not failed."""
