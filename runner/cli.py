@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from runner import privacy
 from runner.clients.retry import DEADLINE_S
+from runner.clients.slurm import SlurmRunner
 from runner.console import Console
 from runner.container_spec import check_shm_size, normalize_gpus
 from runner.decide import Decision, decide, parse_decision
@@ -257,8 +258,6 @@ def real_clients(environ: Mapping[str, str], *, request_timeout: float = DEADLIN
 
     def make_runner(state, runtime=None):
         if runtime is not None and runtime.executor == "slurm":
-            from runner.clients.slurm import SlurmRunner
-
             return SlurmRunner(state.slurm_jobs, state.containers, runtime, environ=environ, timeout=task_timeout,
                                inactivity_timeout=task_idle_timeout, interrupted=interruption.is_set)
         from runner.clients.containers import DockerRunner  # docker is imported only when a container runs

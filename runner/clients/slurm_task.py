@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from runner.clients.containers import DockerRunner
 from runner.clients.slurm import NOT_SHARED_EXIT
 from runner.container_spec import ContainerSpec
 from runner.errors import ContainerError, Interrupted, MedperfApplyError
@@ -38,8 +39,6 @@ def main(argv: list[str]) -> int:
     status = 1
     try:
         import docker
-
-        from runner.clients.containers import DockerRunner
 
         # A client of our own: a DockerRunner that builds one removes the state dir's "orphan" containers, which
         # on a cluster are the other jobs' running tasks.
