@@ -28,9 +28,10 @@ IN_FLIGHT = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPE
                        "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT"})
 NOT_SHARED_EXIT = 97  # slurm_task's exit status when the job dir it was given holds no matching marker
 # What the job gets from the submitter's environment (--export): the engine's address, a PATH; nothing else.
-EXPORTED = ("PATH", "DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONFIG", "SLURM_CONF", "LANG")
+EXPORTED = ("PATH", "DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONFIG", "SLURM_CONF", "LANG",
+            "HOME")
 LAST_LINES = 20
-POLL_S = 0.5
+POLL_S = 0.25  # squeue/scontrol are cheap (~10 ms); a job that ended is seen this much later at most
 CANCEL_WAIT_S = 20.0  # after scancel, how long to wait for the job (and its container) to end
 _HINT = "install Slurm's client commands (sbatch, squeue, scontrol, scancel) and point SLURM_CONF at the cluster"
 
@@ -195,7 +196,7 @@ class SlurmRunner:
         exported = [n for n in EXPORTED if n in self.environ]
         args = ["sbatch", "--parsable", f"--job-name={job_name(task, key)}", f"--comment=medperf-apply:{key}",
                 f"--output={job_dir / 'job.out'}", f"--chdir={job_dir}", "--ntasks=1",
-                f"--export={','.join(exported) if exported else 'NONE'}"]
+                "--export=ALL"]
         if slurm.partition:
             args.append(f"--partition={slurm.partition}")
         if slurm.account:
@@ -206,7 +207,9 @@ class SlurmRunner:
             args.append(f"--gres={gres}")
         args.extend(slurm.extra_args)
         args.append(str(script))
-        out = self._slurm(args, f"submit {task} of {spec.name}")
+        # The job's environment is exactly the exported variables: sbatch runs with them alone and exports them
+        # all (an explicit --export=NAMES list would make slurmd read the user's login environment too).
+        out = self._slurm(args, f"submit {task} of {spec.name}", env={n: self.environ[n] for n in exported})
         job_id = out.strip().split(";")[0]
         if not job_id.isdigit():
             raise SlurmUnavailable(f"sbatch answered {out.strip()!r} instead of a job id", image=spec.image, task=task,
@@ -272,16 +275,17 @@ class SlurmRunner:
 
     # -- the edges -------------------------------------------------------------------------------------------
 
-    def _run(self, args: list[str]) -> subprocess.CompletedProcess:
+    def _run(self, args: list[str], env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
         try:
-            return subprocess.run(args, capture_output=True, text=True, env=self.environ, timeout=60, check=False)
+            return subprocess.run(args, capture_output=True, text=True, env=dict(self.environ if env is None else env),
+                                  timeout=60, check=False)
         except FileNotFoundError as e:
             raise SlurmUnavailable(f"{args[0]} is not installed here", hint=_HINT) from e
         except subprocess.TimeoutExpired as e:
             raise SlurmUnavailable(f"{args[0]} did not answer within 60 s", hint=_HINT) from e
 
-    def _slurm(self, args: list[str], what: str) -> str:
-        proc = self._run(args)
+    def _slurm(self, args: list[str], what: str, env: Mapping[str, str] | None = None) -> str:
+        proc = self._run(args, env)
         if proc.returncode != 0:
             raise SlurmUnavailable(f"cannot {what}: {args[0]} exited with {proc.returncode}: "
                                    f"{(proc.stderr or proc.stdout).strip()[-300:]}", hint=_HINT)
