@@ -94,17 +94,21 @@ class ModelExecution:
             raise RunFailed(f"dataset {dataset_id} has no prepared copy in the state dir ({ds.root}): models run on "
                             "the prepared data", hint="prepare it here (a state dir of the machine that prepared it)")
         result = self.state.result(result_id)
-        for flag in (result.executed, result.partial):
-            flag.unlink(missing_ok=True)
-        # A fresh predictions folder for every run, unless the runner adopts an infer a dead run left (a Slurm job
-        # still running or finished well): it writes there, or wrote there already.
-        if not self.runner.adopts(model, "infer", self._infer_volumes(ds, result), log_path=result.logs / "model.log"):
-            shutil.rmtree(result.predictions, ignore_errors=True)
+        # A task a dead run left (a Slurm job still running, or finished well and never seen through) is adopted
+        # with its outputs, never run twice: an evaluate of it means its infer had ended and the predictions are
+        # complete (and .partial says how that infer ended); an infer of it writes the predictions folder.
+        adopt_evaluate = self.runner.adopts(evaluator, "evaluate", self._evaluate_volumes(ds, result),
+                                            log_path=result.logs / f"metrics_{evaluator.name}.log")
+        adopt_infer = not adopt_evaluate and self.runner.adopts(model, "infer", self._infer_volumes(ds, result),
+                                                                log_path=result.logs / "model.log")
+        result.executed.unlink(missing_ok=True)
+        if not adopt_evaluate:
+            result.partial.unlink(missing_ok=True)
+            result.results_new.unlink(missing_ok=True)
+            if not adopt_infer:
+                shutil.rmtree(result.predictions, ignore_errors=True)  # a fresh predictions folder for every run
         for d in (result.predictions, result.logs, result.local_outputs):
             d.mkdir(parents=True, exist_ok=True)
-        if not self.runner.adopts(evaluator, "evaluate", self._evaluate_volumes(ds, result),
-                                  log_path=result.logs / f"metrics_{evaluator.name}.log"):
-            result.results_new.unlink(missing_ok=True)
         # Both images are here and are the registered ones (pulled or loaded if needed) before anything is sent
         # or run, as MedPerf fetches a container's run files first.
         for spec in (model, evaluator):
@@ -112,7 +116,11 @@ class ModelExecution:
 
         self.report(result_id, "model_report", "pending")
         self.report(result_id, "evaluation_report", "pending")
-        partial = not self._infer(result_id, model, ds, result, ignore_model_errors=ignore_model_errors, label=label)
+        if adopt_evaluate:
+            partial = result.partial.exists()
+        else:
+            partial = not self._infer(result_id, model, ds, result, ignore_model_errors=ignore_model_errors,
+                                      label=label)
         metrics = self._evaluate(result_id, evaluator, ds, result, partial=partial, label=label)
         write_yaml_atomic(result.results, metrics)
         result.results_new.unlink(missing_ok=True)
@@ -139,7 +147,9 @@ class ModelExecution:
             if not ignore_model_errors:
                 raise RunFailed(f"model execution failed: infer of {model.name} {_what(e)}; log: "
                                 f"{e.log_path or log}", log_path=str(log)) from e
-            # evaluate whatever predictions exist: a partial result
+            # evaluate whatever predictions exist: a partial result (said now: an evaluate adopted after a crash
+            # reads it)
+            write_atomic(result.partial, b"")
             self.warn(f"{label}: infer of {model.name} {_what(e)}; evaluating what it predicted (partial result)")
             return False
         self.report(result_id, "model_report", "finished")
