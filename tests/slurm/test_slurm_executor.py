@@ -212,25 +212,26 @@ def test_a_killed_run_leaves_its_job_which_the_next_run_adopts_instead_of_submit
     assert all(n == 1 for n in by_name.values()), by_name
 
 
-def test_an_interrupt_cancels_the_job_in_flight_and_sends_nothing_more(site, cluster):
-    m = site.add_model("interrupted", _linear("i", sleep_s=8))
+def test_an_interrupt_cancels_the_jobs_in_flight_and_sends_nothing_more(site, cluster):
+    models = [site.add_model(f"interrupted_{i}", _linear(f"i{i}", sleep_s=8)) for i in (1, 2)]
     before = _known(cluster)
-    proc, log = site.spawn("apply", "--yes")
-    job_id, _ = _wait_running(cluster, before, "infer", proc, log)
+    proc, log = site.spawn("apply", "--yes")  # the two models at once, in worker threads (one job each)
+    first, _ = _wait_running(cluster, before, "infer", proc, log)
+    second, _ = _wait_running(cluster, before | {first}, "infer", proc, log)
     sent = len(site.ledger())
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 130, log.read_text()
-    assert _wait_finished(cluster, job_id).state == "CANCELLED"
+    assert [_wait_finished(cluster, j).state for j in (first, second)] == ["CANCELLED", "CANCELLED"]
     after = site.ledger()[sent:]
     assert all(e["method"] == "PUT" and list(e["body"].values())[0] == {"execution_status": "interrupted"}
                for e in after), after
-    assert not site.results()[m]["finalized"]
-    assert not [c for c in site.results()[m].get("results", {})]
+    results = site.results()
+    assert not any(results[m]["finalized"] or results[m].get("results") for m in models)
     assert "interrupted" in log.read_text()
 
 
 def test_a_job_cancelled_from_outside_is_our_error_naming_the_job_and_its_state(site, cluster):
-    before = _known(cluster)  # the interrupted model of the test before runs again: cancel it from outside
+    before = _known(cluster)  # the interrupted models of the test before run again: cancel one from outside
     proc, log = site.spawn("apply", "--yes")
     job_id, _ = _wait_running(cluster, before, "infer", proc, log)
     subprocess.run(["scancel", job_id], check=True, env={**os.environ, **cluster.env})
