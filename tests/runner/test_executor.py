@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import threading
 
 import pytest
 
 from runner.cli import main
 from runner.clients.slurm import gres_of, time_limit
 from runner.model import RuntimeSpec, SlurmSpec
+from tests.runner.fakes import FakeRunner
 
 
 def _with_runtime(ws, text: str) -> None:
@@ -87,3 +89,52 @@ def test_time_limits_become_sbatch_time(given, sbatch):
                                                     ("all", "gpu:a100:4", "gpu:a100:4"), (0, None, None)])
 def test_gpus_map_to_gres(gpus, gres, want):
     assert gres_of(RuntimeSpec(gpus=gpus, executor="slurm", slurm=SlurmSpec(gres=gres))) == want
+
+
+class OverlapRunner(FakeRunner):
+    """Counts how many prepare tasks run at once (each waits a little for another to join it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+        self.joined = threading.Event()
+
+    def run_task(self, spec, task, volumes, **kw):
+        if task != "prepare":
+            return super().run_task(spec, task, volumes, **kw)
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            if self.now > 1:
+                self.joined.set()
+        self.joined.wait(1.0)  # a second dataset's prepare arrives meanwhile when datasets run at once
+        try:
+            return super().run_task(spec, task, volumes, **kw)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def _two_datasets(ws) -> None:
+    other = ws.root / "raw2"
+    (other / "images").mkdir(parents=True)
+    (other / "labels").mkdir()
+    (other / "images" / "x.png").write_bytes(b"another image")
+    (other / "labels" / "labels.csv").write_text("Image ID,Label\nx,mass\n")
+    second = ws.manifest.read_text().split("datasets:\n", 1)[1].replace("name: mytestdata", "name: seconddata") \
+        .replace("raw/images", "raw2/images").replace("raw/labels", "raw2/labels")
+    ws.manifest.write_text(ws.manifest.read_text() + second)
+
+
+@pytest.mark.parametrize(("parallel", "most"), [("2", 2), ("1", 1)])
+def test_independent_datasets_are_prepared_at_once_up_to_parallel(ws, parallel, most):
+    ws.runner = OverlapRunner()
+    _two_datasets(ws)
+    r = ws.run("apply", "--yes", str(ws.manifest), "--parallel", parallel)
+    assert r.code == 0, r.out + r.err
+    assert ws.runner.most == most
+    assert ws.runner.tasks_run().count("prepare") == 2
+    lines = [ln for ln in r.out.splitlines() if "register" in ln or "prepare" in ln or "set operational" in ln]
+    assert len(lines) >= 6, r.out

@@ -29,6 +29,15 @@ TUTORIAL = REPO / "manifests" / "chestxray-tutorial.yaml"
 FAILING_IMAGE = "medperf-apply/test-failing-model:latest"
 RUNTIME = "runtime:\n  executor: slurm\n  slurm: {partition: debug, time_limit: 10m}\n"
 
+SECOND_DATASET = """\
+  - name: otherdata                 # a second dataset, prepared at the same time as the first
+    data_path: ../medperf_tutorial/other_raw_data/images
+    labels_path: ../medperf_tutorial/other_raw_data/labels
+    prepare_with: {benchmark: chestxray}
+    state: operational
+    consent: {statistics: true}
+"""
+
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
@@ -96,10 +105,12 @@ def site(tmp_path_factory, cluster, docker_client):
     root = tmp_path_factory.mktemp("slurm-site")
     (root / "manifests").mkdir()
     text = TUTORIAL.read_text()
-    (root / "manifests" / TUTORIAL.name).write_text(text.replace("datasets:\n", RUNTIME + "datasets:\n", 1))
-    raw = root / "medperf_tutorial" / "sample_raw_data"
-    subprocess.run([sys.executable, str(REPO / "examples" / "chestxray" / "make_data.py"), "--out", str(raw),
-                    "--cases", "24"], check=True, capture_output=True)
+    (root / "manifests" / TUTORIAL.name).write_text(text.replace("datasets:\n", RUNTIME + "datasets:\n", 1)
+                                                   + SECOND_DATASET)
+    for folder, cases, seed in (("sample_raw_data", 24, 0), ("other_raw_data", 12, 1)):
+        subprocess.run([sys.executable, str(REPO / "examples" / "chestxray" / "make_data.py"), "--out",
+                        str(root / "medperf_tutorial" / folder), "--cases", str(cases), "--seed", str(seed)],
+                       check=True, capture_output=True)
     with live_server(components=COMPONENTS) as srv:
         env = {**os.environ, **cluster.env, "MEDPERF_SERVER": srv.url, "MEDPERF_TOKEN": srv.tokens[TESTDO]}
         env.pop("NO_COLOR", None)
@@ -148,7 +159,7 @@ def _wait_finished(cluster, job_id: str) -> object:
     raise AssertionError(f"job {job_id} is not in the job completion records")
 
 
-def test_the_tutorial_runs_each_container_task_as_one_slurm_job(site, cluster):
+def test_the_tutorial_runs_each_container_task_as_one_slurm_job_two_datasets_at_once(site, cluster):
     from tests.support.server import TESTBO, TESTDO
 
     before = _known(cluster)
@@ -159,8 +170,12 @@ def test_the_tutorial_runs_each_container_task_as_one_slurm_job(site, cluster):
 
     code, out, err = site.run("apply", "--yes")
     assert code == 3, out + err
-    (ds,) = site.api(TESTDO, "GET", "me/datasets/")["results"]
+    by_name = {d["name"]: d for d in site.api(TESTDO, "GET", "me/datasets/")["results"]}
+    ds = by_name["mytestdata"]
     assert ds["state"] == "OPERATION" and ds["generated_metadata"]["num_cases"] == 24
+    assert by_name["otherdata"]["state"] == "OPERATION" and by_name["otherdata"]["generated_metadata"]["num_cases"] == 12
+    prepares = _new(cluster, before, "prepare")
+    assert len(prepares) == 2 and max(j.start for j in prepares) < min(j.end for j in prepares), prepares  # at once
     out_, err_ = io.StringIO(), io.StringIO()
     assert main(["association", "approve", "--benchmark", "chestxray", "--dataset", str(ds["id"]), "--state-dir",
                  str(site.root / "bo-state")], stdout=out_, stderr=err_, stdin=io.StringIO(""),
@@ -172,7 +187,7 @@ def test_the_tutorial_runs_each_container_task_as_one_slurm_job(site, cluster):
     assert sorted(results) == [1, 2] and all(r["finalized"] for r in results.values())
     assert all(set(r["results"]) == {"Accuracy", "AUC"} for r in results.values())
     jobs = _new(cluster, before)
-    assert Counter(j.name.split("-")[1] for j in jobs) == {"prepare": 1, "sanity_check": 1, "statistics": 1,
+    assert Counter(j.name.split("-")[1] for j in jobs) == {"prepare": 2, "sanity_check": 2, "statistics": 2,
                                                           "infer": 2, "evaluate": 2}, jobs
     assert {j.state for j in jobs} == {"COMPLETED"} and {j.node for j in jobs} <= {"n1", "n2"}
     assert len({j.name for j in jobs}) == len(jobs)  # every task once
