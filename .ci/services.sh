@@ -229,7 +229,6 @@ CONF
     || { SLURM_CONF=$conf sinfo -N >&2 || true; tail -n 20 "$s/log/slurmctld.log" >&2; log "the Slurm nodes did not come up"; return 1; }
   log "slurmd n1, n2 up"
   echo "export SLURM_CONF=$conf"
-  echo "export MEDPERF_SLURM_JOBCOMP=$s/jobcomp.txt"
 }
 
 stop_slurm() {
