@@ -140,15 +140,19 @@ class SlurmRunner:
         key = task_key(spec, task, volumes, log_path)
         job_dir = self.jobs_dir / key
         started = time.monotonic()
+        if self.interrupted():
+            raise Interrupted(f"{task} of {spec.name} not submitted: the run was interrupted")
         job_id = self._adoptable(key, task)
         if job_id is None:
             job_id = self._submit(spec, task, volumes, log_path, key,
                                   self.timeout if timeout is None else timeout,
                                   self.inactivity_timeout if inactivity_timeout is None else inactivity_timeout)
-        with self._lock:
-            self._running[job_id] = key
         last: collections.deque[str] = collections.deque(maxlen=LAST_LINES)
         try:
+            with self._lock:
+                self._running[job_id] = key
+            if self.interrupted():  # stop_all ran between the submission and the line above
+                raise KeyboardInterrupt
             final = self._follow(job_id, log_path, on_line, last)
         except KeyboardInterrupt:
             self._cancel([job_id])
@@ -158,7 +162,8 @@ class SlurmRunner:
             with self._lock:
                 self._running.pop(job_id, None)
         result = _read_json(job_dir / "result.json")
-        if final.state == "COMPLETED" and result is not None and result.get("job_id") == job_id and result.get("ok"):
+        if result is not None and result.get("job_id") == job_id and result.get("ok"):
+            # the task ended well (only slurm_task writes this, after it did): whatever the job's state says since
             write_atomic(job_dir / "consumed", job_id.encode())
             return TaskRun(task=task, exit_code=0, duration_s=time.monotonic() - started, log_path=log_path)
         write_atomic(job_dir / "consumed", job_id.encode())  # a failure is seen through too: never adopted again
@@ -238,6 +243,8 @@ class SlurmRunner:
         offset, pending = 0, b""
         while True:
             state = self._state(job_id)
+            if self.interrupted() and state.in_flight and threading.current_thread() is threading.main_thread():
+                raise KeyboardInterrupt  # a signal that landed in a child process (squeue) instead of here
             offset, pending = _tail(log_path, offset, pending, last, on_line)
             if not state.in_flight:
                 _tail(log_path, offset, pending, last, on_line, final=True)
