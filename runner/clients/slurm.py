@@ -321,7 +321,18 @@ class SlurmRunner:
                              f"{', ' + final.reason if final.reason and final.reason != 'None' else ''}); last lines:"
                              f"\n{tail}", image=spec.image, task=task, exit_code=final.exit_code, last_lines=lines,
                              log_path=str(log_path), where=where, job_id=final.job_id, state=final.state,
-                             node=final.node, hint=f"job output: {job_dir / 'job.out'}; task log: {log_path}")
+                             node=final.node, hint=f"{_NEXT.get(final.state, 'see')} job output: "
+                                                   f"{job_dir / 'job.out'}; task log: {log_path}")
+
+
+_NEXT = {  # what to do about a job that ended so, before the files to read
+    "TIMEOUT": "raise runtime.slurm.time_limit if the task is just slow;",
+    "PREEMPTED": "apply again to submit it anew;",
+    "NODE_FAIL": "apply again to submit it anew (another node may take it);",
+    "BOOT_FAIL": "apply again to submit it anew (another node may take it);",
+    "OUT_OF_MEMORY": "ask for more memory (runtime.slurm.extra_args: [\"--mem=...\"]);",
+    "CANCELLED": "it was cancelled outside this run (scancel, an administrator); apply again to submit it anew;",
+}
 
 
 def _exit_code(text: str) -> int | None:
