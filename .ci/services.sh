@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # Start or stop the services the test suite needs and that a fresh machine lacks:
-# a Docker engine on a private socket, a PostgreSQL cluster, an image registry and an OpenID provider
-# (.ci/oidc) on loopback; install also brings Chromium and chromedriver for the web page's browser tests,
-# and nginx, installed only: each scale-out test (tests/scaleout) and bench/server.py starts
-# an nginx of its own on a free port (server/cluster.py: config, pid, logs and temp paths under its own prefix).
+# a Docker engine on a private socket, a PostgreSQL cluster, an image registry, an OpenID provider
+# (.ci/oidc) and a Slurm cluster (munged, slurmctld, two slurmd nodes) on loopback; install also brings Chromium
+# and chromedriver for the web page's browser tests, tmux for the terminal tests, and nginx, installed only: each
+# scale-out test (tests/scaleout) and bench/server.py starts an nginx of its own on a free port (server/cluster.py:
+# config, pid, logs and temp paths under its own prefix).
 #   .ci/services.sh install   apt-get the Debian packages when missing (needs root); npm ci in .ci/oidc
-#   .ci/services.sh start     start all three (idempotent); prints `export ...` lines to eval
+#   .ci/services.sh start     start them all (idempotent); prints `export ...` lines to eval
 #   .ci/services.sh stop      stop only what this script started, by pid
 #   .ci/services.sh install-docker   only what `make demo` needs: Docker, mmdebstrap, docker-registry (needs root)
-# start-docker, start-postgres, start-oidc and stop-oidc act on one. State lives under $MEDPERF_SERVICES_DIR
-# (default /tmp/medperf-services). The provider listens on 127.0.0.1:$MEDPERF_OIDC_PORT (default 54330).
+# start-docker, start-postgres, start-registry, start-oidc, stop-oidc, start-slurm and stop-slurm act on one. State
+# lives under $MEDPERF_SERVICES_DIR (default /tmp/medperf-services). The provider listens on
+# 127.0.0.1:$MEDPERF_OIDC_PORT (default 54330); slurmctld on $MEDPERF_SLURM_PORT (default 56817), the two slurmd on
+# the next two ports.
 set -euo pipefail
 dir=${MEDPERF_SERVICES_DIR:-/tmp/medperf-services}
 pg_port=${MEDPERF_PG_PORT:-54329}
 oidc_port=${MEDPERF_OIDC_PORT:-54330}
 oidc_src=$(cd "$(dirname "$0")/oidc" && pwd)
 registry_port=${MEDPERF_REGISTRY_PORT:-55000}
+slurm_port=${MEDPERF_SLURM_PORT:-56817}  # slurmctld; slurmd n1 and n2 listen on the next two ports
 
 log() { echo "services: $*" >&2; }
 
@@ -33,6 +37,8 @@ install() {
   # where systemd runs; the tests never use that one.
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # not a service: the terminal tests' re-wrapping terminal
+  command -v slurmctld >/dev/null 2>&1 || missing+=(slurm-wlm)
+  command -v munged >/dev/null 2>&1 || missing+=(munge)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -qq
@@ -176,7 +182,96 @@ start_registry() {
   echo "export MEDPERF_REGISTRY=127.0.0.1:$registry_port"
 }
 
+# Slurm on loopback: munged on its own socket, slurmctld and two slurmd nodes (n1, n2: 1 CPU each) on one host
+# (services-here.md section 1). Final job states go to jobcomp/filetxt (`sacct -c`), so no slurmdbd/MariaDB;
+# MinJobAge keeps finished jobs in squeue/scontrol for 5 minutes. Everything lives under $dir/slurm and
+# $dir/munge; `sinfo` etc. need the SLURM_CONF printed by start-slurm.
+slurm_pid() {  # the pid in a pid file, only while it still runs that daemon (not a reused pid)
+  local pid
+  pid=$(cat "$1" 2>/dev/null) || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$2" && echo "$pid"
+}
+
+start_slurm() {
+  command -v slurmctld >/dev/null 2>&1 && command -v munged >/dev/null 2>&1 \
+    || { log "slurm-wlm and munge are not installed (.ci/services.sh install)"; return 1; }
+  local s="$dir/slurm" m="$dir/munge" host; host=$(hostname -s)
+  local conf="$s/slurm.conf" sock="$m/run/munge.sock"
+  mkdir -p "$s"/{state,spool/n1,spool/n2,log,run} "$m"/{etc,run,log,lib}
+  chmod 700 "$m/etc"
+  if ! slurm_pid "$m/run/munged.pid" munged >/dev/null; then
+    [ -f "$m/etc/munge.key" ] || { if [ -f /etc/munge/munge.key ]; then cp /etc/munge/munge.key "$m/etc/munge.key";
+      else dd if=/dev/urandom of="$m/etc/munge.key" bs=1024 count=1 2>/dev/null; fi; }
+    chmod 600 "$m/etc/munge.key"
+    munged -S "$sock" --key-file="$m/etc/munge.key" --log-file="$m/log/munged.log" \
+      --pid-file="$m/run/munged.pid" --seed-file="$m/lib/munged.seed" --force
+    log "munged started (pid $(cat "$m/run/munged.pid"))"
+  fi
+  cat >"$conf" <<CONF
+ClusterName=medperf
+SlurmctldHost=$host(127.0.0.1)
+SlurmctldPort=$slurm_port
+SlurmdPort=$((slurm_port + 1))
+SlurmUser=root
+AuthType=auth/munge
+AuthInfo=socket=$sock
+StateSaveLocation=$s/state
+SlurmdSpoolDir=$s/spool/%n
+SlurmctldPidFile=$s/run/slurmctld.pid
+SlurmdPidFile=$s/run/slurmd-%n.pid
+SlurmctldLogFile=$s/log/slurmctld.log
+SlurmdLogFile=$s/log/slurmd-%n.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+ReturnToService=2
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$s/jobcomp.txt
+MinJobAge=300
+KillWait=5
+SchedulerParameters=sched_interval=1
+CommunicationParameters=NoInAddrAny
+NodeName=n1 NodeHostname=$host NodeAddr=127.0.0.1 Port=$((slurm_port + 1)) CPUs=1 RealMemory=1000 State=UNKNOWN
+NodeName=n2 NodeHostname=$host NodeAddr=127.0.0.1 Port=$((slurm_port + 2)) CPUs=1 RealMemory=1000 State=UNKNOWN
+PartitionName=debug Nodes=n1,n2 Default=YES MaxTime=INFINITE State=UP
+CONF
+  if slurm_pid "$s/run/slurmctld.pid" slurmctld >/dev/null; then
+    log "slurmctld already running"
+  else
+    SLURM_CONF=$conf slurmctld -f "$conf"
+    log "slurmctld started on 127.0.0.1:$slurm_port (pid $(cat "$s/run/slurmctld.pid"))"
+  fi
+  local n
+  for n in n1 n2; do
+    slurm_pid "$s/run/slurmd-$n.pid" slurmd >/dev/null || SLURM_CONF=$conf slurmd -f "$conf" -N "$n"
+  done
+  for _ in $(seq 1 60); do
+    [ "$(SLURM_CONF=$conf sinfo -h -N -t idle,mix,alloc -o %N 2>/dev/null | sort -u | wc -l)" = 2 ] && break
+    sleep 0.5
+  done
+  [ "$(SLURM_CONF=$conf sinfo -h -N -t idle,mix,alloc -o %N 2>/dev/null | sort -u | wc -l)" = 2 ] \
+    || { SLURM_CONF=$conf sinfo -N >&2 || true; tail -n 20 "$s/log/slurmctld.log" >&2; log "the Slurm nodes did not come up"; return 1; }
+  log "slurmd n1, n2 up"
+  echo "export SLURM_CONF=$conf"
+}
+
+stop_slurm() {
+  local s="$dir/slurm" pid f
+  for f in "$s/run/slurmd-n1.pid:slurmd" "$s/run/slurmd-n2.pid:slurmd" "$s/run/slurmctld.pid:slurmctld" \
+           "$dir/munge/run/munged.pid:munged"; do
+    if pid=$(slurm_pid "${f%%:*}" "${f##*:}"); then
+      kill "$pid" && log "stopping ${f##*:} $pid"
+      for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    fi
+  done
+}
+
 stop() {
+  stop_slurm
   stop_oidc
   if [ -f "$dir/registry/registry.pid" ]; then
     local rpid; rpid=$(cat "$dir/registry/registry.pid")
@@ -197,12 +292,14 @@ stop() {
 case "${1:-}" in
   install) install ;;
   install-docker) install_docker ;;
-  start) start_docker; start_postgres; start_registry; start_oidc ;;
+  start) start_docker; start_postgres; start_registry; start_oidc; start_slurm ;;
   start-docker) start_docker ;;
   start-postgres) start_postgres ;;
   start-registry) start_registry ;;
   start-oidc) start_oidc ;;
   stop) stop ;;
   stop-oidc) stop_oidc ;;
-  *) echo "usage: $0 install|install-docker|start|start-docker|start-postgres|start-registry|start-oidc|stop|stop-oidc" >&2; exit 64 ;;
+  start-slurm) start_slurm ;;
+  stop-slurm) stop_slurm ;;
+  *) echo "usage: $0 install|install-docker|start|start-docker|start-postgres|start-registry|start-oidc|start-slurm|stop|stop-oidc|stop-slurm" >&2; exit 64 ;;
 esac

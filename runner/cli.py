@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from runner import privacy
 from runner.clients.retry import DEADLINE_S
+from runner.clients.slurm import SlurmRunner
 from runner.console import Console
 from runner.container_spec import check_shm_size, normalize_gpus
 from runner.decide import Decision, decide, parse_decision
@@ -155,7 +156,11 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "timeout": (("--timeout",), dict(type=_seconds, default=6 * 3600.0, metavar="DURATION",
                                      help="with --wait: give up waiting after this long (default 6h; e.g. 90s, "
                                      "30m, 6h)")),
-    "parallel": (("--parallel",), dict(type=_positive, default=1, metavar="N", help="run up to N models at once")),
+    "parallel": (("--parallel",), dict(type=_positive, default=None, metavar="N", help="run up to N container "
+                                       "tasks at once (default 1; with the slurm executor, up to 8 jobs in flight)")),
+    "executor": (("--executor",), dict(choices=("docker", "slurm"), default=None, help="where the container tasks "
+                                       "run: this machine's Docker engine, or Slurm jobs (default: runtime.executor, "
+                                       "else docker)")),
     "task_timeout": (("--task-timeout",), dict(type=_seconds, default=None, metavar="DURATION",
                      help="stop any container task that runs longer than this (wall clock; default: no limit)")),
     "task_idle_timeout": (("--task-idle-timeout",), dict(type=_seconds, default=None, metavar="DURATION",
@@ -179,7 +184,7 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "registry": ("registry", ("request_timeout", "ca_file")),
     "plan": ("plan", ("out", "request_again")),
     "apply": ("apply", ("yes", "dry_run", "request_again", "lock_timeout", "wait", "timeout")),
-    "containers": ("container", ("parallel", "task_timeout", "task_idle_timeout", "gpus", "shm_size")),
+    "containers": ("container", ("executor", "parallel", "task_timeout", "task_idle_timeout", "gpus", "shm_size")),
     "results": ("results", ("benchmark", "format")),
     "events": ("event", ("event_log",)),
     "output": ("output", ("output", "debug")),
@@ -362,6 +367,9 @@ def real_clients(environ: Mapping[str, str], *, request_timeout: float = DEADLIN
                          deadline=request_timeout, interrupted=interruption.is_set, sleep=sleep, ca_file=trust)
 
     def make_runner(state, runtime=None):
+        if runtime is not None and runtime.executor == "slurm":
+            return SlurmRunner(state.slurm_jobs, state.containers, runtime, environ=environ, timeout=task_timeout,
+                               inactivity_timeout=task_idle_timeout, interrupted=interruption.is_set)
         from runner.clients.containers import DockerRunner  # docker is imported only when a container runs
 
         return DockerRunner(state.containers, timeout=task_timeout, inactivity_timeout=task_idle_timeout,

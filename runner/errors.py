@@ -153,6 +153,30 @@ class DockerUnavailable(ContainerError):
     """No Docker engine answers at DOCKER_HOST."""
 
 
+class SlurmJobError(ContainerError):
+    """A container task's Slurm job failed, was cancelled, preempted, timed out or lost its node: carries the job
+    id, its final state and exit code, the node, and the last log lines."""
+
+    def __init__(self, message: str, *, job_id: str = "", state: str = "", node: str = "", **kw):
+        super().__init__(message, **kw)
+        self.job_id = job_id
+        self.state = state
+        self.node = node
+
+    def explain(self) -> str:
+        tail = ("; last lines: " + " | ".join(self.last_lines[-3:])) if self.last_lines else ""
+        code = f", exit code {self.container_exit_code}" if self.container_exit_code is not None else ""
+        return f"failed: Slurm job {self.job_id} ended {self.state}{code}{tail}"
+
+
+class SlurmUnavailable(ContainerError):
+    """sbatch/squeue are missing or the Slurm controller does not answer."""
+
+
+class SharedStateError(StateError):
+    """The state dir is not on a filesystem the Slurm nodes share: the job could not see the task's files."""
+
+
 class HashError(MedperfApplyError):
     """A file under a data folder cannot be read (or is not a regular file), so the folder has no hash."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ from runner.signals import Interruption
 from runner.state import StateDir, ValidationCache, root_for
 from runner.validate import digest, validate, validate_each
 
+SLURM_PARALLEL = 8  # jobs in flight at once on Slurm unless --parallel says (the cluster queues the rest)
+
 
 @dataclass(frozen=True)
 class Options:
@@ -61,7 +63,7 @@ class Options:
     yes: bool = False
     wait: bool = False  # apply --wait: poll an unapproved association until approved or the timeout
     wait_timeout: float = 6 * 3600.0
-    parallel: int = 1  # model runs at once
+    parallel: int | None = None  # model runs at once (--parallel); None: 1 here, SLURM_PARALLEL jobs on Slurm
     task_timeout: float | None = None  # apply --task-timeout: wall clock per container task
     task_idle_timeout: float | None = None  # apply --task-idle-timeout: no output for this long stops a task
     request_again: bool = False  # plan/apply --request-again: a REJECTED association is requested anew
@@ -69,6 +71,7 @@ class Options:
     ca_file: str | None = None  # --ca-file: a private CA (overrides server.ca_file)
     gpus: str | None = None  # apply --gpus (overrides runtime.gpus, which overrides each task's run_args.gpus)
     shm_size: str | None = None  # apply --shm-size (likewise)
+    executor: str | None = None  # apply --executor docker|slurm (overrides runtime.executor)
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,8 @@ def reconcile(opts: Options, clients: Clients, console: Console) -> int:
             raise
         finally:
             events.close()
+    if opts.executor is not None and opts.executor != manifest.runtime.executor:  # the plan says where tasks run
+        manifest = replace(manifest, runtime=replace(manifest.runtime, executor=opts.executor))
     run = _Run(opts, clients, console, EventLog(opts.event_log), manifest,
                clients.state(state_root, read_only=opts.command == "plan"), select(manifest, opts.targets))
     try:
@@ -327,14 +332,16 @@ def _applier(run: _Run, plan: Plan, obs: Observation, quiet: set[str]) -> Applie
                      progress=console.progress(), clock=clients.clock, sleep=clients.sleep,
                      wait=WaitPolicy(opts.wait_timeout if opts.wait else None, *clients.poll), notify=console.say,
                      interrupted=clients.interruption.is_set)
-    return Applier(ctx=ctx, plan=plan, on_start=on_start, on_end=on_end, parallel=max(1, opts.parallel))
+    parallel = opts.parallel or (SLURM_PARALLEL if run.manifest.runtime.executor == "slurm" else 1)
+    return Applier(ctx=ctx, plan=plan, on_start=on_start, on_end=on_end, parallel=max(1, parallel))
 
 
 def runtime_of(opts: Options, manifest: Manifest) -> RuntimeSpec:
     """The containers' GPUs and shared memory: apply's options over the manifest's runtime (over run_args)."""
     site = manifest.runtime
     return RuntimeSpec(gpus=opts.gpus if opts.gpus is not None else site.gpus,
-                       shm_size=opts.shm_size if opts.shm_size is not None else site.shm_size, where=site.where)
+                       shm_size=opts.shm_size if opts.shm_size is not None else site.shm_size, where=site.where,
+                       executor=opts.executor or site.executor, slurm=site.slurm)
 
 
 def _merge(first: list[StepResult], second: list[StepResult]) -> list[StepResult]:

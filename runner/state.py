@@ -4,6 +4,7 @@
 <root>/datasets/<id>/{data/, labels/, metadata/, logs/, statistics.yaml, report.yaml, raw.yaml, .ready}
 <root>/results/<id>/{results.yaml, result-info.yaml, predictions/, logs/, local_outputs/, .partial, .executed}
 <root>/{hash-cache.sqlite, journal.jsonl, ledger.jsonl, lock, containers/, validated/<manifest digest>}
+<root>/slurm/<task key>/{task.json, marker, job.json, job.out, result.json, consumed}
 ```
 """
 
@@ -213,6 +214,11 @@ class StateDir:
     def containers(self) -> Path:
         """The container runner's own files (parameters, additional files, orphan labels)."""
         return self.root / "containers"
+
+    @property
+    def slurm_jobs(self) -> Path:
+        """The Slurm executor's job folders, one per task key (runner/clients/slurm.py owns what is inside)."""
+        return self.root / "slurm"
 
     def hash_cache(self) -> HashCache:
         """Open the hash cache (the caller closes it); in memory for a read-only command on a read-only dir."""

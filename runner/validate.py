@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from runner.model import (
     ResultsGoal,
     RuntimeSpec,
     ServerSpec,
+    SlurmSpec,
     Where,
 )
 
@@ -315,10 +317,15 @@ def build(docs: Sequence[Document]) -> Manifest:
         server = _one_server(doc, server, problems)
         if "runtime" in doc.data:
             r = doc.data["runtime"] or {}
-            this_runtime = RuntimeSpec(gpus=r.get("gpus"), shm_size=r.get("shm_size"), where=doc.where(("runtime",)))
+            sl = r.get("slurm") or {}
+            this_runtime = RuntimeSpec(gpus=r.get("gpus"), shm_size=r.get("shm_size"), where=doc.where(("runtime",)),
+                                       executor=r.get("executor", "docker"),
+                                       slurm=SlurmSpec(partition=sl.get("partition"), account=sl.get("account"),
+                                                       time_limit=sl.get("time_limit"), gres=sl.get("gres"),
+                                                       extra_args=tuple(sl.get("extra_args") or ())))
             if runtime is None:
                 runtime = this_runtime
-            elif (this_runtime.gpus, this_runtime.shm_size) != (runtime.gpus, runtime.shm_size):
+            elif dataclasses.replace(this_runtime, where=None) != dataclasses.replace(runtime, where=None):
                 problems.append(Problem(this_runtime.where, "runtime", f"differs from the runtime at {runtime.where}",
                                         "one site, one runtime: give it in one document"))
         for i, d in enumerate(doc.data["datasets"]):

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # `make test`: the whole suite with its real parts, as CI runs it. For each part (Docker engine, PostgreSQL, image
-# registry, OpenID provider, Chromium, nginx, tmux): the one that already answers (DOCKER_HOST, MEDPERF_PG_URL, MEDPERF_REGISTRY,
+# registry, OpenID provider, Slurm cluster, Chromium, nginx, tmux): the one that already answers (DOCKER_HOST, MEDPERF_PG_URL, MEDPERF_REGISTRY,
 # MEDPERF_OIDC_ISSUER), else one started now by .ci/services.sh under a private dir on free ports (stopped again at
 # the end, by pid), else none: its tests skip, and the last line names it with the reason and the fix.
 # MEDPERF_REQUIRE_<PART>=1 is set for every part that answers, so its tests fail rather than skip.
 # A part added to .ci/services.sh gets one want_<part> function here and an entry in `parts`.
 #   PYTEST_ARGS              arguments for pytest (the Makefile's: both cores); extra arguments are passed on
-#   MEDPERF_TEST_SERVICES    the parts to have (default: docker postgres registry oidc chromium nginx tmux); the others are skipped
+#   MEDPERF_TEST_SERVICES    the parts to have (default: docker postgres registry oidc slurm chromium nginx tmux); the others are skipped
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -99,6 +99,30 @@ want_oidc() {
   export MEDPERF_REQUIRE_OIDC=1
 }
 
+want_slurm() {
+  if [ -n "${SLURM_CONF:-}" ] && SLURM_CONF=$SLURM_CONF sinfo -h >/dev/null 2>&1; then say "Slurm cluster at SLURM_CONF"
+  elif ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
+    skipped+=("Slurm cluster (slurmctld or munged not found: apt-get install slurm-wlm munge)"); return 1
+  else
+    need_root "Slurm cluster" || return 1
+    local base
+    base=$(python3 -c '
+import socket
+for base in range(46817, 60000, 7):
+    try:
+        held = [socket.socket() for _ in range(3)]
+        for i, s in enumerate(held):
+            s.bind(("127.0.0.1", base + i))
+        print(base); break
+    except OSError:
+        continue')
+    say "starting a Slurm cluster: munged, slurmctld and two slurmd (.ci/services.sh start-slurm)"
+    MEDPERF_SLURM_PORT=$base services start-slurm || { skipped+=("Slurm cluster (did not start: see the lines above)"); return 1; }
+    export SLURM_CONF; started+=(Slurm)
+  fi
+  export MEDPERF_REQUIRE_SLURM=1
+}
+
 # Installed-only parts: the tests start their own (a headless browser; an nginx per scale-out test).
 want_chromium() {
   if command -v "${MEDPERF_CHROMIUM:-chromium}" >/dev/null 2>&1 && command -v "${MEDPERF_CHROMEDRIVER:-chromedriver}" >/dev/null 2>&1; then
@@ -127,8 +151,8 @@ want_images() {
   make --no-print-directory images >&2 || { say "make images failed"; exit 1; }
 }
 
-parts=(docker:Docker postgres:PostgreSQL registry:"image registry" oidc:"OpenID provider" chromium:Chromium nginx:nginx tmux:tmux)
-wanted=" ${MEDPERF_TEST_SERVICES:-docker postgres registry oidc chromium nginx tmux} "
+parts=(docker:Docker postgres:PostgreSQL registry:"image registry" oidc:"OpenID provider" slurm:"Slurm cluster" chromium:Chromium nginx:nginx tmux:tmux)
+wanted=" ${MEDPERF_TEST_SERVICES:-docker postgres registry oidc slurm chromium nginx tmux} "
 for part in "${parts[@]}"; do
   if [[ "$wanted" == *" ${part%%:*} "* ]]; then "want_${part%%:*}" || true
   else skipped+=("${part#*:} (not in MEDPERF_TEST_SERVICES)"); fi

@@ -1,5 +1,5 @@
-"""The apply driver: runs a Plan's steps in order (independent model runs --parallel at a time), ends each with
-an Outcome, skips what depends on a step that did not complete, and keeps the model-run table's rows.
+"""The apply driver: runs a Plan's steps in order (independent model runs, and datasets, --parallel at a time),
+ends each with an Outcome, skips what depends on a step that did not complete, and keeps the model-run table's rows.
 
 Before each mutating part of a step a journal entry is written (RunContext.journal); every body sent passes the
 privacy allowlist and the ledger (the API client's before_send).
@@ -8,7 +8,8 @@ privacy allowlist and the ledger (the API client's before_send).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -18,6 +19,8 @@ from runner.errors import ConsentDeclined, Interrupted, MedperfApplyError
 from runner.model import Action, Change, ModelRun, Outcome, Plan, RunModelArgs, Step, StepResult
 
 GROUP_STOP_S = 30.0  # after an interrupt, how long the parallel model runs get to stop their containers
+_SLOT_POLL_S = 0.5  # a step waiting for a --parallel slot looks at the interruption this often
+_RUNS_CONTAINERS = frozenset({Action.PREPARE, Action.ASSOCIATE, Action.RUN_MODEL})
 
 _HANDLERS: dict[Action, Callable[[RunContext, Step], str]] = {
     Action.REGISTER: dataset.register, Action.UPDATE: dataset.update, Action.PREPARE: dataset.prepare,
@@ -51,19 +54,49 @@ class Applier:
         done: dict[str, StepResult] = {}
         self._resolve_unfinished()
         steps = list(self.plan.steps)
+        self._slots = threading.BoundedSemaphore(max(1, self.parallel))
+        blocks = _dataset_blocks(steps)
         try:
-            i = 0
-            while i < len(steps):
-                group = self._group(steps, i)
-                if len(group) == 1:
-                    self._record(group[0], self._started(group[0], done), done)
-                else:
-                    self._run_group(group, done)
-                i += len(group)
+            if self.parallel > 1 and len(blocks) > 1 and self.ctx.ask is None:
+                self._run_blocks(blocks, done)
+            else:
+                self._run_steps(steps, done)
         finally:
             self.ctx.progress.done()
             self.ctx.close()
+            order = {s.key: i for i, s in enumerate(steps)}
+            with self.ctx.memory.lock:
+                self.results.sort(key=lambda r: order.get(r.key, len(order)))
         return list(self.results)
+
+    def _run_steps(self, steps: list[Step], done: dict[str, StepResult]) -> None:
+        i = 0
+        while i < len(steps):
+            group = self._group(steps, i)
+            if len(group) == 1:
+                self._record(group[0], self._started(group[0], done), done)
+            else:
+                self._run_group(group, done)
+            i += len(group)
+
+    def _run_blocks(self, blocks: list[list[Step]], done: dict[str, StepResult]) -> None:
+        """Independent datasets at once (--parallel, no prompts): each dataset's steps in order in a worker; the
+        container steps of all of them share --parallel slots, so that many tasks (jobs) are in flight at most.
+
+        An interrupt reaches the main thread only: it stops the workers' containers (cancels their jobs); the
+        workers, seeing the run interrupted, start and send nothing more."""
+        self.ctx.container_runner()  # built once, before the threads share it
+        pool = ThreadPoolExecutor(max_workers=min(self.parallel, len(blocks)), thread_name_prefix="dataset")
+        futures = [pool.submit(self._run_steps, block, done) for block in blocks]
+        try:
+            for f in futures:
+                f.result()
+        except KeyboardInterrupt as e:
+            self.ctx.stop_containers()
+            pool.shutdown(wait=False, cancel_futures=True)
+            wait([f for f in futures if not f.cancelled()], timeout=GROUP_STOP_S)
+            raise e if isinstance(e, Interrupted) else Interrupted("interrupted while datasets ran in parallel") from e
+        pool.shutdown()
 
     def _group(self, steps: list[Step], i: int) -> list[Step]:
         """The step at i, with the independent model runs of the same benchmark after it (--parallel)."""
@@ -93,7 +126,9 @@ class Applier:
         run interrupted, send nothing more (but their "interrupted" reports) and end."""
         self.ctx.container_runner()  # built once, before the threads share it
         pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="run-model")
-        futures = [pool.submit(self._started, step, dict(done)) for step in group]
+        with self.ctx.memory.lock:  # other datasets' workers may be recording meanwhile
+            seen = dict(done)
+        futures = [pool.submit(self._started, step, seen) for step in group]
         try:
             outcomes = [f.result() for f in futures]
         except KeyboardInterrupt as e:
@@ -140,7 +175,8 @@ class Applier:
     def _do(self, step: Step) -> StepResult:
         start = self.ctx.clock()
         try:
-            message = _HANDLERS[step.action](self.ctx, step)
+            with self._slot(step):
+                message = _HANDLERS[step.action](self.ctx, step)
         except (Interrupted, KeyboardInterrupt) as e:
             raise e if isinstance(e, Interrupted) else Interrupted(f"interrupted during {step.key}") from e
         except ConsentDeclined as e:
@@ -150,6 +186,20 @@ class Applier:
                               run=self._failed_row(step, str(e)))
         run = self.ctx.memory.row(self._row_key(step)) if step.action is Action.RUN_MODEL else None
         return StepResult(step.key, Outcome.CHANGED, self.ctx.clock() - start, message, run=run)
+
+    @contextlib.contextmanager
+    def _slot(self, step: Step) -> Iterator[None]:
+        """One of the --parallel slots for a step that runs containers (waited for; given up on an interrupt)."""
+        if step.action not in _RUNS_CONTAINERS:
+            yield
+            return
+        while not self._slots.acquire(timeout=_SLOT_POLL_S):
+            if self.ctx.interrupted():
+                raise Interrupted(f"not started: {step.key}")
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def _already_done(self, step: Step) -> StepResult:
         if step.action is Action.REGISTER and step.args.dataset_id is not None:
@@ -225,6 +275,17 @@ class Applier:
         row = self.ctx.memory.row(self._row_key(step))
         return ModelRun(step.dataset, step.benchmark or "", int(step.args.model),
                         row.result_id if row else None, row.partial if row else False, False, error)
+
+
+def _dataset_blocks(steps: list[Step]) -> list[list[Step]]:
+    """The plan's steps, dataset by dataset; one block when a step needs another dataset's (not independent)."""
+    blocks: dict[str, list[Step]] = {}
+    for s in steps:
+        blocks.setdefault(s.dataset, []).append(s)
+    owner = {s.key: s.dataset for s in steps}
+    if any(owner.get(dep, s.dataset) != s.dataset for s in steps for dep in s.after):
+        return [steps]
+    return list(blocks.values())
 
 
 def _concurrent(step: Step) -> bool:

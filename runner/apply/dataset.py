@@ -99,10 +99,11 @@ def prepare(ctx: RunContext, step: Step) -> str:
             _copy_prepared(spec.data_path, spec.labels_path, ds, with_metadata=with_metadata)
             ran.append("copy")
         for task in tasks:
-            _run_task(ctx, step, ds_id, container, task, _volumes(task, spec.data_path, spec.labels_path, ds,
-                                                                   with_metadata=with_metadata,
-                                                                   with_report=with_report),
-                      report=task == "prepare" and not args.local_copy)
+            volumes = _volumes(task, spec.data_path, spec.labels_path, ds, with_metadata=with_metadata,
+                               with_report=with_report)
+            if task == "statistics" and not runner.adopts(container, task, volumes, log_path=ds.logs / f"{task}.log"):
+                ds.statistics.unlink(missing_ok=True)  # a fresh statistics file, unless a dead run's job writes it
+            _run_task(ctx, step, ds_id, container, task, volumes, report=task == "prepare" and not args.local_copy)
             ran.append(task)
         if not ds.read_statistics():
             ds.unmark_ready()
@@ -167,7 +168,6 @@ def _volumes(task: str, data_path: Path, labels_path: Path, ds: DatasetDir, *, w
     else:
         volumes = {"data_path": ds.data, "labels_path": ds.labels}
         if task == "statistics":
-            ds.statistics.unlink(missing_ok=True)
             volumes["output_path"] = ds.statistics
     if with_metadata:
         volumes["metadata_path"] = ds.metadata

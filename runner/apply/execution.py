@@ -96,12 +96,21 @@ class ModelExecution:
             raise RunFailed(f"dataset {dataset_id} has no prepared copy in the state dir ({ds.root}): models run on "
                             "the prepared data", hint="prepare it here (a state dir of the machine that prepared it)")
         result = self.state.result(result_id)
-        for flag in (result.executed, result.partial):
-            flag.unlink(missing_ok=True)
-        shutil.rmtree(result.predictions, ignore_errors=True)  # a fresh predictions folder for every run
+        # A task a dead run left (a Slurm job still running, or finished well and never seen through) is adopted
+        # with its outputs, never run twice: an evaluate of it means its infer had ended and the predictions are
+        # complete (and .partial says how that infer ended); an infer of it writes the predictions folder.
+        adopt_evaluate = self.runner.adopts(evaluator, "evaluate", self._evaluate_volumes(ds, result),
+                                            log_path=result.logs / f"metrics_{evaluator.name}.log")
+        adopt_infer = not adopt_evaluate and self.runner.adopts(model, "infer", self._infer_volumes(ds, result),
+                                                                log_path=result.logs / "model.log")
+        result.executed.unlink(missing_ok=True)
+        if not adopt_evaluate:
+            result.partial.unlink(missing_ok=True)
+            result.results_new.unlink(missing_ok=True)
+            if not adopt_infer:
+                shutil.rmtree(result.predictions, ignore_errors=True)  # a fresh predictions folder for every run
         for d in (result.predictions, result.logs, result.local_outputs):
             d.mkdir(parents=True, exist_ok=True)
-        result.results_new.unlink(missing_ok=True)
         # Both images are here and are the registered ones (pulled or loaded if needed) before anything is sent
         # or run, as MedPerf fetches a container's run files first.
         for spec in (model, evaluator):
@@ -113,7 +122,11 @@ class ModelExecution:
 
         self.report(result_id, "model_report", "pending")
         self.report(result_id, "evaluation_report", "pending")
-        partial = not self._infer(result_id, model, ds, result, ignore_model_errors=ignore_model_errors, label=label)
+        if adopt_evaluate:
+            partial = result.partial.exists()
+        else:
+            partial = not self._infer(result_id, model, ds, result, ignore_model_errors=ignore_model_errors,
+                                      label=label)
         metrics = self._evaluate(result_id, evaluator, ds, result, partial=partial, label=label)
         write_yaml_atomic(result.results, metrics)
         result.results_new.unlink(missing_ok=True)
@@ -135,8 +148,7 @@ class ModelExecution:
         log = result.logs / "model.log"
         self.report(result_id, "model_report", "started")
         try:
-            self._run_task(model, "infer", {"data_path": ds.data, "output_path": result.predictions},
-                           log=log, name=f"{label}: infer")
+            self._run_task(model, "infer", self._infer_volumes(ds, result), log=log, name=f"{label}: infer")
         except (Interrupted, KeyboardInterrupt):
             self.report(result_id, "model_report", "interrupted")
             raise
@@ -146,7 +158,9 @@ class ModelExecution:
             if not ignore_model_errors:
                 raise RunFailed(f"model execution failed: infer of {model.name} {_what(e)}; log: "
                                 f"{e.log_path or log}", log_path=str(log)) from e
-            # evaluate whatever predictions exist: a partial result
+            # evaluate whatever predictions exist: a partial result (said now: an evaluate adopted after a crash
+            # reads it)
+            write_atomic(result.partial, b"")
             self.warn(f"{label}: infer of {model.name} {_what(e)}; evaluating what it predicted (partial result)")
             return False
         self.report(result_id, "model_report", "finished")
@@ -158,9 +172,8 @@ class ModelExecution:
         log, output = result.logs / f"metrics_{evaluator.name}.log", result.results_new
         self.report(result_id, "evaluation_report", "started")
         try:
-            self._run_task(evaluator, "evaluate", {"predictions": result.predictions, "labels": ds.labels,
-                                                   "output_path": output, "local_outputs_path": result.local_outputs},
-                           log=log, name=f"{label}: evaluate")
+            self._run_task(evaluator, "evaluate", self._evaluate_volumes(ds, result), log=log,
+                           name=f"{label}: evaluate")
             metrics = read_yaml(output)
             if not isinstance(metrics, dict) or not metrics:
                 raise RunFailed(f"evaluate of {evaluator.name} wrote no results ({output} is empty)", log_path=str(log))
@@ -180,6 +193,14 @@ class ModelExecution:
         self.report(result_id, "evaluation_report", "finished")
         return metrics
 
+    @staticmethod
+    def _infer_volumes(ds: DatasetDir, result: ResultDir) -> dict:
+        return {"data_path": ds.data, "output_path": result.predictions}
+
+    @staticmethod
+    def _evaluate_volumes(ds: DatasetDir, result: ResultDir) -> dict:
+        return {"predictions": result.predictions, "labels": ds.labels, "output_path": result.results_new,
+                "local_outputs_path": result.local_outputs}
 
     def _stopped(self, result_id: int, which: str, spec: ContainerSpec, task: str, e: Exception) -> None:
         """A task that failed because the run was interrupted (its container stopped) is interrupted, not failed."""

@@ -1,7 +1,7 @@
 """The edges: the Protocols the pipeline talks through (the real clients and the test fakes both satisfy them).
 
-Only the modules of this package talk HTTP (api, files) or Docker (containers, images); each is imported where it is
-built, so planning imports neither requests nor docker.
+Only the modules of this package talk HTTP (api, files), Docker (containers, images) or Slurm (slurm); each is
+imported where it is built, so planning imports neither requests nor docker.
 """
 
 from __future__ import annotations
@@ -51,6 +51,10 @@ class ContainerRunner(Protocol):
 
     def stop_all(self) -> None:
         """Stop every task still running (an interrupt, from another thread than theirs)."""
+
+    def adopts(self, spec: ContainerSpec, task: str, volumes: Mapping[str, Path], *, log_path: Path) -> bool:
+        """run_task would adopt a run of this task that a dead run left (a Slurm job still in flight, or finished
+        well and never seen through) instead of starting one: the caller keeps the task's outputs as they are."""
 
 
 class Hasher(Protocol):

@@ -66,6 +66,10 @@ class DockerRunner:
         for container in running:
             _stop(container)
 
+    def adopts(self, spec: ContainerSpec, task: str, volumes: Mapping[str, Path], *, log_path: Path) -> bool:
+        """Never: a dead run's containers are removed (_remove_orphans), their tasks run again."""
+        return False
+
     # -- the engine -------------------------------------------------------------------------------
 
     def _docker(self):

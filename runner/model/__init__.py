@@ -12,6 +12,7 @@ from runner.model.manifest import (
     ResultsGoal,
     RuntimeSpec,
     ServerSpec,
+    SlurmSpec,
     Where,
 )
 from runner.model.observation import (
@@ -73,7 +74,7 @@ __all__ = [
     "BenchmarkSpec", "Change", "Consent", "DecideArgs", "DatasetSpec", "DesiredState", "LocalDataset", "LocalResult", "Manifest", "MissingField",
     "ModelRun", "Note", "Observation", "OidcSpec", "Outcome", "Plan", "PlanFileError", "PrepareArgs", "Ref", "RegisterArgs",
     "RemoteAssociation", "RemoteBenchmark", "RemoteContainer", "RemoteDataset", "RemoteResult", "ResultsGoal",
-    "RunModelArgs", "RuntimeSpec", "ServerSpec", "SetOperationalArgs", "Step", "StepArgs", "StepResult", "SubmitArgs", "UpdateArgs", "Where",
+    "RunModelArgs", "RuntimeSpec", "SlurmSpec", "ServerSpec", "SetOperationalArgs", "Step", "StepArgs", "StepResult", "SubmitArgs", "UpdateArgs", "Where",
     "DatasetInfo", "DecisionGoal", "OwnedBenchmarkSpec", "OwnedDatasetSpec", "OwnerManifest", "OwnerObservation",
     "UserInfo",
     "approved_models", "identify", "int_or_none", "latest_associations", "latest_results",

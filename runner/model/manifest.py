@@ -68,12 +68,33 @@ class ServerSpec:
 
 
 @dataclass(frozen=True)
+class SlurmSpec:
+    """The Slurm jobs' options (runtime.slurm): sbatch's --partition, --account, --time, --gres, and more."""
+
+    partition: str | None = None
+    account: str | None = None
+    time_limit: str | None = None  # 30m | 4h | 2d | Slurm's own form
+    gres: str | None = None  # e.g. gpu:1
+    extra_args: tuple[str, ...] = ()  # --name=value each
+
+
+@dataclass(frozen=True)
 class RuntimeSpec:
-    """This site's settings for the containers it runs (MedPerf's --gpus and --shm-size); None: the tasks' run_args."""
+    """This site's settings for the containers it runs (MedPerf's --gpus and --shm-size; None: the tasks' run_args)
+    and where they run (the executor: this machine's Docker engine, or Slurm jobs)."""
 
     gpus: str | int | None = None  # all | N | device=0,1 (0: none)
     shm_size: str | int | None = None  # e.g. 2g
     where: Where | None = None
+    executor: str = "docker"  # docker | slurm
+    slurm: SlurmSpec = SlurmSpec()
+
+    @property
+    def runs_on(self) -> str | None:
+        """Where the container tasks run, for the plan's lines: None for this machine's engine."""
+        if self.executor != "slurm":
+            return None
+        return f"slurm partition {self.slurm.partition}" if self.slurm.partition else "slurm"
 
 
 @dataclass(frozen=True)

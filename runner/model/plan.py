@@ -185,6 +185,7 @@ class Step:
     args: StepArgs | None = None  # what apply needs; None = the action's record with its defaults
     after: tuple[str, ...] = ()  # keys of steps this one needs first
     show_reason: bool = False  # the reason belongs on the plan line (e.g. a re-request, a reused record)
+    runs_on: str | None = None  # where its container tasks run when not this machine's engine: "slurm partition gpu"
 
     def __post_init__(self) -> None:
         if self.args is None:
@@ -212,7 +213,8 @@ class Step:
         return {"key": self.key, "action": self.action.value, "dataset": self.dataset, "benchmark": self.benchmark,
                 "change": self.change.name.lower(), "reason": self.reason, "sends": list(self.sends),
                 "endpoint": self.endpoint, "detail": self.detail, "consent": self.consent,
-                "args": self.args.to_dict(), "after": list(self.after), "show_reason": self.show_reason}
+                "args": self.args.to_dict(), "after": list(self.after), "show_reason": self.show_reason,
+                **({"runs_on": self.runs_on} if self.runs_on else {})}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Step:
@@ -221,7 +223,7 @@ class Step:
                    change=Change[d["change"].upper()], reason=d.get("reason", ""), sends=tuple(d.get("sends", ())),
                    endpoint=d.get("endpoint"), detail=d.get("detail", ""), consent=d.get("consent"),
                    args=ARGS[action].from_dict(d.get("args") or {}), after=tuple(d.get("after", ())),
-                   show_reason=bool(d.get("show_reason", False)))
+                   show_reason=bool(d.get("show_reason", False)), runs_on=d.get("runs_on"))
 
 
 @dataclass(frozen=True)

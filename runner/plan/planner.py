@@ -56,6 +56,7 @@ def plan(manifest: Manifest, obs: Observation, *, interactive: bool = False, tar
         steps[first:] = _local_copy(steps[first:])
     if not targets:
         notes.extend(_unmanaged(obs, matched))
+    steps = _runs_on(steps, manifest.runtime.runs_on)
     return Plan(steps=tuple(steps), notes=tuple(notes), fingerprint={**obs.fingerprint(), "manifest": digest(manifest)})
 
 
@@ -108,3 +109,11 @@ def _unmanaged(obs: Observation, matched: set[int]) -> list[Note]:
         notes.append(Note(f"dataset {d.name} (id {d.id}, {d.state}): no longer managed (it left the manifest; "
                           "nothing is deleted)", d.name))
     return notes
+
+
+def _runs_on(steps: list[Step], where: str | None) -> list[Step]:
+    """The steps that run container tasks say where they run, when not on this machine's engine (the executor)."""
+    if where is None:
+        return steps
+    runs = (Action.PREPARE, Action.RUN_MODEL, Action.ASSOCIATE)
+    return [replace(s, runs_on=where) if s.action in runs and s.change is Change.TODO else s for s in steps]

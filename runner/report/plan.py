@@ -66,16 +66,19 @@ def detail(step: Step) -> str:
         return f"{step.endpoint}   {sends_text(step.sends, constants)}" + (f"   ({step.detail})" if step.detail else "")
     if step.action is Action.UPDATE:
         return f"{step.endpoint}   {step.detail}; {sends_text(step.sends)}"
+    on = f"; {step.runs_on}" if step.runs_on else ""  # the executor, when not this machine's engine
     if isinstance(step.args, PrepareArgs) and (step.args.local_copy or step.args.as_prepared):
-        return f"{step.detail}   (local only; nothing sent)"
+        return f"{step.detail}   (local only{on}; nothing sent)"
     if step.action in (Action.PREPARE, Action.RUN_MODEL):
-        return f"{step.detail}   (local only; status reports)" + \
+        return f"{step.detail}   (local only{on}; status reports)" + \
             (f"   [{step.reason}]" if step.action is Action.RUN_MODEL and step.show_reason else "")
     text = step.detail or ""
     if step.sends:
         text = f"{text}; {sends_text(step.sends)}" if text else sends_text(step.sends)
     if step.consent:
         text += f"   (asks consent.{step.consent} first)"
+    if step.runs_on:
+        text += f"   (runs on {step.runs_on})"
     if step.action is Action.ASSOCIATE and step.show_reason:
         text += f"   [{step.reason}]"
     return text

@@ -73,11 +73,12 @@ def test_make_test_names_each_service_it_could_not_have():
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stdout + p.stderr
     lines = p.stderr.strip().splitlines()
-    assert lines[-7:] == [
+    assert lines[-8:] == [
         "test: skipped: Docker (dockerd not found: apt-get install docker.io)",
         "test: skipped: PostgreSQL (not in MEDPERF_TEST_SERVICES)",
         "test: skipped: image registry (not in MEDPERF_TEST_SERVICES)",
         "test: skipped: OpenID provider (not in MEDPERF_TEST_SERVICES)",
+        "test: skipped: Slurm cluster (not in MEDPERF_TEST_SERVICES)",
         "test: skipped: Chromium (not in MEDPERF_TEST_SERVICES)",
         "test: skipped: nginx (not in MEDPERF_TEST_SERVICES)",
         "test: skipped: tmux (not in MEDPERF_TEST_SERVICES)",

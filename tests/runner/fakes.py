@@ -456,6 +456,9 @@ class FakeRunner:
             raise ImageMismatch(f"image {spec.image} is sha256:00, but the container record expects {spec.image_hash}")
         return spec.image_hash
 
+    def adopts(self, spec, task: str, volumes: Mapping[str, Path], *, log_path: Path) -> bool:
+        return False
+
     def run_task(self, spec, task: str, volumes: Mapping[str, Path], *, log_path: Path, on_line=None,
                  inactivity_timeout=None, timeout=None) -> TaskRun:
         self.runs.append((task, dict(volumes)))

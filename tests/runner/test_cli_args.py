@@ -14,7 +14,7 @@ from server.cli import build_parser as server_parser
 from server.cli import main as server_main
 
 APPLY_ONLY = {"--yes", "--dry-run", "--lock-timeout", "--wait", "--timeout", "--parallel", "--task-timeout",
-              "--task-idle-timeout", "--gpus", "--shm-size"}
+              "--task-idle-timeout", "--gpus", "--shm-size", "--executor"}
 COMMON = {"--var", "--values", "--output", "--debug"}  # every manifest command
 REGISTRY = {"--target", "--state-dir", "--request-timeout", "--ca-file"}  # every command that reads the registry
 
@@ -110,7 +110,7 @@ def test_every_argument_has_help_text():
 def test_defaults_are_shown_and_none_is_never_shown_as_one():
     subs = subparsers(build_parser())
     apply_help = " ".join(subs["apply"].format_help().split())
-    assert "(default: 1)" in apply_help  # --parallel
+    assert "at once (default 1; with the slurm executor, up to 8 jobs in flight)" in apply_help  # --parallel
     assert "default 6h" in apply_help and "default 120s" in apply_help  # written in the help itself
     assert "(default: text)" in subs["status"].format_help()
     run_help = " ".join(subparsers(server_parser())["run"].format_help().split())

@@ -10,6 +10,7 @@ import pytest
 from runner.clients import Api, ContainerRunner, Hasher, NoProgress, Progress
 from runner.clients.api import ApiClient
 from runner.clients.containers import DockerRunner
+from runner.clients.slurm import SlurmRunner
 from runner.console import LiveProgress
 from runner.hashing import folders_hash
 from tests.runner.fakes import FakeApi, FakeRunner
@@ -38,6 +39,7 @@ def _accepts(impl, proto_fn) -> list[str]:
 
 
 CASES = [(Api, FakeApi), (Api, ApiClient), (ContainerRunner, FakeRunner), (ContainerRunner, DockerRunner),
+         (ContainerRunner, SlurmRunner),
          (Progress, NoProgress), (Progress, LiveProgress)]
 
 
