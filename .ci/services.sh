@@ -183,7 +183,7 @@ start_registry() {
 }
 
 # Slurm on loopback: munged on its own socket, slurmctld and two slurmd nodes (n1, n2: 1 CPU each) on one host
-# (services-here.md section 1). Final job states go to jobcomp/filetxt (`sacct -c`), so no slurmdbd/MariaDB;
+# on one machine. Final job states go to jobcomp/filetxt (`sacct -c`), so no slurmdbd/MariaDB;
 # MinJobAge keeps finished jobs in squeue/scontrol for 5 minutes. Everything lives under $dir/slurm and
 # $dir/munge; `sinfo` etc. need the SLURM_CONF printed by start-slurm.
 slurm_pid() {  # the pid in a pid file, only while it still runs that daemon (not a reused pid)

@@ -7,7 +7,7 @@ the request count from its event log. The extra models are registered through th
 image's container record, unique names and parameters), associated and approved by testbo; their results
 are created and finalized through the API as the data owner, with matching local state, instead of running
 99 containers (`--run-extra` runs them for real up to the 10-model stage).
-Target (DESIGN 8): median under 0.5 s, at most 8 HTTP requests, the same count at 1 and 100 models.
+Target: median under 0.5 s, at most 8 HTTP requests, the same count at 1 and 100 models.
 Needs `make images` and a Docker engine at DOCKER_HOST. `--profile` adds where a plan's time goes.
 """
 

@@ -4,7 +4,7 @@ Two fresh worlds (seeded registry, tutorial manifest, toy data): in each, `apply
 N - 1 more models approved (with model 2: N models to run), the association approved, then `apply --yes` again;
 the figure is that second apply's run phase (first run_model start -> last end, from the event log): with
 `--parallel 1` on this machine's engine, and with `executor: slurm` and `--parallel N` (each infer and evaluate
-one job; the cluster runs two at a time). Target (DESIGN 8): Slurm at most 0.6x the serial wall time.
+one job; the cluster runs two at a time). Target: Slurm at most 0.6x the serial wall time.
 Skips with a line when no Slurm cluster (SLURM_CONF, `.ci/services.sh start-slurm`) or Docker engine answers.
 """
 

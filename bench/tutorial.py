@@ -7,7 +7,7 @@ A fresh seeded registry on loopback, the tutorial manifest and toy data, the rea
 the containers created per task, showing that no task ran twice. Then, with one more approved model (two
 models to run after approval), the second apply's run phase (first run_model start -> last end, from the
 event log) with `--parallel 1` and `--parallel 2`, each in its own fresh world.
-Target (DESIGN 8): no container task run twice; total within 1.2x of the container run time.
+Target: no container task run twice; total within 1.2x of the container run time.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def report(pycache: Path, args) -> int:
           f"({t['total'] / bound:.2f}x of it)")
     overhead = t["total"] - own
     print(f"projection, not a measurement: the same {overhead:.1f} s outside the containers' own time around "
-          f"MedPerf's 21 s of tutorial container work (DESIGN 8) would be {(21 + overhead) / 21:.2f}x")
+          f"MedPerf's 21 s of tutorial container work would be {(21 + overhead) / 21:.2f}x")
     ratio = t["total"] / own if own else float("inf")
     par_text = "not measured"
     if not args.no_parallel:
