@@ -81,9 +81,17 @@ def _who(u: dict[str, Any] | None) -> str:
     if u is None:
         return "-"
     name = u["name"] or u["username"]
-    if name and u["email"]:
+    if name and u["email"] and name != u["email"]:
         return f"{name} <{u['email']}>"
     return name or u["email"] or f"user {u['id']}"
+
+
+def _when(stamp: str | None) -> str:
+    """An API time stamp (ISO 8601, UTC) to the minute: 2026-11-30 08:38 UTC."""
+    if not stamp:
+        return "-"
+    day, _, time = stamp.partition("T")
+    return f"{day} {time[:5]} UTC" if len(time) >= 5 and stamp.endswith(("Z", "+00:00")) else stamp
 
 
 def _metrics_text(test_result: dict[str, Any]) -> str:
@@ -103,7 +111,7 @@ def association_text(rows: Sequence[dict[str, Any]], *, benchmark: str | None = 
     for r in rows:
         cells.append([f"{r['benchmark']['name'] or '?'} ({r['benchmark']['id']})",
                       f"{r['dataset']['name'] or '?'} ({r['dataset']['id']})", r["approval_status"],
-                      _who(r["initiated_by"]), r["created_at"] or "-", _metrics_text(r["test_result"])])
+                      _who(r["initiated_by"]), _when(r["created_at"]), _metrics_text(r["test_result"])])
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["approval_status"]] = counts.get(r["approval_status"], 0) + 1

@@ -15,6 +15,6 @@ def align(cells: Sequence[Sequence[str]], *, indent: str = "", free_last: bool =
         if free_last:
             line += "  " + row[n]
         lines.append(line.rstrip())
-    rule = indent + "  ".join("-" * w for w in widths) + ("  " + "-" * 5 if free_last else "")
+    rule = indent + "  ".join("-" * w for w in widths) + ("  " + "-" * len(cells[0][n]) if free_last else "")
     lines.insert(1, rule)
     return lines
