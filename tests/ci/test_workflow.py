@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from server.loopback import live_server
-from server.seed import TESTDO
+from server.seed import TESTBO, TESTDO
 from tests.ci.workflow import Contexts, load, run_job
 from tests.containers.conftest import COMPONENTS, chestxray  # noqa: F401  (a fixture: the example images, built)
 
@@ -117,6 +117,19 @@ def test_a_pull_request_gets_one_plan_comment_updated_in_place_and_a_summary(che
     assert state["calls"][3]["path"] == f"repos/hospital/medperf-site/issues/comments/{comment['id']}"
     assert len(state["comments"]) == 1, "a second push updates the comment instead of adding one"
     assert "updated comment" in second.output
+
+
+def test_each_side_reconciles_its_own_kind_with_its_own_token(checkout, gh, server):
+    # the data owner's run (the default kind) never plans the benchmark owner's manifest with its token
+    found = run("plan", checkout, gh, server).step("Find the manifests").output
+    assert "chestxray-benchmark-owner.yaml" not in found and "chestxray-tutorial.yaml" in found
+    # the benchmark owner's run: their manifest alone, planned with their token (nothing to decide yet: exit 0)
+    result = run("plan", checkout, gh, server, secrets={"MEDPERF_TOKEN": server.tokens[TESTBO]},
+                 variables={"MEDPERF_KIND": "BenchmarkOwner"})
+    assert not result.failed, result.output
+    found = result.step("Find the manifests").output
+    assert "manifests/chestxray-benchmark-owner.yaml" in found and "chestxray-tutorial.yaml" not in found
+    assert "benchmark chestxray" in result.summary
 
 
 @pytest.mark.parametrize("missing", ["MEDPERF_SERVER", "MEDPERF_TOKEN"])
