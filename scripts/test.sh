@@ -159,6 +159,7 @@ for part in "${parts[@]}"; do
 done
 want_images
 
+export MEDPERF_ARTIFACTS_DIR=${MEDPERF_ARTIFACTS_DIR:-$root/test-artifacts}  # the web page's screenshots
 # shellcheck disable=SC2086  # PYTEST_ARGS is a list of words
 "$bin/pytest" ${PYTEST_ARGS:-} "$@"
 code=$?
