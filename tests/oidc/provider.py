@@ -103,13 +103,14 @@ class Provider:
 
 def start_provider(folder: Path, *, port: int | None = None, access_ttl: int = 3, interval: int = 1,
                    cert: Path | None = None, key: Path | None = None, ca: Path | None = None,
-                   extra: dict | None = None) -> Provider:
+                   extra: dict | None = None, attempts: int = 3) -> Provider:
     """`node .ci/oidc/provider.mjs` on a free port, waited for until its discovery document answers."""
     node = shutil.which("node")
     if node is None:
         unavailable("node is not installed")
     if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
         unavailable(f"{PROVIDER_DIR}/node_modules is missing (npm ci)")
+    fixed_port = port is not None
     port = port or free_port()
     env = {**os.environ, "OIDC_PORT": str(port), "OIDC_AUDIENCE": AUDIENCE, "OIDC_ACCESS_TOKEN_TTL": str(access_ttl),
            "OIDC_DEVICE_INTERVAL": str(interval), "OIDC_DEVICE_CLIENT": DEVICE_CLIENT,
@@ -127,6 +128,11 @@ def start_provider(folder: Path, *, port: int | None = None, access_ttl: int = 3
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            if not fixed_port and "EADDRINUSE" in log.read_text() and attempts > 1:
+                # the free port was taken between choosing it and the provider's bind (other tests start servers
+                # too): another free port
+                return start_provider(folder, access_ttl=access_ttl, interval=interval, cert=cert, key=key, ca=ca,
+                                      extra=extra, attempts=attempts - 1)
             pytest.fail(f"the OpenID provider exited with {proc.returncode}:\n{log.read_text()}")
         try:
             if p.discovery().get("issuer") == p.issuer:
