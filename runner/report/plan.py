@@ -50,10 +50,6 @@ def _json(v: Any) -> str:
         ("{}" if v == {} else str(v))
 
 
-def label(step: Step) -> str:
-    return step.label
-
-
 def detail(step: Step) -> str:
     """What the plan line says after the label."""
     if step.change is Change.DONE:
@@ -99,7 +95,7 @@ def plan_text(plan: Plan, *, color: bool = False) -> str:
                     lines.append(f"  benchmark {bench}")
                 indent = "    "
             head = f"{indent}{_symbol(s)} "
-            lines.append(_c(head, _CHANGE_COLOUR[s.change], color) + f"{label(s):<{LABEL_COLUMN - len(head)}}"
+            lines.append(_c(head, _CHANGE_COLOUR[s.change], color) + f"{s.label:<{LABEL_COLUMN - len(head)}}"
                          f"{detail(s)}".rstrip())
         for n in plan.notes:
             if n.dataset == name:
@@ -130,7 +126,7 @@ def step_line(step: Step, result: StepResult, *, color: bool = False) -> str:
     where = f"{step.dataset}" + (f" / benchmark {step.benchmark}" if step.benchmark else "")
     if step.action in (Action.APPROVE, Action.REJECT):  # a benchmark owner's decision: its label names the dataset
         where = f"benchmark {step.benchmark}"
-    text = f"{_c(f'{result.outcome.value:<8}', _OUTCOME_COLOUR.get(result.outcome), color)} {where}: {label(step):<16}" \
+    text = f"{_c(f'{result.outcome.value:<8}', _OUTCOME_COLOUR.get(result.outcome), color)} {where}: {step.label:<16}" \
            f" {result.duration_s:7.1f}s"
     if result.message:
         text += f"  {result.message}"
