@@ -51,6 +51,7 @@ class Console:
         self._live: LiveProgress | None = None  # one display for the whole command, made when first needed
 
     def _write(self, stream: TextIO, text: str) -> None:
+        text = shown(text)
         live = self._live
         if live is not None and (stream is self.stderr or _same_terminal(stream, self.stderr)):
             live.print_above(stream, text)
@@ -80,7 +81,7 @@ class Console:
         if not self.can_prompt:
             return False
         with self._live.paused() if self._live is not None else contextlib.nullcontext():
-            self.stderr.write(f"{details}{question} [y/N] ")
+            self.stderr.write(shown(f"{details}{question} [y/N] "))
             self.stderr.flush()
             answer = self.stdin.readline()
         return answer.strip().lower() in ("y", "yes")
@@ -102,6 +103,19 @@ _ESCAPE = r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-~])"  # CSI
 _SPIN = "|/-\\"
 TICK_S = 0.2  # the display's clock: elapsed times, and a changed terminal width, are redrawn this often
 MIN_DRAW_S = 0.05  # updates faster than this (a download's chunks) wait for the next tick
+
+
+_NOT_COLOUR = r"(?!\x1b\[[0-9;]*m)" + _ESCAPE  # every escape sequence but a colour (SGR)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """Text as a terminal may be given it: names and messages from a server (or anywhere) lose every escape
+    sequence but colours and every control character but newline and tab, so nothing they hold can move the
+    cursor, clear the screen, retitle the window or write the clipboard."""
+    if "\x1b" in text:
+        text = re.sub(_NOT_COLOUR, "", text)
+    return _CONTROL.sub("", text)
 
 
 def clean(text: str) -> str:
