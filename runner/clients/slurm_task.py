@@ -10,8 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
+from runner.clients import NOT_SHARED_EXIT
 from runner.clients.containers import DockerRunner
-from runner.clients.slurm import NOT_SHARED_EXIT
 from runner.container_spec import ContainerSpec
 from runner.errors import ContainerError, Interrupted, MedperfApplyError
 from runner.journal import write_atomic
@@ -70,4 +70,9 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    # result.json is written (atomically) and the output flushed: skip the interpreter's teardown (the Docker SDK's
+    # connection pools, the log thread), so the job ends, and its node is free for the next one, ~0.1 s sooner.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
