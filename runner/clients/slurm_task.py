@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
         runner = DockerRunner(Path(doc["cache_dir"]), client=client, gpus=doc.get("gpus"),
                               shm_size=doc.get("shm_size"), timeout=doc.get("timeout"),
                               inactivity_timeout=doc.get("inactivity_timeout"))
-        spec = ContainerSpec.from_record(doc["record"])
+        spec = ContainerSpec.from_record(doc["record"], schema_checked=True)  # SlurmRunner wrote it from a spec
         volumes = {k: Path(v) for k, v in doc["volumes"].items()}
         run = runner.run_task(spec, doc["task"], volumes, log_path=Path(doc["log_path"]))
         result.update(ok=True, duration_s=run.duration_s)
