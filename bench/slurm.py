@@ -78,6 +78,27 @@ def parallel_capacity() -> float:
     return serial / both
 
 
+def empty_job_s(count: int = 4) -> tuple[float, float]:
+    """Mean and worst time from `sbatch` of a job that does nothing to its end seen by `scontrol` (polled every
+    20 ms): what Slurm itself costs a job here, whatever the job runs (the controller starts batch jobs at its
+    scheduling passes, at best once a second: SchedulerParameters=sched_interval=1). Each is submitted at a random
+    moment (not just after the pass that ended the one before, which would make every one wait a whole second)."""
+    import random
+    import time
+
+    took = []
+    for _ in range(count):
+        time.sleep(random.uniform(0, 1))
+        t = time.perf_counter()
+        job = subprocess.run(["sbatch", "--parsable", "-o", "/dev/null", "--wrap", "true"], capture_output=True,
+                             text=True, timeout=20, check=True).stdout.strip().split(";")[0]
+        while "JobState=COMPLETED" not in subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True,
+                                                         text=True, timeout=20).stdout:
+            time.sleep(0.02)
+        took.append(time.perf_counter() - t)
+    return sum(took) / len(took), max(took)
+
+
 def cluster_cpus() -> int:
     out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %c"], capture_output=True, text=True, timeout=20).stdout
     return sum(int(line.split()[1]) for line in dict.fromkeys(out.splitlines()) if len(line.split()) == 2)
@@ -117,6 +138,9 @@ def main() -> int:
     capacity = parallel_capacity()
     print(f"load average before: {load_average()}; the cluster has {cluster_cpus()} CPUs; two CPU-bound processes "
           f"run {capacity:.2f}x as fast as one after the other here now (best ratio reachable: {1 / capacity:.2f}x)")
+    mean, worst = empty_job_s()
+    print(f"an empty Slurm job, sbatch -> its end seen: {mean:.2f} s on average, {worst:.2f} s at worst (the "
+          "controller starts batch jobs at its scheduling pass, once a second)")
     with tempfile.TemporaryDirectory(prefix="bench-slurm-pycache-") as tmp:
         warm_bytecode(Path(tmp))
         serial, ran_serial = one(Path(tmp), slurm=False, cases=args.cases)

@@ -90,8 +90,11 @@ class ContainerSpec:
         return hash((self.id, self.name, self.image, self.image_hash, self.additional_files_hash))
 
     @classmethod
-    def from_record(cls, record: Mapping) -> ContainerSpec:
-        """Parse a server /mlcubes/{id}/ record (or a model record's nested container); ContainerSpecError if malformed."""
+    def from_record(cls, record: Mapping, *, schema_checked: bool = False) -> ContainerSpec:
+        """Parse a server /mlcubes/{id}/ record (or a model record's nested container); ContainerSpecError if malformed.
+
+        `schema_checked`: this program parsed the very record before (a Slurm job's task.json, written from a spec):
+        the JSON Schema pass is skipped (importing jsonschema costs each job ~0.07 s); MedPerf's rules still run."""
         if not isinstance(record, Mapping):
             raise ContainerSpecError(f"a container record must be a mapping, got {type(record).__name__}")
         if isinstance(record.get("container"), Mapping) and "container_config" not in record:
@@ -107,7 +110,7 @@ class ContainerSpec:
         if not isinstance(config, Mapping):
             raise ContainerSpecError("container_config is missing or not a mapping", where=where,
                                      hint="the record must carry MedPerf's container_config (image, tasks)")
-        validate_config(config, where=where)
+        validate_config(config, where=where, schema=not schema_checked)
         config = copy.deepcopy(dict(config))  # the spec must not change if the caller's record does
         parameters = record.get("parameters_config")
         if parameters is not None and not isinstance(parameters, Mapping):
@@ -166,14 +169,17 @@ class ContainerSpec:
                           gpus=run_args.get("gpus"), shm_size=run_args.get("shm_size"), volumes=tuple(volumes))
 
 
-def validate_config(config: Mapping, *, where: str = "container_config") -> None:
-    """Check a container_config against the schema and MedPerf's rules; ContainerSpecError listing every problem."""
-    import jsonschema  # heavy (60 ms): imported when a container record is checked, never on the no-op plan path
+def validate_config(config: Mapping, *, where: str = "container_config", schema: bool = True) -> None:
+    """Check a container_config against the schema (unless `schema` is false: checked before) and MedPerf's rules;
+    ContainerSpecError listing every problem."""
+    if schema:
+        import jsonschema  # heavy (60 ms): imported when a container record is checked, never on the no-op plan path
 
-    validator = jsonschema.Draft202012Validator(schemas.load("container_config"))
-    problems = [f"{e.json_path}: {e.message}" for e in sorted(validator.iter_errors(config), key=lambda e: e.json_path)]
-    if problems:
-        raise ContainerSpecError("invalid container_config: " + "; ".join(problems), where=where)
+        validator = jsonschema.Draft202012Validator(schemas.load("container_config"))
+        problems = [f"{e.json_path}: {e.message}"
+                    for e in sorted(validator.iter_errors(config), key=lambda e: e.json_path)]
+        if problems:
+            raise ContainerSpecError("invalid container_config: " + "; ".join(problems), where=where)
     kind = config.get("container_type", DOCKER_IMAGE)
     if kind not in RUNNABLE_TYPES:
         raise ContainerSpecError(f"container_type {kind} is unsupported", where=where,

@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from runner.container_spec import ContainerSpec
 
+# The Slurm job's exit status when the job dir it was given holds no matching marker (the state dir is not shared).
+# Here, not in runner.clients.slurm, so that the job's entry point (slurm_task) needs none of the submitter's imports.
+NOT_SHARED_EXIT = 97
+
 
 class Api(Protocol):
     """The registry (runner.clients.api.ApiClient): paths are relative to /api/v0/."""

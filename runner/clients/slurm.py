@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.clients import TaskRun
+from runner.clients import NOT_SHARED_EXIT, TaskRun
 from runner.container_spec import ContainerSpec, normalize_gpus
 from runner.errors import Interrupted, SharedStateError, SlurmJobError, SlurmUnavailable
 from runner.journal import write_atomic
@@ -26,12 +26,17 @@ from runner.model import RuntimeSpec
 
 IN_FLIGHT = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
                        "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT"})
-NOT_SHARED_EXIT = 97  # slurm_task's exit status when the job dir it was given holds no matching marker
 # What the job gets from the submitter's environment (--export): the engine's address, a PATH; nothing else.
 EXPORTED = ("PATH", "DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONFIG", "SLURM_CONF", "LANG",
             "HOME")
 LAST_LINES = 20
-POLL_S = 0.25  # squeue/scontrol are cheap (~10 ms); a job that ended is seen this much later at most
+# Waiting for a job: its files (the task's log, result.json) are looked at every WATCH_S (a stat each); Slurm is asked
+# (scontrol, a process of ~10-30 ms of CPU, on the same cores as the jobs on a small cluster) first after POLL_S, then
+# ever less often up to MAX_POLL_S, and every WATCH_S once the job wrote result.json (it is ending). A job that
+# ended without writing it (killed, its node lost) is seen within MAX_POLL_S.
+WATCH_S = 0.05
+POLL_S = 0.25
+MAX_POLL_S = 2.0
 CANCEL_WAIT_S = 20.0  # after scancel, how long to wait for the job (and its container) to end
 _HINT = "install Slurm's client commands (sbatch, squeue, scontrol, scancel) and point SLURM_CONF at the cluster"
 
@@ -107,7 +112,7 @@ class SlurmRunner:
     def __init__(self, jobs_dir: Path, cache_dir: Path, runtime: RuntimeSpec, *, environ: Mapping[str, str],
                  timeout: float | None = None, inactivity_timeout: float | None = None,
                  interrupted: Callable[[], bool] = lambda: False, python: str = sys.executable,
-                 poll_s: float = POLL_S):
+                 poll_s: float = POLL_S, watch_s: float = WATCH_S, max_poll_s: float = MAX_POLL_S):
         self.jobs_dir = Path(jobs_dir).absolute()
         self.cache_dir = Path(cache_dir).absolute()
         self.runtime = runtime
@@ -117,6 +122,8 @@ class SlurmRunner:
         self.interrupted = interrupted
         self.python = python
         self.poll_s = poll_s
+        self.watch_s = min(watch_s, poll_s)
+        self.max_poll_s = max(max_poll_s, poll_s)
         self._running: dict[str, str] = {}  # job id -> task key, of the jobs this run waits for
         self._lock = threading.Lock()
 
@@ -153,7 +160,7 @@ class SlurmRunner:
                 self._running[job_id] = key
             if self.interrupted():  # stop_all ran between the submission and the line above
                 raise KeyboardInterrupt
-            final = self._follow(job_id, log_path, on_line, last)
+            final = self._follow(job_id, log_path, on_line, last, job_dir / "result.json")
         except KeyboardInterrupt:
             self._cancel([job_id])
             raise Interrupted(f"interrupted while Slurm job {job_id} ran {task} of {spec.image}; the job was "
@@ -238,18 +245,25 @@ class SlurmRunner:
 
     # -- waiting ---------------------------------------------------------------------------------------------
 
-    def _follow(self, job_id: str, log_path: Path, on_line, last) -> JobState:
+    def _follow(self, job_id: str, log_path: Path, on_line, last, result_path: Path) -> JobState:
         """Copy the task's log lines to on_line while the job is in flight; return its final state."""
         offset, pending = 0, b""
+        state = self._state(job_id)
+        interval = self.poll_s
+        asked = time.monotonic()
         while True:
-            state = self._state(job_id)
             if self.interrupted() and state.in_flight and threading.current_thread() is threading.main_thread():
                 raise KeyboardInterrupt  # a signal that landed in a child process (squeue) instead of here
             offset, pending = _tail(log_path, offset, pending, last, on_line)
             if not state.in_flight:
                 _tail(log_path, offset, pending, last, on_line, final=True)
                 return state
-            time.sleep(self.poll_s)
+            time.sleep(min(self.watch_s, interval))
+            ending = result_path.exists()  # the job wrote how its task ended: its process exits now
+            if ending or time.monotonic() - asked >= interval:
+                state = self._state(job_id)
+                asked = time.monotonic()
+                interval = self.watch_s if ending else min(interval * 1.5, self.max_poll_s)
 
     def _state(self, job_id: str) -> JobState:
         """The job's state: scontrol while the controller remembers it (MinJobAge), then accounting/jobcomp."""

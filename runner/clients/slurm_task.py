@@ -10,8 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
+from runner.clients import NOT_SHARED_EXIT
 from runner.clients.containers import DockerRunner
-from runner.clients.slurm import NOT_SHARED_EXIT
 from runner.container_spec import ContainerSpec
 from runner.errors import ContainerError, Interrupted, MedperfApplyError
 from runner.journal import write_atomic
@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
         runner = DockerRunner(Path(doc["cache_dir"]), client=client, gpus=doc.get("gpus"),
                               shm_size=doc.get("shm_size"), timeout=doc.get("timeout"),
                               inactivity_timeout=doc.get("inactivity_timeout"))
-        spec = ContainerSpec.from_record(doc["record"])
+        spec = ContainerSpec.from_record(doc["record"], schema_checked=True)  # SlurmRunner wrote it from a spec
         volumes = {k: Path(v) for k, v in doc["volumes"].items()}
         run = runner.run_task(spec, doc["task"], volumes, log_path=Path(doc["log_path"]))
         result.update(ok=True, duration_s=run.duration_s)
@@ -70,4 +70,9 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    # result.json is written (atomically) and the output flushed: skip the interpreter's teardown (the Docker SDK's
+    # connection pools, the log thread), so the job ends, and its node is free for the next one, ~0.1 s sooner.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -22,15 +23,16 @@ RECORD = {"name": "m", "image_hash": "sha256:" + "a" * 64, "container_config": {
         "output_volumes": {"output_path": {"mount_path": "/out", "type": "directory"}}}}}}
 
 
-def _commands(bin_dir: Path, *, scontrol: str, sacct: str = "", log_lines: str = "") -> None:
-    """sbatch answers job 42 (and writes the task's log as the job would); squeue knows no job; scontrol and sacct
-    print what is given; every call is appended to calls.log."""
+def _commands(bin_dir: Path, *, scontrol: str, sacct: str = "", log_lines: str = "", job: str = "") -> None:
+    """sbatch answers job 42 (and writes the task's log as the job would, then runs `job` with $dir the job's folder);
+    squeue knows no job; scontrol and sacct print what is given; every call is appended to calls.log."""
     bin_dir.mkdir()
     calls = bin_dir / "calls.log"
     scripts = {
         "sbatch": f'echo "sbatch $*" >> {calls}\nlog=$(python3 -c "import json,sys; '
                   f'print(json.load(open(sys.argv[1]))[\'log_path\'])" "$(dirname "${{@: -1}}")/task.json")\n'
-                  f"mkdir -p \"$(dirname \"$log\")\"\nprintf '{log_lines}' > \"$log\"\necho '42;cluster'",
+                  f"mkdir -p \"$(dirname \"$log\")\"\nprintf '{log_lines}' > \"$log\"\n"
+                  f'dir=$(dirname "${{@: -1}}")\n{job}\necho \'42;cluster\'',
         "squeue": f'echo "squeue $*" >> {calls}',
         "scontrol": f'echo "scontrol $*" >> {calls}\n{scontrol}',
         "sacct": f'echo "sacct $*" >> {calls}\n{sacct}',
@@ -42,9 +44,10 @@ def _commands(bin_dir: Path, *, scontrol: str, sacct: str = "", log_lines: str =
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
-def _run(tmp_path: Path, runtime: RuntimeSpec | None = None):
+def _run(tmp_path: Path, runtime: RuntimeSpec | None = None, poll_s: float = 0.01):
     runner = SlurmRunner(tmp_path / "jobs", tmp_path / "cache", runtime or RuntimeSpec(executor="slurm"),
-                         environ={**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}, poll_s=0.01)
+                         environ={**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}, poll_s=poll_s,
+                         max_poll_s=poll_s)
     (tmp_path / "data").mkdir(exist_ok=True)
     return runner.run_task(ContainerSpec.from_record(RECORD), "infer", {"data_path": tmp_path / "data",
                                                                         "output_path": tmp_path / "out"},
@@ -96,3 +99,16 @@ def test_no_slurm_commands_is_a_clear_error(tmp_path):
     with pytest.raises(SlurmUnavailable, match="squeue is not installed"):
         runner.run_task(ContainerSpec.from_record(RECORD), "infer", {"data_path": tmp_path, "output_path": tmp_path},
                         log_path=tmp_path / "x.log")
+
+
+def test_a_job_that_wrote_its_outcome_is_seen_ended_at_once_not_at_the_next_poll(tmp_path):
+    """Slurm is asked seldom (here: every 30 s) but the job's result.json is watched: the job that wrote it (and
+    then ended) is seen ended within a fraction of a second, and its task counts as done."""
+    _commands(tmp_path / "bin", job="""(sleep 1; printf '{"job_id": "42", "ok": true}' > "$dir/result.json") >/dev/null 2>&1 &""",
+              scontrol='if [ -e "$(ls -d ' + str(tmp_path / "jobs") + '/*/result.json 2>/dev/null | head -1)" ]; '
+                       "then s=COMPLETED; else s=RUNNING; fi; "
+                       "echo \"JobId=42 JobState=$s Reason=None ExitCode=0:0 NodeList=n1\"")
+    started = time.monotonic()
+    run = _run(tmp_path, poll_s=30)
+    assert run.exit_code == 0
+    assert time.monotonic() - started < 10  # the next poll of Slurm would have come after 30 s
