@@ -3,7 +3,8 @@ engine running the example chest X-ray containers, the real registry on loopback
 as a process (to interrupt or kill it).
 
 One site is taken through its life in order (the file runs on one pytest worker, --dist loadfile), so that each
-container task is paid for once: the tutorial, then models added to the benchmark one test at a time.
+container task is paid for once: the tutorial, then models added to the benchmark one test at a time. Last, a
+state dir the nodes do not share (its blocker jobs hold both nodes: here, never beside the tests above).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,6 +24,10 @@ import pytest
 import requests
 
 from runner.cli import main
+from runner.clients.slurm import SlurmRunner
+from runner.container_spec import ContainerSpec
+from runner.errors import SharedStateError
+from runner.model import RuntimeSpec
 
 REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = REPO / "examples" / "chestxray" / "build" / "components.json"
@@ -129,7 +135,9 @@ def _linear(name_suffix: str, *, sleep_s: float = 0) -> dict:
 
 
 def _new(cluster, before: set[str], task: str | None = None) -> list:
-    return [j for j in cluster.finished() if j.job_id not in before and (task is None or j.name.split("-")[1] == task)]
+    """Our jobs (medperf-<task>-<key>) that ended since `before`, of `task` when given."""
+    return [j for j in cluster.finished() if j.job_id not in before and j.name.startswith("medperf-")
+            and (task is None or j.name.split("-")[1] == task)]
 
 
 def _known(cluster) -> set[str]:
@@ -276,3 +284,56 @@ def test_a_failing_model_is_a_failed_job_with_its_id_state_exit_code_and_last_li
     line = next(ln for ln in out.splitlines() if f"Slurm job {job.job_id}" in ln)
     assert "FAILED" in line and "exit code 1" in line and "no weights here" in line, line
     assert not site.results()[bad]["finalized"]
+
+
+# -- the state dir on a filesystem the nodes share (in this file: its blocker jobs hold both nodes, which the
+# tests above must not meet on another pytest worker)
+
+
+def _sbatch(cluster, *args: str) -> str:
+    return subprocess.run(["sbatch", "--parsable", *args], capture_output=True, text=True, check=True,
+                          env={**os.environ, **cluster.env}).stdout.strip().split(";")[0]
+
+
+def _until(predicate, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_a_state_dir_the_node_does_not_share_is_reported_as_such(tmp_path, cluster):
+    if not COMPONENTS.exists():
+        pytest.skip(f"{COMPONENTS} is missing: run `make images` first")
+    spec = ContainerSpec.from_record(json.loads(COMPONENTS.read_text())["second_model"])
+    # Both nodes busy, so the task's job waits while its marker is swapped for another filesystem's.
+    blockers = [_sbatch(cluster, "-w", node, "--job-name=blocker", "-o", "/dev/null", "--wrap", "sleep 120")
+                for node in ("n1", "n2")]
+    try:
+        _until(lambda: all(cluster.state(b) == "RUNNING" for b in blockers), "the blockers to run")
+        runner = SlurmRunner(tmp_path / "slurm", tmp_path / "containers", RuntimeSpec(executor="slurm"),
+                             environ={**os.environ, **cluster.env}, poll_s=0.2)
+        (tmp_path / "data").mkdir()
+        failures: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                runner.run_task(spec, "infer", {"data_path": tmp_path / "data", "output_path": tmp_path / "pred"},
+                                log_path=tmp_path / "infer.log")
+            except BaseException as e:  # noqa: BLE001 - checked below
+                failures.append(e)
+
+        t = threading.Thread(target=run)
+        t.start()
+        _until(lambda: list((tmp_path / "slurm").glob("*/job.json")), "the job to be submitted")
+        (marker,) = (tmp_path / "slurm").glob("*/marker")
+        marker.write_text("what-another-filesystem-holds")
+    finally:
+        subprocess.run(["scancel", *blockers], env={**os.environ, **cluster.env}, check=False)
+    t.join(120)
+    assert not t.is_alive()
+    (e,) = failures
+    assert isinstance(e, SharedStateError), e
+    assert "not on a filesystem the nodes share" in str(e) and str(marker.parent) in str(e)
+    assert "on node n" in str(e)
