@@ -7,7 +7,8 @@ A fresh seeded registry on loopback, the tutorial manifest and toy data, the rea
 the containers created per task, showing that no task ran twice. Then, with one more approved model (two
 models to run after approval), the second apply's run phase (first run_model start -> last end, from the
 event log) with `--parallel 1` and `--parallel 2`, each in its own fresh world.
-Target: no container task run twice; total within 1.2x of the container run time.
+Target: no container task run twice; total within 1.15x of the engine's floor (the containers' own run time plus
+a create/start/wait/remove of each container).
 """
 
 from __future__ import annotations
@@ -218,9 +219,10 @@ def report(pycache: Path, args) -> int:
               f"--parallel 2 {par['phase']:.1f} s ({par['ran']} models); load {load_average()}")
         if serial["phase"] and par["phase"]:
             par_text = f"{par['phase'] / serial['phase']:.2f}x of serial"
-    ok = ratio <= 1.2 and not twice and t["again"] == 0
-    print(f"targets (total <= 1.2x container time, no task twice): {'met' if ok else 'NOT met'}")
-    print(f"tutorial: {t['total']:.1f} s total = {ratio:.2f}x container time {own:.1f} s "
+    ok = t["total"] <= 1.15 * bound and not twice and t["again"] == 0
+    print(f"targets (total <= 1.15x the engine floor, no task twice): {'met' if ok else 'NOT met'}")
+    print(f"tutorial: {t['total']:.1f} s total = {t['total'] / bound:.2f}x the engine floor {bound:.1f} s, "
+          f"{ratio:.2f}x container time {own:.1f} s "
           f"({t['total'] / engine:.2f}x create->destroy {engine:.1f} s); tasks run twice "
           f"{len(twice)}; --parallel 2 run phase {par_text}")
     return 0
