@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,20 +85,19 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 30, 30s, 10m, 6h)") from None
 
 
-def _gpus(text: str) -> str:
-    try:
-        normalize_gpus(text)
-    except ContainerSpecError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not all, a count, or device=<ids> (e.g. device=0,1)") from None
-    return text
+def _checked_by(check: Callable[[str], Any], expected: str) -> Callable[[str], str]:
+    """An argparse type: the text as given, once `check` (a container_spec rule) accepts it."""
+    def checked(text: str) -> str:
+        try:
+            check(text)
+        except ContainerSpecError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {expected}") from None
+        return text
+    return checked
 
 
-def _shm_size(text: str) -> str:
-    try:
-        check_shm_size(text)
-    except ContainerSpecError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 2g, 512m)") from None
-    return text
+_gpus = _checked_by(normalize_gpus, "all, a count, or device=<ids> (e.g. device=0,1)")
+_shm_size = _checked_by(check_shm_size, "a size (e.g. 2g, 512m)")
 
 
 def _positive(text: str) -> int:

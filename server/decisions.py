@@ -30,12 +30,17 @@ def decide_latest(conn: Connection, user: dict, latest: dict, status: str) -> di
     """Set `status` (APPROVED or REJECTED) on the latest row after rules.check_association_decision; the new row."""
     rules.check_association_decision(user, latest, status)
     stamp = now()
-    decided = store.decide_dataset_association(conn, latest["id"], {
+    return decided(store.decide_dataset_association(conn, latest["id"], {
         "approval_status": status, "approved_at": stamp, "modified_at": stamp,
-    })
-    if decided is None:  # another decision landed first (a writer without the write lock)
+    }))
+
+
+def decided(row: dict | None) -> dict:
+    """The decided row of a guarded update; None means another decision landed first (a writer without the write
+    lock): MedPerf's 400 for a request no longer pending."""
+    if row is None:
         raise rules.not_pending_error()
-    return decided
+    return row
 
 
 def decide(conn: Connection, user: dict, dataset_id: int, benchmark_id: int, status: str) -> dict:

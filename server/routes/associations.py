@@ -86,13 +86,6 @@ def _history(ctx, subject: _Subject, entity_id, benchmark_id):
     return subject.history(ctx.conn, entity_id, benchmark_id)
 
 
-def _decided(row: dict | None) -> dict:
-    """The decided row; None means another decision landed first (a writer without the write lock)."""
-    if row is None:
-        raise rules.not_pending_error()
-    return row
-
-
 def get_dataset_association(ctx, dataset_id, benchmark_id):
     return _history(ctx, _DATASET, dataset_id, benchmark_id)
 
@@ -143,7 +136,7 @@ def put_model_association(ctx, model_id, benchmark_id):
         changes["approval_status"] = body["approval_status"]
         changes["approved_at"] = now()
     if "approval_status" in changes:
-        return _decided(store.decide_model_association(ctx.conn, latest["id"], changes))
+        return decisions.decided(store.decide_model_association(ctx.conn, latest["id"], changes))
     return store.update_model_association(ctx.conn, latest["id"], changes) if changes else latest
 
 

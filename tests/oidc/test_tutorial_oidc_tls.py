@@ -5,7 +5,6 @@ each signed in with the device flow, the real Docker engine running the chest X-
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -14,10 +13,10 @@ import requests
 
 from tests.oidc.conftest import Site
 from tests.oidc.provider import AUDIENCE, start_provider
+from tests.support.images import COMPONENTS, require_images
 from tests.support.tls import make_certs
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
-COMPONENTS = REPO / "examples" / "chestxray" / "build" / "components.json"
 TUTORIAL = REPO / "manifests" / "chestxray-tutorial.yaml"
 TTL = 5
 
@@ -41,11 +40,7 @@ def _tutorial_manifest() -> str:
 
 
 def test_the_tutorial_over_https_with_oidc_sign_ins(tmp_path, docker_client):
-    if not COMPONENTS.exists():
-        msg = f"{COMPONENTS} is missing: run `make images` first"
-        if os.environ.get("MEDPERF_REQUIRE_DOCKER") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_images()
     from server.loopback import live_server
 
     certs = make_certs(tmp_path / "certs")

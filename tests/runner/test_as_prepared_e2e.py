@@ -16,9 +16,9 @@ import pytest
 
 from runner.cli import main
 from tests.runner.test_cli import independent_hash
+from tests.support.images import COMPONENTS, require_images
 
 REPO = Path(__file__).resolve().parents[2]
-COMPONENTS = REPO / "examples" / "chestxray" / "build" / "components.json"
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -63,11 +63,7 @@ def _get(srv, path: str) -> dict:
 
 
 def test_data_prepared_beforehand_registers_as_prepared_with_the_normal_paths_generated_uid(tmp_path, docker_client):
-    if not COMPONENTS.exists():
-        msg = f"{COMPONENTS} is missing: run `make images` first"
-        if os.environ.get("MEDPERF_REQUIRE_DOCKER") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_images()
     from tests.support.server import TESTBO, live_server
 
     raw = tmp_path / "normal" / "raw"

@@ -16,9 +16,9 @@ import requests
 
 from runner.cli import main
 from tests.runner.test_cli import independent_hash
+from tests.support.images import COMPONENTS, require_images
 
 REPO = Path(__file__).resolve().parents[2]
-COMPONENTS = REPO / "examples" / "chestxray" / "build" / "components.json"
 TUTORIAL = REPO / "manifests" / "chestxray-tutorial.yaml"
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -27,11 +27,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 @pytest.fixture
 def tutorial(tmp_path, docker_client):
     """The tutorial manifest in a work folder with toy raw data beside it, and a seeded live server."""
-    if not COMPONENTS.exists():
-        msg = f"{COMPONENTS} is missing: run `make images` first"
-        if os.environ.get("MEDPERF_REQUIRE_DOCKER") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_images()
     from tests.support.server import TESTDO, live_server
 
     (tmp_path / "manifests").mkdir()

@@ -28,9 +28,9 @@ from runner.clients.slurm import SlurmRunner
 from runner.container_spec import ContainerSpec
 from runner.errors import SharedStateError
 from runner.model import RuntimeSpec
+from tests.support.images import COMPONENTS, require_images
 
 REPO = Path(__file__).resolve().parents[2]
-COMPONENTS = REPO / "examples" / "chestxray" / "build" / "components.json"
 TUTORIAL = REPO / "manifests" / "chestxray-tutorial.yaml"
 FAILING_IMAGE = "medperf-apply/test-failing-model:latest"
 RUNTIME = "runtime:\n  executor: slurm\n  slurm: {partition: debug, time_limit: 10m}\n"
@@ -101,11 +101,7 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, cluster, docker_client):
-    if not COMPONENTS.exists():
-        msg = f"{COMPONENTS} is missing: run `make images` first"
-        if os.environ.get("MEDPERF_REQUIRE_DOCKER") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_images()
     from tests.support.server import TESTDO, live_server
 
     root = tmp_path_factory.mktemp("slurm-site")
@@ -304,8 +300,7 @@ def _until(predicate, what: str, timeout: float = 60) -> None:
 
 
 def test_a_state_dir_the_node_does_not_share_is_reported_as_such(tmp_path, cluster):
-    if not COMPONENTS.exists():
-        pytest.skip(f"{COMPONENTS} is missing: run `make images` first")
+    require_images()
     spec = ContainerSpec.from_record(json.loads(COMPONENTS.read_text())["second_model"])
     # Both nodes busy, so the task's job waits while its marker is swapped for another filesystem's.
     blockers = [_sbatch(cluster, "-w", node, "--job-name=blocker", "-o", "/dev/null", "--wrap", "sleep 120")

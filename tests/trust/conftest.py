@@ -26,10 +26,10 @@ import yaml
 # The server suite's fixtures: `world` (a seeded registry in-process, one client per actor) on SQLite and on
 # PostgreSQL, reused rather than copied.
 from tests.server.conftest import db_url, pg_database, world  # noqa: F401
+from tests.support.images import COMPONENTS, require_images  # noqa: F401  (require_images: for the tests)
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / ".venv" / "bin" / "medperf-apply"
-COMPONENTS = REPO / "examples" / "chestxray" / "build" / "components.json"
 MAKE_DATA = REPO / "examples" / "chestxray" / "make_data.py"
 
 DATASET_ONLY = """\
@@ -252,14 +252,6 @@ class Trial:
             if p.poll() is None:
                 p.kill()
                 p.wait(timeout=30)
-
-
-def require_images():
-    if not COMPONENTS.exists():
-        msg = f"{COMPONENTS} is missing: run `make images` first"
-        if os.environ.get("MEDPERF_REQUIRE_DOCKER") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
 
 
 @pytest.fixture
